@@ -1,0 +1,117 @@
+"""The task routes of CONTRACT §6. Each handler commits before it answers.
+
+A POST runs in one unit of work: claim its `Idempotency-Key` (if any), run the service, store
+the response with the work, commit, and only then answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from services.api.schemas import CreateTask, RetryView, TaskView
+from services.api.security import SECURITY, authenticate, require_json
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.domain import CONTENT_TYPES
+from shared.service import NewTask, cancel_task, create_task, get_task_view, retry_task
+from shared.service.idempotency import claim, remember, request_fingerprint
+from shared.settings import Settings
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        required=False,
+        max_length=255,
+        description="Repeat a POST safely: the same key returns the first response.",
+    ),
+]
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+Work = Callable[[UnitOfWork], Awaitable[Any]]
+
+
+class TaskController(Controller):
+    path = "/api/v1/tasks"
+    guards = [authenticate]  # noqa: RUF012 - Litestar reads it as a class attribute
+    security = SECURITY
+    tags = ["tasks"]  # noqa: RUF012
+
+    @post("/", status_code=201, guards=[require_json])
+    async def create(
+        self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
+    ) -> Response[TaskView]:
+        """Create a task, its content items, and dispatch their generation."""
+        new = NewTask(
+            roadmap_id=data.roadmap_id,
+            concepts=[(c.concept_id, c.title) for c in data.concepts],
+            content_types=list(data.content_types or CONTENT_TYPES),
+        )
+        return await _run(
+            request,
+            user_id,
+            key,
+            msgspec.json.encode(data),
+            201,
+            lambda uow: create_task(uow, user_id, new),
+        )
+
+    @get("/{task_id:uuid}")
+    async def read(self, request: Request[Any, Any, Any], task_id: UUID, user_id: str) -> TaskView:
+        """The task view."""
+        async with _uow_factory(request)() as uow:
+            view = await get_task_view(uow, user_id, task_id)
+        return msgspec.convert(view, TaskView)
+
+    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json])
+    async def cancel(
+        self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
+    ) -> Response[TaskView]:
+        """Cancel a pending or processing task; the worker stops at the next item."""
+        return await _run(
+            request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
+        )
+
+    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json])
+    async def retry(
+        self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
+    ) -> Response[RetryView]:
+        """Retry every item that is not completed; answered after the commit."""
+        return await _run(
+            request, user_id, key, b"", 202, lambda uow: retry_task(uow, user_id, task_id)
+        )
+
+
+async def _run(
+    request: Request[Any, Any, Any],
+    user_id: str,
+    key: str | None,
+    body: bytes,
+    status_code: int,
+    work: Work,
+) -> Response[Any]:
+    settings: Settings = request.app.state.settings
+    headers = {h: v for h in TRACE_HEADERS if (v := request.headers.get(h))}
+    async with _uow_factory(request)(headers) as uow:
+        fingerprint = request_fingerprint(request.method, request.url.path, body)
+        if key is not None:
+            ttl = settings.api.idempotency_ttl_seconds
+            stored = await claim(uow, user_id, key, fingerprint, ttl)
+            if stored is not None:
+                replayed = {"Idempotent-Replayed": "true"}
+                return Response(stored.body, status_code=stored.status_code, headers=replayed)
+        content = msgspec.to_builtins(await work(uow))
+        if key is not None:
+            await remember(uow, user_id, key, fingerprint, status_code, content)
+        await uow.commit()
+    return Response(content, status_code=status_code)
+
+
+def _uow_factory(request: Request[Any, Any, Any]) -> UnitOfWorkFactory:
+    factory: UnitOfWorkFactory = request.app.state.uow_factory
+    return factory

@@ -1,0 +1,64 @@
+"""The HTTP API's request and response shapes (CONTRACT §6), as msgspec structs.
+
+Structural rules (types, lengths, counts) live here so that malformed input is refused with a
+400 before a handler runs; rules that need the whole request (unique concept ids) live in the
+service.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+ContentType = Literal["tutorial", "resources", "quiz"]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class Concept(msgspec.Struct, forbid_unknown_fields=True):
+    concept_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    title: Text
+
+
+class CreateTask(msgspec.Struct, forbid_unknown_fields=True):
+    roadmap_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    concepts: Annotated[list[Concept], msgspec.Meta(min_length=1, max_length=1000)]
+    content_types: Annotated[list[ContentType], msgspec.Meta(min_length=1, max_length=3)] | None = (
+        None
+    )
+
+
+class Counts(msgspec.Struct):
+    total: int
+    completed: int
+    failed: int
+    pending: int
+
+
+class ItemsView(Counts):
+    by_type: dict[str, Counts]
+
+
+class TaskView(msgspec.Struct):
+    task_id: str
+    roadmap_id: str
+    status: str
+    current_step: str | None
+    error_message: str | None
+    completed_at: str | None
+    created_at: str
+    updated_at: str
+    seq: int
+    items: ItemsView
+
+
+class RetryView(msgspec.Struct):
+    task: TaskView
+    total_items: int
+    items_by_type: dict[str, int]
+    recovery_type: str
+
+
+class ErrorView(msgspec.Struct):
+    status_code: int
+    detail: str

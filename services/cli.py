@@ -1,0 +1,101 @@
+"""`taskrelay`: the one command line of every process (CONTRACT §2).
+
+Each subcommand reads the settings once, then hands them to its process's composition root.
+A dependency that cannot be reached at start-up ends the process with one line and status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from shared.errors import ConfigurationError, DependencyUnavailable
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from shared.db.migrate import migrate, safe_url
+
+    created = migrate(settings.database)
+    where = safe_url(settings.database.asyncpg_dsn)
+    print(f"database {'created and ' if created else ''}migrated to head: {where}")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from services.api import create_app
+    from shared.db.probe import probe_database
+
+    configure_logging("api")
+    settings.auth.require_secret()
+    asyncio.run(probe_database(settings.database))
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=25,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.auth import issue_token
+
+    ttl = args.ttl if args.ttl is not None else settings.auth.default_ttl_seconds
+    print(issue_token(settings.auth.require_secret(), args.user_id, ttl))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskrelay",
+        description="Task state changes, their notifications and job dispatches, "
+        "written in one PostgreSQL transaction and relayed to RabbitMQ.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="create the database if missing, then migrate to head")
+    p.set_defaults(run=cmd_migrate)
+
+    p = sub.add_parser("api", help="HTTP API, WebSocket gateway and task page")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.set_defaults(run=cmd_api)
+
+    p = sub.add_parser("token", help="print a bearer token for a user")
+    p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="lifetime in seconds (default 86400)",
+    )
+    p.set_defaults(run=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        run: Command = args.run
+        return run(args, settings)
+    except (ConfigurationError, DependencyUnavailable) as exc:
+        print(f"taskrelay {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

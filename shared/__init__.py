@@ -1,0 +1,1 @@
+"""Everything the taskrelay processes share: domain, state machine, outbox, database, settings."""

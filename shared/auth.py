@@ -1,0 +1,55 @@
+"""Bearer tokens: HS256 JWTs signed with `TASKRELAY_SECRET`, the user id in `sub`.
+
+The same token opens the HTTP API, the WebSocket and the task page.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from shared.errors import Unauthorized
+
+ALGORITHM = "HS256"
+ISSUER = "taskrelay"
+
+
+def issue_token(secret: str, user_id: str, ttl_seconds: int) -> str:
+    if not user_id:
+        raise ValueError("a token needs a user id")
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds, "iss": ISSUER}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> str:
+    """The user id the token was issued for; Unauthorized when missing, forged or expired."""
+    if not token:
+        raise Unauthorized("a bearer token is required")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iss"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("the token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized("the token is not valid") from exc
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("the token names no user")
+    return subject
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or Unauthorized."""
+    if not header:
+        raise Unauthorized("an Authorization: Bearer <token> header is required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token.strip()

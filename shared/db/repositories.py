@@ -1,0 +1,137 @@
+"""Repositories over one connection: tasks and their content items.
+
+They map rows to domain values and back; they never decide anything. A status is written only
+through `TaskRepository.save`, which the state machine's service calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.tables import content_items, roadmap_tasks
+from shared.domain import ItemCounts, ItemKey, ItemStatus, Status, TaskState
+
+_STATE_COLUMNS = (
+    roadmap_tasks.c.task_id,
+    roadmap_tasks.c.roadmap_id,
+    roadmap_tasks.c.owner_id,
+    roadmap_tasks.c.status,
+    roadmap_tasks.c.current_step,
+    roadmap_tasks.c.error_message,
+    roadmap_tasks.c.completed_at,
+    roadmap_tasks.c.seq,
+)
+
+
+def _state(row: Any) -> TaskState:
+    return TaskState(
+        task_id=row.task_id,
+        roadmap_id=row.roadmap_id,
+        owner_id=row.owner_id,
+        status=Status(row.status),
+        current_step=row.current_step,
+        error_message=row.error_message,
+        completed_at=row.completed_at,
+        seq=row.seq,
+    )
+
+
+class TaskRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, state: TaskState, now: datetime) -> None:
+        await self._conn.execute(
+            roadmap_tasks.insert().values(
+                task_id=state.task_id,
+                roadmap_id=state.roadmap_id,
+                owner_id=state.owner_id,
+                status=state.status.value,
+                current_step=state.current_step,
+                seq=state.seq,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    async def lock(self, task_id: UUID, *, nowait: bool = False) -> TaskState | None:
+        """Read the task and lock its row until the transaction ends."""
+        query = select(*_STATE_COLUMNS).where(roadmap_tasks.c.task_id == task_id)
+        row = (await self._conn.execute(query.with_for_update(nowait=nowait))).first()
+        return _state(row) if row else None
+
+    async def save(self, state: TaskState, now: datetime) -> None:
+        await self._conn.execute(
+            update(roadmap_tasks)
+            .where(roadmap_tasks.c.task_id == state.task_id)
+            .values(
+                status=state.status.value,
+                current_step=state.current_step,
+                error_message=state.error_message,
+                completed_at=state.completed_at,
+                seq=state.seq,
+                updated_at=now,
+            )
+        )
+
+    async def view_row(self, task_id: UUID) -> Any:
+        """Every column of the task, or None."""
+        query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
+        return (await self._conn.execute(query)).first()
+
+
+class ItemRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add_many(
+        self, task_id: UUID, items: Sequence[tuple[ItemKey, str]], now: datetime
+    ) -> None:
+        """Insert (key, concept title) pairs in generation order."""
+        await self._conn.execute(
+            content_items.insert(),
+            [
+                {
+                    "task_id": task_id,
+                    "concept_id": key.concept_id,
+                    "content_type": key.content_type,
+                    "position": position,
+                    "concept_title": title,
+                    "updated_at": now,
+                }
+                for position, (key, title) in enumerate(items)
+            ],
+        )
+
+    async def not_completed(self, task_id: UUID) -> list[ItemKey]:
+        query = (
+            select(content_items.c.concept_id, content_items.c.content_type)
+            .where(content_items.c.task_id == task_id)
+            .where(content_items.c.status != ItemStatus.COMPLETED.value)
+            .order_by(content_items.c.position)
+        )
+        return [ItemKey(r.concept_id, r.content_type) for r in await self._conn.execute(query)]
+
+    async def reset_to_pending(self, task_id: UUID, keys: Sequence[ItemKey], now: datetime) -> None:
+        pairs = [(k.concept_id, k.content_type) for k in keys]
+        await self._conn.execute(
+            update(content_items)
+            .where(content_items.c.task_id == task_id)
+            .where(tuple_(content_items.c.concept_id, content_items.c.content_type).in_(pairs))
+            .values(status=ItemStatus.PENDING.value, updated_at=now)
+        )
+
+    async def counts(self, task_id: UUID) -> ItemCounts:
+        query = (
+            select(content_items.c.content_type, content_items.c.status, func.count())
+            .where(content_items.c.task_id == task_id)
+            .group_by(content_items.c.content_type, content_items.c.status)
+        )
+        rows = [(r[0], r[1], int(r[2])) for r in await self._conn.execute(query)]
+        return ItemCounts.from_rows(rows)

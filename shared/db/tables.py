@@ -1,0 +1,124 @@
+"""The tables, as SQLAlchemy Core metadata; the migrations create them, the repositories use them.
+
+`roadmap_tasks` is read by outside tools (CONTRACT §4). The outbox is designed for the relay:
+rows of one task are inserted under that task's row lock, so their `id` order is their commit
+order; unpublished rows are found through a partial index; every row carries a stable
+`message_id` that the relay sends on every publication of it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+roadmap_tasks = Table(
+    "roadmap_tasks",
+    metadata,
+    Column("task_id", UUID(as_uuid=True), primary_key=True),
+    Column("roadmap_id", Text, nullable=False),
+    Column("owner_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("current_step", Text),
+    Column("error_message", Text),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("seq", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint(
+        "status IN ('pending','processing','completed','partial_failure','failed','cancelled')",
+        name="roadmap_tasks_status_check",
+    ),
+    Index("roadmap_tasks_owner_idx", "owner_id", "created_at"),
+)
+
+content_items = Table(
+    "content_items",
+    metadata,
+    Column(
+        "task_id",
+        UUID(as_uuid=True),
+        ForeignKey("roadmap_tasks.task_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("concept_id", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("concept_title", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("content", JSONB),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("task_id", "concept_id", "content_type", name="content_items_pkey"),
+    CheckConstraint(
+        "status IN ('pending','completed','failed')", name="content_items_status_check"
+    ),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("task_id", UUID(as_uuid=True), nullable=False),
+    Column("partition_key", SmallInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("routing_key", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column(
+        "created_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
+    Column("published_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
+    CheckConstraint("kind IN ('notification','job')", name="outbox_kind_check"),
+    Index(
+        "outbox_unpublished_idx",
+        "id",
+        postgresql_where=text("published_at IS NULL AND parked_at IS NULL"),
+    ),
+    Index(
+        "outbox_published_idx",
+        "published_at",
+        postgresql_where=text("published_at IS NOT NULL"),
+    ),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("response_status", Integer, nullable=False),
+    Column("response_body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("owner_id", "key", name="idempotency_keys_pkey"),
+    Index("idempotency_keys_created_idx", "created_at"),
+)
+
+OUTBOX_CHANNEL = "taskrelay_outbox"
+"""The NOTIFY channel a trigger on `outbox` signals in every writing transaction."""
+
+PARTITION_BUCKETS = 256
+"""Outbox rows carry `partition_key = hash(task_id) % PARTITION_BUCKETS` (see docs/relay.md)."""

@@ -1,0 +1,39 @@
+"""The pure domain: tasks, their items, and the one state machine. No framework, no driver."""
+
+from shared.domain.model import (
+    CONTENT_TYPES,
+    ItemCounts,
+    ItemKey,
+    ItemStatus,
+    JobDispatch,
+    Notification,
+    Status,
+    TaskState,
+)
+from shared.domain.state_machine import (
+    TERMINAL,
+    TRANSITIONS,
+    Change,
+    Kind,
+    Rule,
+    plan_event,
+    plan_transition,
+)
+
+__all__ = [
+    "CONTENT_TYPES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Change",
+    "ItemCounts",
+    "ItemKey",
+    "ItemStatus",
+    "JobDispatch",
+    "Kind",
+    "Notification",
+    "Rule",
+    "Status",
+    "TaskState",
+    "plan_event",
+    "plan_transition",
+]

@@ -1,0 +1,144 @@
+"""Value objects of the domain: a task's state, its items, and what a change emits.
+
+Everything here is immutable and free of I/O; the database layer maps rows onto these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIAL_FAILURE = "partial_failure"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+CONTENT_TYPES: tuple[str, ...] = ("tutorial", "resources", "quiz")
+"""The content types a task can ask for, in generation order."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """The fields of a task that the state machine reads and writes."""
+
+    task_id: UUID
+    roadmap_id: str
+    owner_id: str
+    status: Status
+    current_step: str | None
+    error_message: str | None
+    completed_at: datetime | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemKey:
+    """One content item: a concept in one content type."""
+
+    concept_id: str
+    content_type: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"concept_id": self.concept_id, "content_type": self.content_type}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCounts:
+    """How many of a task's items are in each status, overall and per content type."""
+
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0
+    by_type: dict[str, ItemCounts] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `items` part of the task view (CONTRACT §6)."""
+        view = self._flat()
+        view["by_type"] = {t: c._flat() for t, c in sorted(self.by_type.items())}
+        return view
+
+    def _flat(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "completed": self.completed,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[str, str, int]]) -> ItemCounts:
+        """Build counts from (content_type, status, count) rows."""
+        per_type: dict[str, dict[str, int]] = {}
+        for content_type, status, count in rows:
+            per_type.setdefault(content_type, {})[status] = count
+        overall = _counts({s: sum(c.get(s, 0) for c in per_type.values()) for s in ItemStatus})
+        return cls(
+            overall.total,
+            overall.completed,
+            overall.failed,
+            overall.pending,
+            {t: _counts(c) for t, c in per_type.items()},
+        )
+
+
+def _counts(by_status: dict[str, int]) -> ItemCounts:
+    completed = by_status.get(ItemStatus.COMPLETED, 0)
+    failed = by_status.get(ItemStatus.FAILED, 0)
+    pending = by_status.get(ItemStatus.PENDING, 0)
+    return ItemCounts(completed + failed + pending, completed, failed, pending)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What a task change tells its watchers: the `progress` frame of CONTRACT §7."""
+
+    task_id: UUID
+    seq: int
+    step: str
+    status: Status
+    message: str
+    data: dict[str, Any]
+
+    def as_body(self) -> dict[str, Any]:
+        """The broker message body: the progress frame without `type` (CONTRACT §11)."""
+        return {
+            "task_id": str(self.task_id),
+            "seq": self.seq,
+            "step": self.step,
+            "status": str(self.status),
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobDispatch:
+    """A request for a worker to act on a task, published as `job.<name>`."""
+
+    name: str
+    task_id: UUID
+    items: tuple[ItemKey, ...]
+    reason: str
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            "task_id": str(self.task_id),
+            "job": self.name,
+            "reason": self.reason,
+            "items": [item.as_dict() for item in self.items],
+        }

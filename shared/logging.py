@@ -1,0 +1,75 @@
+"""Structured logs for every process: JSON when stderr is not a terminal, readable when it is.
+
+Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`,
+so every line logged inside carries them, and they are cleared when the work ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(process: str, *, json: bool | None = None, level: str | None = None) -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    if json is None:
+        wanted = os.environ.get("TASKRELAY_LOG_FORMAT", "").lower()
+        json = wanted == "json" or (wanted != "console" and not sys.stderr.isatty())
+    level_name = (level or os.environ.get("TASKRELAY_LOG_LEVEL", "INFO")).upper()
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(process=process)
+    # Libraries log through the stdlib: route them through the same renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer, foreign_pre_chain=[*shared_processors]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.getLevelName(level_name), logging.INFO))
+    for noisy in ("aiormq", "aio_pika", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+@contextmanager
+def bound_context(**values: Any) -> Iterator[None]:
+    """Bind values (task_id, message_id, job_id) to every log line inside, then clear them."""
+    tokens = structlog.contextvars.bind_contextvars(**values)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

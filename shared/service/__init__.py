@@ -1,0 +1,26 @@
+"""Application services: the commands the API, the worker and the watchdog run.
+
+Each writes through the caller's unit of work; the caller commits once the whole change,
+its notification and any job dispatch are written, and only then answers.
+"""
+
+from shared.service.tasks import (
+    NewTask,
+    RetryResult,
+    cancel_task,
+    create_task,
+    get_task_view,
+    retry_task,
+)
+from shared.service.transitions import emit_event, transition
+
+__all__ = [
+    "NewTask",
+    "RetryResult",
+    "cancel_task",
+    "create_task",
+    "emit_event",
+    "get_task_view",
+    "retry_task",
+    "transition",
+]

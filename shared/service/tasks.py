@@ -1,0 +1,169 @@
+"""The task commands behind the HTTP API: create, view, cancel, retry.
+
+Each writes through the caller's unit of work and returns what the caller answers with; the
+caller commits, then answers, so no answer ever describes an uncommitted change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from shared.db.uow import UnitOfWork
+from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState
+from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.logging import get_logger
+from shared.messaging import GENERATE_CONTENT
+from shared.service.transitions import transition
+
+log = get_logger(__name__)
+
+RETRY_STEP = "content_retry_queued"
+RECOVERY_TYPE = "content_retry"
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    roadmap_id: str
+    concepts: list[tuple[str, str]]
+    """(concept_id, title) pairs, in generation order."""
+    content_types: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    task: dict[str, Any]
+    total_items: int
+    items_by_type: dict[str, int]
+    recovery_type: str
+
+
+async def create_task(uow: UnitOfWork, owner_id: str, new: NewTask) -> dict[str, Any]:
+    """The task, its items and the generation job dispatch, in one transaction."""
+    _validate(new)
+    now = datetime.now(UTC)
+    state = TaskState(uuid4(), new.roadmap_id, owner_id, Status.PENDING, "queued", None, None, 0)
+    items = [
+        (ItemKey(concept_id, content_type), title)
+        for concept_id, title in new.concepts
+        for content_type in new.content_types
+    ]
+    await uow.tasks.add(state, now)
+    await uow.items.add_many(state.task_id, items, now)
+    job = JobDispatch(GENERATE_CONTENT, state.task_id, tuple(k for k, _ in items), "create")
+    await uow.outbox.add_job(job)
+    view = await _view(uow, state.task_id)
+    uow.on_commit(
+        lambda: log.info("task_created", task_id=str(state.task_id), total_items=len(items))
+    )
+    return _public(view)
+
+
+async def get_task_view(uow: UnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+    view = await _view(uow, task_id)
+    if view["owner_id"] != owner_id:
+        raise NotFound(f"task {task_id} not found")
+    return _public(view)
+
+
+async def cancel_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+    state = await _lock_owned(uow, owner_id, task_id)
+    await transition(
+        uow,
+        state,
+        Status.CANCELLED,
+        step="cancelled",
+        message=CANCELLED_MESSAGE,
+        data={"roadmap_id": state.roadmap_id},
+        kind=Kind.CANCEL,
+    )
+    return _public(await _view(uow, task_id))
+
+
+async def retry_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> RetryResult:
+    """Reset every item not completed to pending, go back to processing, dispatch the job."""
+    state = await _lock_owned(uow, owner_id, task_id)
+    rule_for(state.status, Status.PROCESSING, Kind.RETRY)  # refuses early, before reading items
+    keys = await uow.items.not_completed(task_id)
+    if not keys:
+        raise Conflict("the task has no items to retry: every item is completed")
+    now = datetime.now(UTC)
+    await uow.items.reset_to_pending(task_id, keys, now)
+    by_type = dict(sorted(Counter(k.content_type for k in keys).items()))
+    data = {
+        "roadmap_id": state.roadmap_id,
+        "total_items": len(keys),
+        "items_by_type": by_type,
+        "recovery_type": RECOVERY_TYPE,
+    }
+    await transition(
+        uow,
+        state,
+        Status.PROCESSING,
+        step=RETRY_STEP,
+        message=f"Retrying {len(keys)} failed content items",
+        data=data,
+        kind=Kind.RETRY,
+        job=JobDispatch(GENERATE_CONTENT, task_id, tuple(keys), "retry"),
+    )
+    view = await _view(uow, task_id)
+    uow.on_commit(
+        lambda: log.info("content_retry_dispatched", task_id=str(task_id), total_items=len(keys))
+    )
+    return RetryResult(_public(view), len(keys), by_type, RECOVERY_TYPE)
+
+
+async def _lock_owned(uow: UnitOfWork, owner_id: str, task_id: UUID) -> TaskState:
+    state = await uow.tasks.lock(task_id)
+    if state is None or state.owner_id != owner_id:
+        raise NotFound(f"task {task_id} not found")
+    return state
+
+
+async def _view(uow: UnitOfWork, task_id: UUID) -> dict[str, Any]:
+    row = await uow.tasks.view_row(task_id)
+    if row is None:
+        raise NotFound(f"task {task_id} not found")
+    counts = await uow.items.counts(task_id)
+    return {
+        "task_id": str(row.task_id),
+        "roadmap_id": row.roadmap_id,
+        "owner_id": row.owner_id,
+        "status": row.status,
+        "current_step": row.current_step,
+        "error_message": row.error_message,
+        "completed_at": _iso(row.completed_at),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "seq": row.seq,
+        "items": counts.as_dict(),
+    }
+
+
+def _public(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k != "owner_id"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _validate(new: NewTask) -> None:
+    if not 1 <= len(new.roadmap_id) <= 200:
+        raise InvalidInput("roadmap_id must be 1 to 200 characters")
+    if not 1 <= len(new.concepts) <= 1000:
+        raise InvalidInput("concepts must hold 1 to 1,000 concepts")
+    ids = [c for c, _ in new.concepts]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("concept_id values must be unique")
+    if not new.content_types:
+        raise InvalidInput("content_types must not be empty")
+    unknown = sorted(set(new.content_types) - set(CONTENT_TYPES))
+    if unknown:
+        raise InvalidInput(f"unknown content types: {', '.join(unknown)}")
+    if len(set(new.content_types)) != len(new.content_types):
+        raise InvalidInput("content_types must not repeat")

@@ -1,0 +1,136 @@
+"""Typed settings, read once from the environment by each process's composition root.
+
+One frozen dataclass per concern; every field says what it is for. Nothing here does I/O:
+the URLs are only parsed, never dialled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskrelay"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_GENERATOR = "shared.content:placeholder_generator"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """PostgreSQL: where the tasks, their items and the outbox live."""
+
+    url: str = DEFAULT_DATABASE_URL
+    """`postgresql://` or `postgresql+asyncpg://`; both are accepted."""
+    pool_size: int = 10
+    """Connections each process keeps open."""
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the asyncpg driver, as SQLAlchemy wants it."""
+        return "postgresql+asyncpg://" + self.url.split("://", 1)[1]
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The URL without a driver suffix, as asyncpg wants it."""
+        return "postgresql://" + self.url.split("://", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """RabbitMQ: where the relay publishes and the worker and gateway consume."""
+
+    url: str = DEFAULT_AMQP_URL
+    exchange: str = "taskrelay"
+    """The durable topic exchange outside consumers bind to (CONTRACT §11)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Redis: the RQ job queues."""
+
+    url: str = DEFAULT_REDIS_URL
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Bearer tokens: HS256 signed with the shared secret."""
+
+    secret: str | None = None
+    """`TASKRELAY_SECRET`; required by every process that issues or checks tokens."""
+    default_ttl_seconds: int = 24 * 3600
+
+    def require_secret(self) -> str:
+        if not self.secret:
+            raise ConfigurationError("TASKRELAY_SECRET is not set: export a long random string")
+        return self.secret
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The HTTP API, WebSocket gateway and task page."""
+
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open the WebSocket; empty means "same host:port as the request"."""
+    max_body_bytes: int = 1024 * 1024
+    idempotency_ttl_seconds: int = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """The outbox relay."""
+
+    batch_size: int = 500
+    poll_interval_seconds: float = 1.0
+    """Fallback poll when no NOTIFY arrives; a NOTIFY is only a hint."""
+    publish_timeout_seconds: float = 10.0
+    retention_seconds: float = 3600.0
+    """How long published rows stay before cleanup removes them."""
+    max_attempts: int = 10
+    """Failed publishes of one row before it is parked."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The job consumer and its RQ workers."""
+
+    content_generator: str = DEFAULT_GENERATOR
+    """`module:callable` of the content generator (CONTRACT §9)."""
+    item_timeout_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings of one process."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment once; raise ConfigurationError on a malformed value."""
+        env = os.environ if env is None else env
+        db_url = env.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+        if not db_url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {db_url!r}")
+        origins = tuple(
+            o.strip().rstrip("/") for o in env.get("TASKRELAY_ALLOWED_ORIGINS", "").split(",")
+        )
+        return cls(
+            database=DatabaseSettings(url=db_url),
+            broker=BrokerSettings(url=env.get("AMQP_URL", DEFAULT_AMQP_URL)),
+            redis=RedisSettings(url=env.get("REDIS_URL", DEFAULT_REDIS_URL)),
+            auth=AuthSettings(secret=env.get("TASKRELAY_SECRET") or None),
+            api=ApiSettings(allowed_origins=tuple(o for o in origins if o)),
+            relay=RelaySettings(),
+            worker=WorkerSettings(
+                content_generator=env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
+            ),
+        )
