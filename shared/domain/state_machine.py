@@ -39,7 +39,7 @@ class Rule:
     restarts: bool = False
     """Clears `completed_at` and `error_message` (leaving a terminal status)."""
     needs_error: bool = False
-    """The caller must say why (`error_message`)."""
+    """The caller must say why (`error_message`); other transitions ignore one."""
     fixed_error: str | None = None
     """The `error_message` this transition always sets."""
 
@@ -102,7 +102,7 @@ def plan_transition(
         completed_at = now
     if rule.fixed_error is not None:
         error = rule.fixed_error
-    elif error_message is not None:
+    elif rule.needs_error:
         error = error_message
     new = dataclasses.replace(
         state,
