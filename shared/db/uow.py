@@ -23,9 +23,15 @@ class UnitOfWork:
     outbox: OutboxWriter
     idempotency: IdempotencyRepository
 
-    def __init__(self, engine: AsyncEngine, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        headers: Mapping[str, str] | None = None,
+        outbox_class: type[OutboxWriter] = OutboxWriter,
+    ) -> None:
         self._engine = engine
         self._headers = headers
+        self._outbox_class = outbox_class
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self._on_commit: list[Callable[[], None]] = []
@@ -41,7 +47,7 @@ class UnitOfWork:
         self._tx = await self._conn.begin()
         self.tasks = TaskRepository(self._conn)
         self.items = ItemRepository(self._conn)
-        self.outbox = OutboxWriter(self._conn, self._headers)
+        self.outbox = self._outbox_class(self._conn, self._headers)
         self.idempotency = IdempotencyRepository(self._conn)
         return self
 
@@ -75,8 +81,10 @@ class UnitOfWork:
 class UnitOfWorkFactory:
     """Makes units of work on one engine; what handlers and services receive."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter) -> None:
         self.engine = engine
+        self._outbox_class = outbox_class
+        """A test seam: a writer that fails on purpose proves the transaction is atomic."""
 
     def __call__(self, headers: Mapping[str, str] | None = None) -> UnitOfWork:
-        return UnitOfWork(self.engine, headers)
+        return UnitOfWork(self.engine, headers, self._outbox_class)

@@ -1,0 +1,162 @@
+"""The task services against the real PostgreSQL: one transaction holds the status change,
+its notification and its job dispatch, or none of them exists."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from shared.db.outbox import OutboxWriter
+from shared.domain import JobDispatch, Status
+from shared.errors import Conflict, NotFound
+from shared.service import cancel_task, retry_task
+from shared.settings import Settings
+from tests.support import tasks
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+class FailingJobOutbox(OutboxWriter):
+    """Fails when the job dispatch is written: after the status update and the notification."""
+
+    async def add_job(self, job: JobDispatch) -> UUID:
+        raise InjectedFailure("the job dispatch could not be written")
+
+
+def owner() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+async def snapshot(settings: Settings, task_id: UUID) -> dict[str, Any]:
+    """What a separate connection sees: the task row and its outbox rows."""
+    conn = await asyncpg.connect(settings.database.asyncpg_dsn)
+    try:
+        task = await conn.fetchrow("SELECT * FROM roadmap_tasks WHERE task_id = $1", task_id)
+        rows = await conn.fetch(
+            "SELECT kind, routing_key, payload::text AS payload FROM outbox "
+            "WHERE task_id = $1 ORDER BY id",
+            task_id,
+        )
+        items = await conn.fetch(
+            "SELECT status, count(*) AS n FROM content_items WHERE task_id = $1 GROUP BY status",
+            task_id,
+        )
+    finally:
+        await conn.close()
+    return {"task": dict(task), "outbox": [dict(r) for r in rows], "items": dict(items)}
+
+
+async def test_retry_writes_status_notification_and_job_together(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    user = owner()
+    task_id = await tasks.partial_failure(uow_factory, user, completed=11, failed=10)
+    before = await snapshot(settings, task_id)
+    assert before["task"]["completed_at"] is not None
+
+    async with uow_factory() as uow:
+        result = await retry_task(uow, user, task_id)
+        await uow.commit()
+
+    after = await snapshot(settings, task_id)
+    task = after["task"]
+    assert (task["status"], task["completed_at"], task["error_message"]) == (
+        "processing",
+        None,
+        None,
+    )
+    assert task["current_step"] == "content_retry_queued"
+    assert task["seq"] == before["task"]["seq"] + 1
+    new_rows = after["outbox"][len(before["outbox"]) :]
+    assert [r["kind"] for r in new_rows] == ["notification", "job"]
+    assert f'"seq": {task["seq"]}' in new_rows[0]["payload"]
+    assert "Retrying 10 failed content items" in new_rows[0]["payload"]
+    assert new_rows[1]["routing_key"] == "job.generate_content"
+    assert after["items"] == {"completed": 11, "pending": 10}
+    assert result.total_items == 10
+    assert result.items_by_type == {"tutorial": 10}
+    assert result.recovery_type == "content_retry"
+
+
+async def test_failure_after_status_update_leaves_nothing(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    user = owner()
+    task_id = await tasks.partial_failure(uow_factory, user, completed=2, failed=3)
+    before = await snapshot(settings, task_id)
+
+    failing = UnitOfWorkFactory(uow_factory.engine, outbox_class=FailingJobOutbox)
+    with pytest.raises(InjectedFailure):
+        async with failing() as uow:
+            await retry_task(uow, user, task_id)
+            await uow.commit()
+
+    assert await snapshot(settings, task_id) == before
+
+
+@pytest.mark.parametrize("status", [Status.PENDING, Status.PROCESSING, Status.COMPLETED])
+async def test_retry_refused_changes_nothing(
+    uow_factory: UnitOfWorkFactory, settings: Settings, status: Status
+) -> None:
+    user = owner()
+    task_id = await tasks.new_task(uow_factory, user, 2)
+    if status is not Status.PENDING:
+        await tasks.move(uow_factory, task_id, Status.PROCESSING)
+    if status is Status.COMPLETED:
+        await tasks.set_items(uow_factory, task_id, "completed", 2)
+        await tasks.move(uow_factory, task_id, Status.COMPLETED)
+    before = await snapshot(settings, task_id)
+    with pytest.raises(Conflict):
+        async with uow_factory() as uow:
+            await retry_task(uow, user, task_id)
+    assert await snapshot(settings, task_id) == before
+
+
+async def test_retry_with_nothing_to_retry_is_a_conflict(uow_factory: UnitOfWorkFactory) -> None:
+    user = owner()
+    task_id = await tasks.new_task(uow_factory, user, 2)
+    await tasks.move(uow_factory, task_id, Status.PROCESSING)
+    await tasks.set_items(uow_factory, task_id, "completed", 2)
+    await tasks.move(uow_factory, task_id, Status.CANCELLED)
+    with pytest.raises(Conflict, match="no items to retry"):
+        async with uow_factory() as uow:
+            await retry_task(uow, user, task_id)
+
+
+async def test_cancel_then_retry_clears_the_cancel(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    """The seed's scenario: a cancelled task retried shows processing, with no stale fields."""
+    user = owner()
+    task_id = await tasks.new_task(uow_factory, user, 21)
+    async with uow_factory() as uow:
+        view = await cancel_task(uow, user, task_id)
+        await uow.commit()
+    assert view["status"] == "cancelled"
+    assert view["error_message"] == "Task cancelled by user"
+    assert view["completed_at"] is not None
+
+    async with uow_factory() as uow:
+        result = await retry_task(uow, user, task_id)
+        await uow.commit()
+    task = (await snapshot(settings, task_id))["task"]
+    assert (task["status"], task["completed_at"], task["error_message"]) == (
+        "processing",
+        None,
+        None,
+    )
+    assert result.total_items == 21
+
+
+async def test_another_users_task_is_not_found(uow_factory: UnitOfWorkFactory) -> None:
+    task_id = await tasks.partial_failure(uow_factory, owner(), completed=1, failed=1)
+    with pytest.raises(NotFound):
+        async with uow_factory() as uow:
+            await retry_task(uow, owner(), task_id)
