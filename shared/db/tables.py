@@ -102,6 +102,15 @@ outbox = Table(
         "published_at",
         postgresql_where=text("published_at IS NOT NULL"),
     ),
+    Index(
+        "outbox_retry_idx",
+        "task_id",
+        "id",
+        postgresql_where=text(
+            "published_at IS NULL AND parked_at IS NULL AND next_attempt_at IS NOT NULL"
+        ),
+    ),
+    Index("outbox_parked_idx", "id", postgresql_where=text("parked_at IS NOT NULL")),
 )
 
 idempotency_keys = Table(
