@@ -47,6 +47,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
+    from services.relay import serve
+
+    configure_logging("relay")
+    return asyncio.run(serve(settings, args.health_port))
+
+
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from shared.auth import issue_token
 
@@ -70,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.set_defaults(run=cmd_api)
+
+    p = sub.add_parser("relay", help="publish the outbox to RabbitMQ; several may run at once")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=8001,
+        metavar="P",
+        help="port of /health and /metrics on 127.0.0.1 (default 8001)",
+    )
+    p.set_defaults(run=cmd_relay)
 
     p = sub.add_parser("token", help="print a bearer token for a user")
     p.add_argument("user_id", metavar="USER_ID")

@@ -80,16 +80,34 @@ class ApiSettings:
 
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
-    """The outbox relay."""
+    """The outbox relay (docs/relay.md); each field can be set with `TASKRELAY_RELAY_<NAME>`."""
 
     batch_size: int = 500
+    """Rows claimed and published concurrently per batch."""
     poll_interval_seconds: float = 1.0
     """Fallback poll when no NOTIFY arrives; a NOTIFY is only a hint."""
     publish_timeout_seconds: float = 10.0
+    """Longest wait for one broker confirm; a publish can hang during a reconnect."""
     retention_seconds: float = 3600.0
     """How long published rows stay before cleanup removes them."""
+    cleanup_interval_seconds: float = 60.0
+    """How often the active relay deletes expired rows, in batches of `cleanup_batch_size`."""
+    cleanup_batch_size: int = 1000
     max_attempts: int = 10
     """Failed publishes of one row before it is parked."""
+    backoff_base_seconds: float = 0.5
+    """First retry delay of a failed row; doubles per attempt, with jitter."""
+    backoff_max_seconds: float = 60.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    """A larger row is parked instead of sent (the broker would close the channel)."""
+    partitions: int = 1
+    """Lock partitions the 256 outbox buckets fold into; every relay must use the same value."""
+    max_partitions: int = 0
+    """Partitions one relay may own at once; 0 means all of them."""
+    lag_alert_seconds: float = 60.0
+    """`/health` says degraded when the oldest pending row is older than this."""
+    broker_heartbeat_seconds: int = 5
+    """AMQP heartbeat, so a silently dead broker link is noticed within a few seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +147,31 @@ class Settings:
             redis=RedisSettings(url=env.get("REDIS_URL", DEFAULT_REDIS_URL)),
             auth=AuthSettings(secret=env.get("TASKRELAY_SECRET") or None),
             api=ApiSettings(allowed_origins=tuple(o for o in origins if o)),
-            relay=RelaySettings(),
+            relay=_relay_settings(env),
             worker=WorkerSettings(
                 content_generator=env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
             ),
         )
+
+
+def _relay_settings(env: Mapping[str, str]) -> RelaySettings:
+    """Every `RelaySettings` field, overridable as `TASKRELAY_RELAY_<FIELD NAME IN CAPITALS>`."""
+    values: dict[str, int | float] = {}
+    for name in RelaySettings.__dataclass_fields__:
+        raw = env.get(f"TASKRELAY_RELAY_{name.upper()}")
+        if raw is None or raw == "":
+            continue
+        kind = type(getattr(RelaySettings(), name))
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"TASKRELAY_RELAY_{name.upper()} must be a {kind.__name__}, got {raw!r}"
+            ) from None
+        if value < 0:
+            raise ConfigurationError(f"TASKRELAY_RELAY_{name.upper()} must not be negative")
+        values[name] = value
+    relay = RelaySettings(**values)  # type: ignore[arg-type]
+    if relay.partitions < 1 or relay.batch_size < 1:
+        raise ConfigurationError("TASKRELAY_RELAY_PARTITIONS and _BATCH_SIZE must be at least 1")
+    return relay

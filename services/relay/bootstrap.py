@@ -1,0 +1,86 @@
+"""`bootstrap()`: the relay process's one composition root, and `serve()`, which runs it.
+
+Everything is built from the settings here, inside the running event loop; nothing connects
+at import. Start-up checks both dependencies once, so a relay pointed at nothing exits with one
+line instead of retrying forever; after that, outages are survived, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+from services.relay.health import HealthServer
+from services.relay.housekeeping import Housekeeping
+from services.relay.partitions import PartitionScheme
+from services.relay.publisher import Publisher
+from services.relay.relay import Relay
+from services.relay.session import OutboxSession
+from services.relay.state import RelayMetrics, RelayState
+from shared.db import create_engine
+from shared.db.migrate import safe_url
+from shared.db.probe import probe_database
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+HEALTH_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayProcess:
+    relay: Relay
+    health: HealthServer
+    publisher: Publisher
+    state: RelayState
+
+
+def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
+    """Wire the relay from settings; call inside the event loop that will run it."""
+    relay_settings = settings.relay
+    scheme = PartitionScheme(relay_settings.partitions, relay_settings.max_partitions)
+    wake = asyncio.Event()
+    state = RelayState(lag_alert_seconds=relay_settings.lag_alert_seconds, partitions=scheme.count)
+    metrics = RelayMetrics()
+    session = OutboxSession(settings.database.asyncpg_dsn, scheme, wake.set)
+    publisher = Publisher(
+        settings.broker.url,
+        timeout=relay_settings.publish_timeout_seconds,
+        max_message_bytes=relay_settings.max_message_bytes,
+        heartbeat=relay_settings.broker_heartbeat_seconds,
+    )
+    housekeeping = Housekeeping(
+        create_engine(settings.database, pool_size=2),
+        retention_seconds=relay_settings.retention_seconds,
+        batch_size=relay_settings.cleanup_batch_size,
+        where=safe_url(settings.database.asyncpg_dsn),
+    )
+    relay = Relay(relay_settings, session, publisher, housekeeping, state, metrics, wake)
+    return RelayProcess(
+        relay, HealthServer(state, metrics, HEALTH_HOST, health_port), publisher, state
+    )
+
+
+async def serve(settings: Settings, health_port: int) -> int:
+    """Run one relay until SIGTERM or SIGINT; 0 after a clean stop."""
+    await probe_database(settings.database)
+    process = bootstrap(settings, health_port)
+    await process.publisher.connect()  # fail fast, with one line, if RabbitMQ is not there
+    await process.publisher.close()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await process.health.start()
+    log.info(
+        "relay_started",
+        health=f"http://{HEALTH_HOST}:{health_port}/health",
+        partitions=process.state.partitions,
+    )
+    try:
+        await process.relay.run(stopping)
+    finally:
+        await process.health.stop()
+    return 0

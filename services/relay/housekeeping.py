@@ -1,0 +1,86 @@
+"""Backlog figures for `/health`, and cleanup of what no longer needs to be kept.
+
+These run on a small pool of their own, apart from the dedicated session, so a slow count or a
+long delete never delays a claim. Cleanup deletes in small batches (each its own short
+transaction) so the table and its indexes stay small without long locks or bloat spikes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.relay.outbox_sql import DELETE_PUBLISHED, STATS
+from shared.db.idempotency import IdempotencyRepository
+from shared.db.migrate import START_HINT
+from shared.errors import DependencyUnavailable
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+"""Stored Idempotency-Key responses older than this are purged (the API honours 24 h)."""
+
+_DB_ERRORS = (DBAPIError, InterfaceError, OperationalError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    oldest_age_seconds: float | None
+    parked: int
+
+
+class Housekeeping:
+    def __init__(
+        self, engine: AsyncEngine, *, retention_seconds: float, batch_size: int, where: str
+    ) -> None:
+        self._engine = engine
+        self._retention = retention_seconds
+        self._batch = batch_size
+        self._where = where
+
+    async def backlog(self) -> Backlog:
+        try:
+            async with self._engine.connect() as conn:
+                row = (await asyncio.wait_for(conn.execute(text(STATS)), 10)).one()
+        except _DB_ERRORS as exc:
+            raise self._unavailable("backlog", exc) from exc
+        return Backlog(int(row.backlog), row.oldest_age, int(row.parked))
+
+    async def cleanup(self, stopping: asyncio.Event) -> tuple[int, int]:
+        """Delete expired published rows and idempotency records; returns (rows, records)."""
+        try:
+            rows = await self._drain(stopping, self._delete_published)
+            records = await self._drain(stopping, self._purge_idempotency)
+        except _DB_ERRORS as exc:
+            raise self._unavailable("cleanup", exc) from exc
+        return rows, records
+
+    async def _drain(self, stopping: asyncio.Event, step: Callable[[], Awaitable[int]]) -> int:
+        total = 0
+        while not stopping.is_set():
+            deleted = await step()
+            total += deleted
+            if deleted < self._batch:
+                break
+            await asyncio.sleep(0.05)  # let the claims through between batches
+        return total
+
+    async def _delete_published(self) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                text(DELETE_PUBLISHED), {"retention": self._retention, "batch": self._batch}
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _purge_idempotency(self) -> int:
+        async with self._engine.begin() as conn:
+            return await IdempotencyRepository(conn).purge(IDEMPOTENCY_TTL, limit=self._batch)
+
+    def _unavailable(self, what: str, exc: BaseException) -> DependencyUnavailable:
+        reason = f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return DependencyUnavailable("PostgreSQL", self._where, reason, START_HINT)

@@ -1,0 +1,90 @@
+"""The relay's SQL over the outbox, and the row it claims.
+
+The claim keeps a task's rows in id order, which is their commit order (every writer holds the
+task's row lock): a row waiting for a retry hides every later row of the same task, so a retry
+never lets a later row overtake it. Parked rows block nothing. Marks only touch rows still
+unpublished, so a duplicate publication by a relay that just lost leadership changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+CLAIM = """
+SELECT o.id, o.message_id, o.task_id, o.kind, o.routing_key, o.payload::text AS payload,
+       (o.payload->>'seq')::bigint AS seq, o.headers->>'traceparent' AS traceparent, o.attempts
+FROM outbox o
+WHERE o.published_at IS NULL AND o.parked_at IS NULL
+  AND o.partition_key % $1::int = ANY($2::int[])
+  AND NOT EXISTS (
+      SELECT 1 FROM outbox d
+      WHERE d.task_id = o.task_id AND d.id <= o.id
+        AND d.published_at IS NULL AND d.parked_at IS NULL
+        AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at > now())
+ORDER BY o.id
+LIMIT $3
+"""
+
+MARK_PUBLISHED = """
+UPDATE outbox SET published_at = clock_timestamp()
+WHERE id = ANY($1::bigint[]) AND published_at IS NULL
+RETURNING extract(epoch FROM published_at - created_at)::float8
+"""
+
+MARK_FAILED = """
+UPDATE outbox o
+SET attempts = o.attempts + 1,
+    last_error = f.error,
+    next_attempt_at = CASE WHEN f.delay IS NULL THEN o.next_attempt_at
+                           ELSE clock_timestamp() + make_interval(secs => f.delay) END,
+    parked_at = CASE WHEN f.delay IS NULL THEN clock_timestamp() END
+FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(id, error, delay)
+WHERE o.id = f.id AND o.published_at IS NULL
+"""
+
+STATS = """
+SELECT
+  (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL) AS backlog,
+  (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox
+     WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1) AS oldest_age,
+  (SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL) AS parked
+"""
+
+DELETE_PUBLISHED = """
+DELETE FROM outbox WHERE id IN (
+  SELECT id FROM outbox
+  WHERE published_at IS NOT NULL
+    AND published_at < clock_timestamp() - make_interval(secs => :retention)
+  LIMIT :batch)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    message_id: UUID
+    task_id: UUID
+    kind: str
+    routing_key: str
+    payload: str
+    """The JSON body exactly as stored; sent as is."""
+    seq: int | None
+    """A notification's `seq` (the `x-seq` header); None for a job."""
+    traceparent: str | None
+    attempts: int
+
+
+def row_from(record: Any) -> OutboxRow:
+    return OutboxRow(
+        id=record["id"],
+        message_id=record["message_id"],
+        task_id=record["task_id"],
+        kind=record["kind"],
+        routing_key=record["routing_key"],
+        payload=record["payload"],
+        seq=record["seq"],
+        traceparent=record["traceparent"],
+        attempts=record["attempts"],
+    )

@@ -1,0 +1,167 @@
+"""Publish a batch of outbox rows on one confirm channel and say what became of each.
+
+The rows are sent concurrently but in id order on a single channel, so the broker routes them
+in that order; a row counts as published only once its confirm arrives. The outcome separates
+row failures (a nack, a timeout on a live link, a row too large to send), which are retried and
+eventually parked, from a lost connection, which is an outage: nothing is charged to the rows.
+A returned notification reached no queue because none was bound; it counts as published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection, AbstractExchange
+from yarl import URL
+
+from services.relay.outbox_sql import OutboxRow
+from shared.db.migrate import safe_url
+from shared.errors import DependencyUnavailable
+from shared.topology import declare_topology
+
+BROKER_HINT = "Start it with: rabbitmq-server -detached (or docker compose up rabbitmq)"
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    confirmed: list[int] = field(default_factory=list)
+    unroutable: list[int] = field(default_factory=list)
+    """Notifications returned by the broker: no queue was bound to receive them."""
+    failed: list[tuple[OutboxRow, str]] = field(default_factory=list)
+    """Rows that failed on their own; retried with backoff, then parked."""
+    held_back: list[int] = field(default_factory=list)
+    """Rows not sent because an earlier row of the same task failed before sending."""
+    lost: str | None = None
+    """Why the connection was lost mid-batch; unconfirmed rows are then simply retried."""
+
+
+class Publisher:
+    def __init__(self, url: str, *, timeout: float, max_message_bytes: int, heartbeat: int) -> None:
+        parsed = URL(url)
+        if "heartbeat" not in parsed.query:
+            parsed = parsed.update_query(heartbeat=heartbeat)
+        self._url = str(parsed)
+        self._timeout = timeout
+        self._max_bytes = max_message_bytes
+        self._connection: AbstractConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self.lost = asyncio.Event()
+        """Set when the connection or the channel closes: the relay says so and reconnects."""
+        self._link_down = False
+        """The connection itself went: unconfirmed rows are not charged an attempt."""
+
+    @property
+    def connected(self) -> bool:
+        return self._exchange is not None and not self.lost.is_set()
+
+    def where(self) -> str:
+        return safe_url(self._url)
+
+    async def connect(self) -> None:
+        """Open the connection and a confirm channel, and declare the topology."""
+        await self.close()
+        try:
+            connection = await aio_pika.connect(self._url, timeout=5)
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+            raise DependencyUnavailable(
+                "RabbitMQ", self.where(), str(exc) or type(exc).__name__, BROKER_HINT
+            ) from exc
+        lost = self.lost = asyncio.Event()
+        self._link_down = False
+
+        def connection_closed(*_: object) -> None:
+            if lost is self.lost:  # not a late callback of an older connection
+                self._link_down = True
+            lost.set()
+
+        connection.close_callbacks.add(connection_closed)
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            channel.close_callbacks.add(lambda *_: lost.set())
+            self._exchange = (await declare_topology(channel)).exchange
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+            await connection.close()
+            raise DependencyUnavailable(
+                "RabbitMQ", self.where(), f"declare topology: {exc}", BROKER_HINT
+            ) from exc
+        self._connection = connection
+
+    async def close(self) -> None:
+        connection, self._connection, self._exchange = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(OSError, aiormq.exceptions.AMQPError, TimeoutError):
+                await asyncio.wait_for(connection.close(), 5)
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> BatchOutcome:
+        """Send every row (in order), wait for each confirm, and sort the results."""
+        outcome = BatchOutcome()
+        exchange = self._exchange
+        if exchange is None:
+            outcome.lost = "not connected"
+            return outcome
+        sending: list[tuple[OutboxRow, asyncio.Task[Any]]] = []
+        broken_tasks: set[Any] = set()
+        for row in rows:
+            if row.task_id in broken_tasks:
+                outcome.held_back.append(row.id)
+                continue
+            try:
+                message = self._message(row)
+            except ValueError as exc:
+                broken_tasks.add(row.task_id)
+                outcome.failed.append((row, str(exc)))
+                continue
+            # Tasks start in creation order and queue on the channel's lock in that order.
+            publish = exchange.publish(
+                message, row.routing_key, mandatory=True, timeout=self._timeout
+            )
+            sending.append((row, asyncio.ensure_future(publish)))
+        await asyncio.gather(*(t for _, t in sending), return_exceptions=True)
+        for row, task in sending:
+            self._sort(outcome, row, task.exception())
+        return outcome
+
+    def _sort(self, outcome: BatchOutcome, row: OutboxRow, error: BaseException | None) -> None:
+        if error is None:
+            outcome.confirmed.append(row.id)
+        elif isinstance(error, aiormq.exceptions.PublishError) and row.kind == "notification":
+            outcome.unroutable.append(row.id)
+        elif self._link_down or isinstance(
+            error, aiormq.exceptions.AMQPConnectionError | ConnectionError
+        ):
+            outcome.lost = outcome.lost or _describe(error)
+        else:
+            outcome.failed.append((row, _describe(error)))
+
+    def _message(self, row: OutboxRow) -> aio_pika.Message:
+        body = row.payload.encode()
+        if len(body) > self._max_bytes:
+            raise ValueError(f"message too large: {len(body)} bytes > {self._max_bytes}")
+        headers: dict[str, Any] = {"x-task-id": str(row.task_id)}
+        if row.seq is not None:
+            headers["x-seq"] = row.seq
+        if row.traceparent:
+            headers["traceparent"] = row.traceparent
+        return aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(row.message_id),
+            headers=headers,
+        )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return "no confirm before the publish timeout"
+    if isinstance(error, aiormq.exceptions.PublishError):
+        return "returned by the broker: no queue is bound for this routing key"
+    if isinstance(error, aiormq.exceptions.DeliveryError):
+        return "nacked by the broker"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,214 @@
+"""The relay's loops: lead or stand by, drain the outbox in batches, keep the broker link.
+
+One loop owns the dedicated session (leadership, claims, marks) so its queries never overlap;
+the broker link, the backlog figures and the cleanup each have a loop of their own. A lost
+dependency is logged once, shown on /health with its reason, and retried with backoff; nothing
+is charged to the rows for an outage. On stop, the batch in flight is finished and marked,
+then the locks are released so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.relay.housekeeping import Housekeeping
+from services.relay.outbox_sql import OutboxRow
+from services.relay.publisher import BatchOutcome, Publisher
+from services.relay.retry import Backoff, backoff_delay
+from services.relay.session import OutboxSession
+from services.relay.state import RelayMetrics, RelayState
+from shared.errors import DependencyUnavailable
+from shared.logging import bound_context, get_logger
+from shared.settings import RelaySettings
+
+log = get_logger(__name__)
+
+STANDBY_POLL_SECONDS = 0.5
+"""How often a standby tries the leadership locks: takeover well within 5 s of a death."""
+STATS_INTERVAL_SECONDS = 1.0
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        session: OutboxSession,
+        publisher: Publisher,
+        housekeeping: Housekeeping,
+        state: RelayState,
+        metrics: RelayMetrics,
+        wake: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._publisher = publisher
+        self._housekeeping = housekeeping
+        self._state = state
+        self._metrics = metrics
+        self._wake = wake
+        """Set by NOTIFY on the session: a commit wrote outbox rows."""
+        self._db_errors: dict[str, str | None] = {"session": None, "stats": None}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Run until `stopping` is set; returns once leadership is released."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._broker_loop(stopping))
+                group.create_task(self._stats_loop(stopping))
+                group.create_task(self._cleanup_loop(stopping))
+                await self._session_loop(stopping)
+        finally:
+            await self._session.close()
+            self._state.owned = frozenset()
+            await self._publisher.close()
+            log.info("relay_stopped", published_total=self._state.published_total)
+
+    # --- leadership and batches -------------------------------------------------------------
+
+    async def _session_loop(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stopping.is_set():
+            try:
+                if not self._session.connected:
+                    await self._session.connect()
+                    self._database_ok("session")
+                    backoff.reset()
+                await self._step(stopping)
+            except DependencyUnavailable as exc:
+                self._state.owned = self._session.owned
+                self._database_down("session", exc)
+                await _sleep(stopping, backoff.next())
+
+    async def _step(self, stopping: asyncio.Event) -> None:
+        before = self._state.owned
+        owned = self._state.owned = await self._session.acquire()
+        if owned != before:
+            log.info("relay_role", role=self._state.role, partitions=sorted(owned))
+        if not owned:
+            await _sleep(stopping, STANDBY_POLL_SECONDS)
+            return
+        if not self._publisher.connected:
+            await self._session.probe()
+            await _sleep(stopping, min(self._settings.poll_interval_seconds, 0.5))
+            return
+        self._wake.clear()
+        rows = await self._session.claim(self._settings.batch_size)
+        if rows:
+            await self._publish(rows)
+        else:
+            await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
+
+    async def _publish(self, rows: list[OutboxRow]) -> None:
+        outcome = await self._publisher.publish(rows)
+        done = outcome.confirmed + outcome.unroutable
+        latencies = await self._session.mark_published(done)
+        for seconds in latencies:
+            self._metrics.latency.observe(max(0.0, seconds))
+        self._count(rows, outcome, len(latencies))
+        await self._session.mark_failed(
+            [self._failure(row, error) for row, error in outcome.failed]
+        )
+        if outcome.lost:
+            self._metrics.failed.labels("connection").inc(len(rows) - len(done))
+
+    def _count(self, rows: list[OutboxRow], outcome: BatchOutcome, marked: int) -> None:
+        kinds = {row.id: row.kind for row in rows}
+        for row_id in outcome.confirmed:
+            self._metrics.published.labels(kinds[row_id]).inc()
+        self._metrics.unroutable.inc(len(outcome.unroutable))
+        self._state.published(marked)
+
+    def _failure(self, row: OutboxRow, error: str) -> tuple[int, str, float | None]:
+        attempt = row.attempts + 1
+        parked = attempt >= self._settings.max_attempts
+        delay = None if parked else self._retry_delay(attempt)
+        self._metrics.failed.labels("row").inc()
+        with bound_context(task_id=str(row.task_id), message_id=str(row.message_id)):
+            if parked:
+                log.error("outbox_row_parked", attempts=attempt, error=error)
+            else:
+                log.warning("outbox_row_failed", attempts=attempt, error=error, retry_in=delay)
+        return row.id, error, delay
+
+    def _retry_delay(self, attempt: int) -> float:
+        s = self._settings
+        return backoff_delay(attempt, s.backoff_base_seconds, s.backoff_max_seconds)
+
+    # --- the broker link --------------------------------------------------------------------
+
+    async def _broker_loop(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stopping.is_set():
+            try:
+                await self._publisher.connect()
+            except DependencyUnavailable as exc:
+                self._broker_down(exc.reason)
+                await _sleep(stopping, backoff.next())
+                continue
+            backoff.reset()
+            if self._state.broker_error:
+                log.info("broker_up", url=self._publisher.where())
+            self._state.broker_error = None
+            await _wait_any(stopping, self._publisher.lost)
+            if not stopping.is_set():
+                self._broker_down("the connection to RabbitMQ was lost")
+
+    def _broker_down(self, reason: str) -> None:
+        if self._state.broker_error != reason:
+            log.warning("broker_down", url=self._publisher.where(), reason=reason)
+        self._state.broker_error = reason
+
+    # --- figures and cleanup ----------------------------------------------------------------
+
+    async def _stats_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                backlog = await self._housekeeping.backlog()
+            except DependencyUnavailable as exc:
+                self._database_down("stats", exc)
+            else:
+                self._database_ok("stats")
+                self._state.backlog = backlog.pending
+                self._state.oldest_pending_age = backlog.oldest_age_seconds
+                self._state.parked = backlog.parked
+            self._state.export(self._metrics)
+            await _sleep(stopping, STATS_INTERVAL_SECONDS)
+
+    async def _cleanup_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await _sleep(stopping, self._settings.cleanup_interval_seconds)
+            if stopping.is_set() or 0 not in self._state.owned:
+                continue  # the owner of partition 0 cleans up for everyone
+            try:
+                rows, records = await self._housekeeping.cleanup(stopping)
+            except DependencyUnavailable as exc:
+                self._database_down("stats", exc)
+                continue
+            if rows or records:
+                log.info("outbox_cleaned", rows=rows, idempotency_records=records)
+
+    def _database_down(self, source: str, exc: DependencyUnavailable) -> None:
+        if self._db_errors[source] != exc.reason:
+            log.warning("database_down", source=source, url=exc.url, reason=exc.reason)
+        self._db_errors[source] = exc.reason
+        self._state.database_error = self._db_errors["session"] or self._db_errors["stats"]
+
+    def _database_ok(self, source: str) -> None:
+        if self._db_errors[source]:
+            log.info("database_up", source=source)
+        self._db_errors[source] = None
+        self._state.database_error = self._db_errors["session"] or self._db_errors["stats"]
+
+
+async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when the relay is asked to stop."""
+    await _wait_any(stopping, within=seconds)
+
+
+async def _wait_any(*events: asyncio.Event, within: float | None = None) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,156 @@
+"""The relay's dedicated PostgreSQL session: LISTEN, the leadership locks, and fenced claims.
+
+One asyncpg connection, never a pooled one: a pool's reset runs UNLISTEN and releases session
+advisory locks. Claims and marks run on this same session, so a query that succeeds proves the
+locks are still held; if the session dies, PostgreSQL frees the locks and a standby takes them.
+TCP keepalives make the server drop a silently vanished relay within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from services.relay.outbox_sql import CLAIM, MARK_FAILED, MARK_PUBLISHED, OutboxRow, row_from
+from services.relay.partitions import LOCK_CLASS, PartitionScheme
+from shared.db.migrate import START_HINT, safe_url
+from shared.db.tables import OUTBOX_CHANNEL
+from shared.errors import DependencyUnavailable
+
+_KEEPALIVES = {
+    "application_name": "taskrelay-relay",
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "2",
+}
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class OutboxSession:
+    """The dedicated connection; every method raises DependencyUnavailable when it is lost."""
+
+    def __init__(
+        self,
+        dsn: str,
+        scheme: PartitionScheme,
+        on_notify: Callable[[], None],
+        *,
+        query_timeout: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._scheme = scheme
+        self._on_notify = on_notify
+        self._timeout = query_timeout
+        self._conn: Any = None
+        self.owned: frozenset[int] = frozenset()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def connect(self) -> None:
+        async with self._translated("connect"):
+            conn = await asyncpg.connect(
+                self._dsn, timeout=self._timeout, server_settings=_KEEPALIVES
+            )
+        self._conn = conn
+        async with self._translated("LISTEN"):
+            await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+
+    async def close(self) -> None:
+        """Release every lock and close; harmless when already gone."""
+        conn, self._conn, self.owned = self._conn, None, frozenset()
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"), 2.0)
+            await asyncio.wait_for(conn.close(), 2.0)
+        except (*_DB_ERRORS, asyncio.CancelledError):
+            conn.terminate()
+
+    def drop(self) -> None:
+        """Forget a broken connection at once (its locks die with it on the server)."""
+        conn, self._conn, self.owned = self._conn, None, frozenset()
+        if conn is not None:
+            conn.terminate()
+
+    async def acquire(self) -> frozenset[int]:
+        """Try to lock the partitions this relay may still take; also probes the session."""
+        room = self._scheme.room(self.owned)
+        if not room:
+            await self.probe()
+            return self.owned
+        async with self._translated("pg_try_advisory_lock"):
+            for partition in self._scheme.candidates(self.owned):
+                if room == 0:
+                    break
+                if await self._conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, partition, timeout=2.0
+                ):
+                    self.owned |= {partition}
+                    room -= 1
+        return self.owned
+
+    async def probe(self) -> None:
+        async with self._translated("probe"):
+            await self._conn.fetchval("SELECT 1", timeout=2.0)
+
+    async def claim(self, limit: int) -> list[OutboxRow]:
+        """Up to `limit` due rows of the owned partitions, in id (commit) order per task."""
+        async with self._translated("claim"):
+            records = await self._conn.fetch(
+                CLAIM, self._scheme.count, sorted(self.owned), limit, timeout=self._timeout
+            )
+        return [row_from(r) for r in records]
+
+    async def mark_published(self, ids: Sequence[int]) -> list[float]:
+        """Mark confirmed rows; returns each row's commit-to-confirm latency in seconds."""
+        if not ids:
+            return []
+        async with self._translated("mark published"):
+            records = await self._conn.fetch(MARK_PUBLISHED, list(ids), timeout=self._timeout)
+        return [float(r[0]) for r in records]
+
+    async def mark_failed(self, failures: Sequence[tuple[int, str, float | None]]) -> None:
+        """(id, error, retry delay or None to park) for each row that failed on its own."""
+        if not failures:
+            return
+        async with self._translated("mark failed"):
+            await self._conn.execute(
+                MARK_FAILED,
+                [f[0] for f in failures],
+                [f[1][:2000] for f in failures],
+                [f[2] for f in failures],
+                timeout=self._timeout,
+            )
+
+    def _notified(self, *_: object) -> None:
+        self._on_notify()
+
+    def _translated(self, what: str) -> _Translate:
+        return _Translate(self, what)
+
+
+class _Translate:
+    """Turns driver errors into DependencyUnavailable and drops the broken connection."""
+
+    def __init__(self, session: OutboxSession, what: str) -> None:
+        self._session, self._what = session, what
+
+    async def __aenter__(self) -> None:
+        if self._what != "connect" and not self._session.connected:
+            raise DependencyUnavailable(
+                "PostgreSQL", safe_url(self._session._dsn), "not connected", START_HINT
+            )
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        if exc is None or not isinstance(exc, _DB_ERRORS):
+            return
+        self._session.drop()
+        reason = f"{self._what}: {str(exc) or type(exc).__name__}"
+        raise DependencyUnavailable(
+            "PostgreSQL", safe_url(self._session._dsn), reason, START_HINT
+        ) from exc
