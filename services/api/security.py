@@ -22,15 +22,18 @@ OPENAPI_COMPONENTS = Components(
 SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a valid token, or 401; the user id is kept for the `user_id` dependency."""
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: a valid token, or 401; the user id is kept for the `user_id` dependency.
+
+    Guards are coroutines so that Litestar calls them in the loop, not in a thread pool.
+    """
     settings: Settings = connection.app.state.settings
     secret = settings.auth.require_secret()
     token = bearer_token(connection.headers.get("authorization"))
     connection.state[USER_KEY] = verify_token(secret, token)
 
 
-def require_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a POST body that names its media type must name JSON (no header: read as JSON)."""
     content_type = connection.headers.get("content-type", "")
     if not content_type:

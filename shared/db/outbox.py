@@ -42,14 +42,19 @@ class OutboxWriter:
     async def _add(self, task_id: UUID, kind: str, routing_key: str, payload: object) -> UUID:
         message_id = uuid4()
         await self._conn.execute(
-            outbox.insert().values(
-                message_id=message_id,
-                task_id=task_id,
-                partition_key=partition_key(task_id),
-                kind=kind,
-                routing_key=routing_key,
-                payload=payload,
-                headers=self._headers,
-            )
+            _INSERT,
+            {
+                "message_id": message_id,
+                "task_id": task_id,
+                "partition_key": partition_key(task_id),
+                "kind": kind,
+                "routing_key": routing_key,
+                "payload": payload,
+                "headers": self._headers,
+            },
         )
         return message_id
+
+
+# Built once: a constant statement keeps SQLAlchemy's compiled-statement cache hot.
+_INSERT = outbox.insert()

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.tables import content_items, roadmap_tasks
@@ -62,28 +62,27 @@ class TaskRepository:
 
     async def lock(self, task_id: UUID, *, nowait: bool = False) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""
-        query = select(*_STATE_COLUMNS).where(roadmap_tasks.c.task_id == task_id)
-        row = (await self._conn.execute(query.with_for_update(nowait=nowait))).first()
+        query = _LOCK_NOWAIT if nowait else _LOCK
+        row = (await self._conn.execute(query, {"b_task_id": task_id})).first()
         return _state(row) if row else None
 
     async def save(self, state: TaskState, now: datetime) -> None:
         await self._conn.execute(
-            update(roadmap_tasks)
-            .where(roadmap_tasks.c.task_id == state.task_id)
-            .values(
-                status=state.status.value,
-                current_step=state.current_step,
-                error_message=state.error_message,
-                completed_at=state.completed_at,
-                seq=state.seq,
-                updated_at=now,
-            )
+            _SAVE,
+            {
+                "b_task_id": state.task_id,
+                "status": state.status.value,
+                "current_step": state.current_step,
+                "error_message": state.error_message,
+                "completed_at": state.completed_at,
+                "seq": state.seq,
+                "updated_at": now,
+            },
         )
 
     async def view_row(self, task_id: UUID) -> Any:
         """Every column of the task, or None."""
-        query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
-        return (await self._conn.execute(query)).first()
+        return (await self._conn.execute(_VIEW, {"b_task_id": task_id})).first()
 
 
 class ItemRepository:
@@ -110,28 +109,46 @@ class ItemRepository:
         )
 
     async def not_completed(self, task_id: UUID) -> list[ItemKey]:
-        query = (
-            select(content_items.c.concept_id, content_items.c.content_type)
-            .where(content_items.c.task_id == task_id)
-            .where(content_items.c.status != ItemStatus.COMPLETED.value)
-            .order_by(content_items.c.position)
-        )
-        return [ItemKey(r.concept_id, r.content_type) for r in await self._conn.execute(query)]
+        rows = await self._conn.execute(_NOT_COMPLETED, {"b_task_id": task_id})
+        return [ItemKey(r.concept_id, r.content_type) for r in rows]
 
     async def reset_to_pending(self, task_id: UUID, keys: Sequence[ItemKey], now: datetime) -> None:
         pairs = [(k.concept_id, k.content_type) for k in keys]
-        await self._conn.execute(
-            update(content_items)
-            .where(content_items.c.task_id == task_id)
-            .where(tuple_(content_items.c.concept_id, content_items.c.content_type).in_(pairs))
-            .values(status=ItemStatus.PENDING.value, updated_at=now)
-        )
+        await self._conn.execute(_RESET, {"b_task_id": task_id, "b_keys": pairs, "updated_at": now})
 
     async def counts(self, task_id: UUID) -> ItemCounts:
-        query = (
-            select(content_items.c.content_type, content_items.c.status, func.count())
-            .where(content_items.c.task_id == task_id)
-            .group_by(content_items.c.content_type, content_items.c.status)
-        )
-        rows = [(r[0], r[1], int(r[2])) for r in await self._conn.execute(query)]
+        rows = [
+            (r[0], r[1], int(r[2]))
+            for r in await self._conn.execute(_COUNTS, {"b_task_id": task_id})
+        ]
         return ItemCounts.from_rows(rows)
+
+
+# The hot statements are built once, with bound parameters, so SQLAlchemy compiles each one a
+# single time and every request reuses it (and asyncpg its prepared statement).
+_TASK = roadmap_tasks.c.task_id == bindparam("b_task_id")
+_LOCK = select(*_STATE_COLUMNS).where(_TASK).with_for_update()
+_LOCK_NOWAIT = select(*_STATE_COLUMNS).where(_TASK).with_for_update(nowait=True)
+_SAVE = update(roadmap_tasks).where(_TASK)
+_VIEW = select(roadmap_tasks).where(_TASK)
+_ITEMS_OF_TASK = content_items.c.task_id == bindparam("b_task_id")
+_NOT_COMPLETED = (
+    select(content_items.c.concept_id, content_items.c.content_type)
+    .where(_ITEMS_OF_TASK, content_items.c.status != ItemStatus.COMPLETED.value)
+    .order_by(content_items.c.position)
+)
+_RESET = (
+    update(content_items)
+    .where(
+        _ITEMS_OF_TASK,
+        tuple_(content_items.c.concept_id, content_items.c.content_type).in_(
+            bindparam("b_keys", expanding=True)
+        ),
+    )
+    .values(status=ItemStatus.PENDING.value)
+)
+_COUNTS = (
+    select(content_items.c.content_type, content_items.c.status, func.count())
+    .where(_ITEMS_OF_TASK)
+    .group_by(content_items.c.content_type, content_items.c.status)
+)

@@ -1,0 +1,146 @@
+"""Retries per second of taskrelay's real retry endpoint against a bare Litestar + asyncpg
+endpoint running the same SQL, in the same run on this machine; prints the ratio.
+
+Target: ratio >= 0.6. Usage: .venv/bin/python -m bench.api_retry [--tasks 2000] [--concurrency 16]
+
+Both servers run as subprocesses on one fresh database; each retries its own tasks, which are
+seeded in `partial_failure` with 2 completed and 3 failed items, so every request is a real
+retry that writes the task, 3 items and 2 outbox rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from bench.loadgen import post_all
+from shared.auth import issue_token
+from tests.support import resources as res
+from tests.support.processes import Process, free_port, http_ready, start_api
+from tests.support.wait import wait_until_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:
+    """n tasks in partial_failure, each with 2 completed and 3 failed items."""
+    ids = [uuid.uuid4() for _ in range(n)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table(
+            "roadmap_tasks",
+            columns=[
+                "task_id",
+                "roadmap_id",
+                "owner_id",
+                "status",
+                "error_message",
+                "completed_at",
+                "seq",
+            ],
+            records=[
+                (t, "bench", owner, "partial_failure", "3 of 5 content items failed", None, 3)
+                for t in ids
+            ],
+        )
+        items = [
+            (t, f"c{i}", "tutorial", i, f"Concept {i}", "completed" if i < 2 else "failed")
+            for t in ids
+            for i in range(5)
+        ]
+        await conn.copy_records_to_table(
+            "content_items",
+            columns=[
+                "task_id",
+                "concept_id",
+                "content_type",
+                "position",
+                "concept_title",
+                "status",
+            ],
+            records=items,
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+async def measure(
+    port: int, prefix: str, ids: list[uuid.UUID], headers: dict[str, str], concurrency: int
+) -> float:
+    seconds, codes = await post_all(
+        port, [f"{prefix}/{t}" + SUFFIX[prefix] for t in ids], headers, concurrency
+    )
+    if set(codes) != {202}:
+        raise SystemExit(f"unexpected answers from {prefix}: {dict(codes)}")
+    return len(ids) / seconds
+
+
+SUFFIX = {"/api/v1/tasks": "/retry", "/retry": ""}
+
+
+async def main(tasks: int, concurrency: int, rounds: int) -> None:
+    run = res.run_id()
+    name = f"taskrelay_bench_{run}"
+    dsn = await res.create_database(name)
+    env = res.Resources(dsn, res.AMQP_BASE + "/", f"{res.REDIS_BASE}/0", "/", 0).env(
+        TASKRELAY_LOG_LEVEL="WARNING"
+    )
+    procs: list[Process | subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        real = start_api(env, name="bench-api")
+        procs.append(real)
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare_retry_app.py"), dsn, str(bare_port)],
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(bare)
+        wait_until_sync(lambda: http_ready(f"http://127.0.0.1:{bare_port}/schema"), within=30)
+        token = {"Authorization": f"Bearer {issue_token(res.SECRET, 'bench', 3600)}"}
+        sides = {
+            "taskrelay": (real.port, "/api/v1/tasks", token),  # type: ignore[attr-defined]
+            "bare": (bare_port, "/retry", {}),
+        }
+        rates: dict[str, list[float]] = {side: [] for side in sides}
+        for round_no in range(rounds + 1):  # round 0 warms both up
+            for side, (port, prefix, headers) in sides.items():
+                ids = await seed(dsn, "bench", tasks if round_no else tasks // 10)
+                rate = await measure(port, prefix, ids, headers, concurrency)
+                if round_no:
+                    rates[side].append(rate)
+                    print(f"round {round_no} {side:9s} {rate:8.1f} retries/s")
+        real_rate, bare_rate = (max(rates[s]) for s in ("taskrelay", "bare"))
+        print(
+            f"best of {rounds}: taskrelay {real_rate:.1f}/s, bare {bare_rate:.1f}/s, "
+            f"ratio {real_rate / bare_rate:.2f} (target >= 0.6)"
+        )
+    finally:
+        for proc in procs:
+            if isinstance(proc, Process):
+                proc.stop()
+            else:
+                proc.terminate()
+                proc.wait(10)
+        await res.drop_database(name)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000, help="retries per side and round")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.tasks, args.concurrency, args.rounds))

@@ -1,0 +1,114 @@
+"""The baseline of bench/api_retry.py: a bare Litestar + asyncpg retry endpoint.
+
+It runs the same SQL as taskrelay's retry in one transaction (lock the task, read the items not
+completed, reset them, update the task, write the notification and the job rows, read the
+view) with none of taskrelay's layers: no auth, no SQLAlchemy, no state machine, no
+idempotency. Run: python bench/bare_retry_app.py DSN PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import uvicorn
+from litestar import Litestar, Response, post
+from litestar.datastructures import State
+
+LOCK = (
+    "SELECT task_id, roadmap_id, owner_id, status, seq FROM roadmap_tasks "
+    "WHERE task_id = $1 FOR UPDATE"
+)
+ITEMS = (
+    "SELECT concept_id, content_type FROM content_items WHERE task_id = $1 "
+    "AND status != 'completed' ORDER BY position"
+)
+RESET = (
+    "UPDATE content_items SET status = 'pending', updated_at = $2 WHERE task_id = $1 "
+    "AND (concept_id, content_type) IN (SELECT * FROM unnest($3::text[], $4::text[]))"
+)
+SAVE = (
+    "UPDATE roadmap_tasks SET status = 'processing', current_step = 'content_retry_queued', "
+    "error_message = NULL, completed_at = NULL, seq = $2, updated_at = $3 WHERE task_id = $1"
+)
+OUTBOX = (
+    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, "
+    "headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb, '{}'::jsonb)"
+)
+VIEW = "SELECT * FROM roadmap_tasks WHERE task_id = $1"
+COUNTS = (
+    "SELECT content_type, status, count(*) FROM content_items WHERE task_id = $1 "
+    "GROUP BY content_type, status"
+)
+
+
+@post("/retry/{task_id:uuid}", status_code=202)
+async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
+    pool: asyncpg.Pool = state.pool
+    async with pool.acquire() as conn, conn.transaction():
+        task = await conn.fetchrow(LOCK, task_id)
+        if task is None:
+            return Response({"detail": "not found"}, status_code=404)
+        if task["status"] not in ("cancelled", "failed", "partial_failure"):
+            return Response({"detail": "conflict"}, status_code=409)
+        items = await conn.fetch(ITEMS, task_id)
+        now = datetime.now(UTC)
+        await conn.execute(RESET, task_id, now, [i[0] for i in items], [i[1] for i in items])
+        seq = task["seq"] + 1
+        await conn.execute(SAVE, task_id, seq, now)
+        note = {
+            "task_id": str(task_id),
+            "seq": seq,
+            "step": "content_retry_queued",
+            "status": "processing",
+            "message": f"Retrying {len(items)} failed content items",
+            "data": {"roadmap_id": task["roadmap_id"], "total_items": len(items)},
+        }
+        job = {
+            "task_id": str(task_id),
+            "job": "generate_content",
+            "reason": "retry",
+            "items": [{"concept_id": c, "content_type": t} for c, t in items],
+        }
+        part = zlib.crc32(task_id.bytes) % 256
+        await conn.execute(
+            OUTBOX,
+            uuid.uuid4(),
+            task_id,
+            part,
+            "notification",
+            f"notification.{task_id}",
+            json.dumps(note),
+        )
+        await conn.execute(
+            OUTBOX, uuid.uuid4(), task_id, part, "job", "job.generate_content", json.dumps(job)
+        )
+        view = dict(await conn.fetchrow(VIEW, task_id))
+        counts = await conn.fetch(COUNTS, task_id)
+    view["items"] = [list(c) for c in counts]
+    return Response({"task": view, "total_items": len(items)}, status_code=202)
+
+
+def create_app(dsn: str) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.pool = await asyncpg.create_pool(dsn, min_size=10, max_size=20)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    return Litestar([retry], lifespan=[lifespan], logging_config=None)
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning"
+    )
