@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -54,6 +55,14 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(serve(settings, args.health_port))
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from services.worker import run_worker
+
+    configure_logging("worker")
+    processes = args.processes or os.cpu_count() or 1
+    return asyncio.run(run_worker(settings, processes))
+
+
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from shared.auth import issue_token
 
@@ -88,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_relay)
 
+    p = sub.add_parser(
+        "worker", help="turn job messages into RQ jobs and run them; several may run at once"
+    )
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="RQ worker processes to run (default: the CPU count)",
+    )
+    p.set_defaults(run=cmd_worker)
+
     p = sub.add_parser("token", help="print a bearer token for a user")
     p.add_argument("user_id", metavar="USER_ID")
     p.add_argument(
@@ -99,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_token)
     return parser
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -117,6 +117,23 @@ class WorkerSettings:
     content_generator: str = DEFAULT_GENERATOR
     """`module:callable` of the content generator (CONTRACT §9)."""
     item_timeout_seconds: float = 120.0
+    """Longest one generator call may take; past it the item is failed and the job moves on."""
+    queue_name: str = "taskrelay-content"
+    """The RQ queue job messages become jobs on (`rq info` lists it)."""
+    prefetch: int = 16
+    """Job messages the consumer may hold unacknowledged at once."""
+    lease_seconds: float = 30.0
+    """A running job renews its task's lease this often x3; a lapsed lease means a lost worker."""
+    watchdog_interval_seconds: float = 5.0
+    """How often each worker looks for lapsed leases to resume or fail."""
+    max_resumes: int = 3
+    """Lost workers one task survives (resumed each time) before the watchdog fails it."""
+    job_timeout_seconds: int = 24 * 3600
+    """RQ's hard limit on one job; the per-item timeout and the lease normally act first."""
+    inbox_retention_seconds: float = 7 * 24 * 3600.0
+    """How long a job message's `message_id` is remembered for deduplication."""
+    shutdown_grace_seconds: float = 25.0
+    """On SIGTERM, how long running jobs get to reach an item boundary before being killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +165,7 @@ class Settings:
             auth=AuthSettings(secret=env.get("TASKRELAY_SECRET") or None),
             api=ApiSettings(allowed_origins=tuple(o for o in origins if o)),
             relay=_relay_settings(env),
-            worker=WorkerSettings(
-                content_generator=env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
-            ),
+            worker=_worker_settings(env),
         )
 
 
@@ -175,3 +190,26 @@ def _relay_settings(env: Mapping[str, str]) -> RelaySettings:
     if relay.partitions < 1 or relay.batch_size < 1:
         raise ConfigurationError("TASKRELAY_RELAY_PARTITIONS and _BATCH_SIZE must be at least 1")
     return relay
+
+
+def _worker_settings(env: Mapping[str, str]) -> WorkerSettings:
+    """Every `WorkerSettings` field, overridable as `TASKRELAY_WORKER_<FIELD NAME IN CAPITALS>`;
+    the generator is `TASKRELAY_CONTENT_GENERATOR` (CONTRACT §3)."""
+    defaults = WorkerSettings()
+    values: dict[str, str | int | float] = {
+        "content_generator": env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
+    }
+    for name in WorkerSettings.__dataclass_fields__:
+        variable = f"TASKRELAY_WORKER_{name.upper()}"
+        raw = env.get(variable)
+        if name == "content_generator" or not raw:
+            continue
+        kind = type(getattr(defaults, name))
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable} must be a {kind.__name__}, got {raw!r}") from None
+        if not isinstance(value, str) and value <= 0:
+            raise ConfigurationError(f"{variable} must be positive")
+        values[name] = value
+    return WorkerSettings(**values)  # type: ignore[arg-type]

@@ -131,3 +131,31 @@ OUTBOX_CHANNEL = "taskrelay_outbox"
 
 PARTITION_BUCKETS = 256
 """Outbox rows carry `partition_key = hash(task_id) % PARTITION_BUCKETS` (see docs/relay.md)."""
+
+job_inbox = Table(
+    "job_inbox",
+    metadata,
+    Column("message_id", UUID(as_uuid=True), primary_key=True),
+    Column("task_id", UUID(as_uuid=True), nullable=False),
+    Column("job_id", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("job_inbox_received_idx", "received_at"),
+)
+"""Job messages the worker turned into RQ jobs, by AMQP `message_id` (the dedupe record)."""
+
+task_leases = Table(
+    "task_leases",
+    metadata,
+    Column(
+        "task_id",
+        UUID(as_uuid=True),
+        ForeignKey("roadmap_tasks.task_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("holder", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("resumes", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("task_leases_expiry_idx", "expires_at", postgresql_where=text("holder IS NOT NULL")),
+)
+"""Which RQ job generates a task's items, until when; a lapsed lease means a lost worker."""

@@ -1,0 +1,139 @@
+"""The job message consumer: RabbitMQ `taskrelay.jobs` in, RQ jobs out, each message once.
+
+Manual acks under a prefetch limit. For each message: deduplicate by its AMQP `message_id`
+(the `job_inbox` table), enqueue the RQ job (its id derived from the `message_id`, enqueued
+with `unique=True`), record it in the inbox, and only then ack. A crash anywhere before the ack
+means a redelivery, which finds the job already enqueued or recorded. A message that can never
+be handled (not JSON, no `message_id`, an unknown job or task) is rejected without requeue, so
+the broker dead-letters it to `taskrelay.jobs.dead`, and its error is logged. While PostgreSQL
+or Redis is unreachable, the message is held and retried with backoff rather than requeued in a
+loop that would burn through the queue's delivery limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from services.worker.jobs import JobQueue
+from shared.db.repositories import InboxRepository
+from shared.db.uow import UnitOfWorkFactory
+from shared.errors import DependencyUnavailable
+from shared.logging import bound_context, get_logger
+from shared.messaging import GENERATE_CONTENT
+from shared.topology import declare_topology
+
+log = get_logger(__name__)
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class UnhandleableMessage(Exception):
+    """The message can never become a job; it is dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    message_id: UUID
+    task_id: UUID
+
+
+def parse_job_message(message: AbstractIncomingMessage) -> JobMessage:
+    try:
+        message_id = UUID(str(message.message_id))
+    except ValueError:
+        raise UnhandleableMessage(f"message_id {message.message_id!r} is not a UUID") from None
+    try:
+        body: Any = json.loads(message.body)
+        job, task_id = body["job"], UUID(str(body["task_id"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnhandleableMessage(f"body is not a job dispatch: {exc!r}") from None
+    if job != GENERATE_CONTENT:
+        raise UnhandleableMessage(f"unknown job {job!r}")
+    return JobMessage(message_id, task_id)
+
+
+class JobConsumer:
+    def __init__(self, uow_factory: UnitOfWorkFactory, jobs: JobQueue, *, prefetch: int) -> None:
+        self._uow = uow_factory
+        self._jobs = jobs
+        self._prefetch = prefetch
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def start(self, channel: AbstractChannel) -> None:
+        await channel.set_qos(prefetch_count=self._prefetch)
+        self._queue = (await declare_topology(channel)).job_queue
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        log.info("job_consumer_started", queue=self._queue.name, prefetch=self._prefetch)
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Take no more messages; let the ones in hand finish (unacked ones go back)."""
+        self._stopping.set()
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:  # the channel may already be gone; nothing to cancel
+                log.warning("job_consumer_cancel_failed", error=str(exc))
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=drain_seconds)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._settle(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _settle(self, message: AbstractIncomingMessage) -> None:
+        with bound_context(message_id=str(message.message_id)):
+            try:
+                job = parse_job_message(message)
+                with bound_context(task_id=str(job.task_id)):
+                    outcome = await self._with_backoff(job)
+            except UnhandleableMessage as exc:
+                log.error("job_message_dead_lettered", error=str(exc))
+                await message.reject(requeue=False)
+                return
+            if outcome is None:  # shutting down mid-retry: hand the message back
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+            log.info("job_message_acked", outcome=outcome)
+
+    async def _with_backoff(self, job: JobMessage) -> str | None:
+        delay = 0.5
+        while True:
+            try:
+                return await self._handle(job)
+            except (DependencyUnavailable, OperationalError, DBAPIError, OSError) as exc:
+                log.warning("job_message_retrying", error=str(exc), retry_in=delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return None
+            except TimeoutError:
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _handle(self, job: JobMessage) -> str:
+        async with self._uow() as uow:
+            inbox = InboxRepository(uow.connection)
+            if await inbox.seen(job.message_id):
+                return "duplicate"
+            if not await inbox.task_exists(job.task_id):
+                raise UnhandleableMessage(f"task {job.task_id} does not exist")
+        job_id = await asyncio.to_thread(self._jobs.enqueue, job.task_id, job.message_id)
+        async with self._uow() as uow:
+            await InboxRepository(uow.connection).record(job.message_id, job.task_id, job_id)
+            await uow.commit()
+        return "enqueued"

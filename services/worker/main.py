@@ -1,0 +1,116 @@
+"""`bootstrap()`: the composition root of `taskrelay worker`, and its run loop.
+
+The supervisor checks its dependencies once (one clear line and exit 1 when PostgreSQL,
+RabbitMQ or Redis is unreachable, or the generator cannot be imported), then runs three things
+until SIGTERM or SIGINT: the job consumer, the lease watchdog, and the pool of RQ worker
+processes. Shutdown order: stop taking messages, let the RQ workers hand their running jobs
+back at the next item boundary, then close connections; all within the configured grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+
+import aio_pika
+import redis
+from aio_pika.abc import AbstractRobustConnection
+
+from services.worker.consumer import JobConsumer
+from services.worker.jobs import REDIS_HINT, JobQueue
+from services.worker.pool import RqProcessPool
+from services.worker.watchdog import run_watchdog
+from shared.content import load_generator
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.db.migrate import safe_url
+from shared.db.probe import probe_database
+from shared.errors import DependencyUnavailable
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+AMQP_HINT = "Start it with: rabbitmq-server -detached (or: service rabbitmq-server start)"
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class Worker:
+    """Everything one `taskrelay worker` process runs, wired from the settings."""
+
+    settings: Settings
+    processes: int
+    redis: redis.Redis
+    broker: AbstractRobustConnection
+    uow_factory: UnitOfWorkFactory
+
+    async def run(self) -> int:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        pool = RqProcessPool(self.processes)
+        await pool.start()
+        supervisor = asyncio.create_task(pool.supervise())
+        consumer = JobConsumer(
+            self.uow_factory,
+            JobQueue(self.redis, self.settings),
+            prefetch=self.settings.worker.prefetch,
+        )
+        await consumer.start(await self.broker.channel())
+        watchdog = asyncio.create_task(run_watchdog(self.uow_factory, self.settings.worker))
+        log.info("worker_started", processes=self.processes, rq_pids=pool.pids)
+        await stopping.wait()
+        log.info("worker_stopping")
+        grace = self.settings.worker.shutdown_grace_seconds
+        await consumer.stop(drain_seconds=5.0)
+        await pool.stop(grace)
+        for task in (supervisor, watchdog):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.close()
+        log.info("worker_stopped")
+        return 0
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.broker.close()
+        await self.uow_factory.engine.dispose()
+        self.redis.close()
+
+
+async def bootstrap(settings: Settings, processes: int) -> Worker:
+    """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
+    load_generator(settings.worker.content_generator)  # fail now, not in every job
+    await probe_database(settings.database)
+    client = await asyncio.to_thread(_probe_redis, settings)
+    broker = await _connect_broker(settings)
+    engine = create_engine(settings.database, pool_size=5)
+    return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine))
+
+
+async def run_worker(settings: Settings, processes: int) -> int:
+    worker = await bootstrap(settings, processes)
+    return await worker.run()
+
+
+def _probe_redis(settings: Settings) -> redis.Redis:
+    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise DependencyUnavailable("Redis", settings.redis.url, str(exc), REDIS_HINT) from exc
+    return client
+
+
+async def _connect_broker(settings: Settings) -> AbstractRobustConnection:
+    url = settings.broker.url
+    try:
+        return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DependencyUnavailable("RabbitMQ", safe_url(url), reason, AMQP_HINT) from exc

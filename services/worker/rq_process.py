@@ -1,0 +1,77 @@
+"""One RQ worker process, started (N times) and stopped by the `taskrelay worker` supervisor.
+
+It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with three changes:
+- SIGTERM is a warm shutdown that also tells the running work horse to hand its job back at the
+  next item boundary (SIGUSR1), instead of RQ's default of waiting for the whole job;
+  SIGINT is ignored, because the supervisor forwards a Ctrl-C as SIGTERM.
+- the process and each work horse die with their parent (PR_SET_PDEATHSIG), so a SIGKILLed
+  supervisor leaves no orphan generating behind the watchdog's back.
+- before any job runs, `bootstrap()` installs the settings and the imported content generator
+  for the jobs (`services.worker.jobs.install`); each fork inherits them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+import redis
+from rq import Worker
+
+from services.worker import signals
+from services.worker.jobs import JobContext, install
+from shared.content import load_generator
+from shared.errors import ConfigurationError
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+class ContentWorker(Worker):
+    """An RQ worker whose warm shutdown stops the running job at its next item boundary."""
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()  # type: ignore[no-untyped-call]
+        if self.horse_pid:
+            with contextlib.suppress(ProcessLookupError):  # the horse may have just finished
+                os.kill(self.horse_pid, signals.HANDBACK_SIGNAL)
+
+    def setup_work_horse_signals(self) -> None:
+        signals.die_with_parent()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signals.install_handback_handler()
+
+
+def bootstrap(settings: Settings) -> ContentWorker:
+    """The composition root of an RQ worker process."""
+    generator = load_generator(settings.worker.content_generator)
+    install(JobContext(settings, generator, signals.handback_requested))
+    connection = redis.Redis.from_url(settings.redis.url)
+    return ContentWorker([settings.worker.queue_name], connection=connection)
+
+
+def main() -> int:
+    signals.die_with_parent()
+    configure_logging("worker-rq")
+    try:
+        worker = bootstrap(Settings.from_env())
+        worker.work(logging_level="INFO")
+    except ConfigurationError as exc:
+        print(f"taskrelay worker (rq): {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"taskrelay worker (rq): Redis is unreachable: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

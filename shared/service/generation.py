@@ -1,0 +1,282 @@
+"""Generating a task's content items: the body of the worker's RQ job.
+
+A job holds the task's lease while it runs and works through the task's *pending* items in
+order. Before each item (an item boundary) it checks, under the task row lock, that the task is
+still `processing`, that the lease is still its own and that no shutdown was asked for; then it
+calls the generator under a timeout; then ONE transaction stores the content or the error,
+counts the attempt and emits the item's notification with counts over all of the task's items.
+When nothing is pending, that same transaction moves the task to its final status.
+
+Only pending items are generated, and a result is stored only on a still-pending item, so a
+redelivered message, a duplicate job or an RQ retry never generates a finished item again; the
+API's retry is what makes failed items pending again (with a new job dispatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from shared.content import ContentGenerator, ContentRequest
+from shared.db.repositories import LeaseRepository, PendingItem, WorkItemRepository
+from shared.db.uow import UnitOfWork, UnitOfWorkFactory
+from shared.domain import ItemCounts, JobDispatch, Status, TaskState
+from shared.logging import get_logger
+from shared.messaging import GENERATE_CONTENT
+from shared.service.transitions import emit_event, transition
+
+log = get_logger(__name__)
+
+
+class Stop(StrEnum):
+    """Why a job stopped working on its task."""
+
+    FINISHED = "finished"
+    """Nothing left pending: the task got its final status."""
+    CANCELLED = "cancelled"
+    NOT_RUNNABLE = "not_runnable"
+    """The task was not pending or processing (finished already, or a stale message)."""
+    BUSY = "busy"
+    """Another live job holds the task; it will generate every pending item."""
+    HANDED_BACK = "handed_back"
+    """Shutdown: the rest was written back to the outbox as a `resume` job dispatch."""
+    LEASE_LOST = "lease_lost"
+    """The watchdog took the task back (this job stopped renewing in time)."""
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    content: Any = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class JobOutcome:
+    stop: Stop = Stop.NOT_FOUND
+    generated: int = 0
+
+
+def progress_data(counts: ItemCounts) -> dict[str, int]:
+    """The counts every item notification carries, over ALL of the task's items (§7)."""
+    return {
+        "completed_items": counts.completed,
+        "failed_items": counts.failed,
+        "total_items": counts.total,
+    }
+
+
+async def finish_task(uow: UnitOfWork, state: TaskState) -> TaskState:
+    """processing -> completed, partial_failure or failed, from the items' final statuses."""
+    counts = await uow.items.counts(state.task_id)
+    data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
+    if counts.failed == 0:
+        target, error = Status.COMPLETED, None
+        message = f"Generated all {counts.total} content items"
+    elif counts.completed == 0:
+        target, error = Status.FAILED, f"All {counts.total} content items failed"
+        message = error
+    else:
+        target = Status.PARTIAL_FAILURE
+        error = f"{counts.failed} of {counts.total} content items failed"
+        message = error
+    step = f"content_generation_{target}"
+    change = await transition(
+        uow, state, target, step=step, message=message, data=data, error_message=error
+    )
+    return change.state
+
+
+class ContentJob:
+    """One run over one task's pending items; build one per RQ job execution."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        generator: ContentGenerator,
+        *,
+        task_id: UUID,
+        holder: str,
+        item_timeout: float,
+        lease_seconds: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._uow = uow_factory
+        self._generator = generator
+        self._task_id = task_id
+        self._holder = holder
+        """The RQ job id: the lease's owner, the same across an RQ retry of this job."""
+        self._item_timeout = item_timeout
+        self._lease_seconds = lease_seconds
+        self._should_stop = should_stop
+        self._outcome = JobOutcome()
+        self._roadmap_id = ""
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generator")
+
+    async def run(self) -> JobOutcome:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            item = await self._begin()
+            while item is not None:
+                result = await self._generate(item)
+                item = await self._record(item, result)
+        finally:
+            heartbeat.cancel()
+            # A sync generator stuck past its timeout keeps its thread; the horse exits anyway.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        return self._outcome
+
+    async def _begin(self) -> PendingItem | None:
+        async with self._uow() as uow:
+            state = await uow.tasks.lock(self._task_id)
+            if state is None:
+                return None
+            self._roadmap_id = state.roadmap_id
+            if state.status not in (Status.PENDING, Status.PROCESSING):
+                self._outcome.stop = Stop.NOT_RUNNABLE
+                return None
+            leases = LeaseRepository(uow.connection)
+            if not await leases.acquire(self._task_id, self._holder, self._lease_seconds):
+                self._outcome.stop = Stop.BUSY
+                return None
+            if state.status is Status.PENDING:
+                counts = await uow.items.counts(self._task_id)
+                started = await transition(
+                    uow,
+                    state,
+                    Status.PROCESSING,
+                    step="content_generation_started",
+                    message=f"Generating {counts.pending} content items",
+                    data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
+                )
+                state = started.state
+            item = await self._next_or_finish(uow, state, leases)
+            await uow.commit()
+            return item
+
+    async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:
+        """ONE transaction: the result, its attempt, its notification; then the next boundary."""
+        async with self._uow() as uow:
+            state = await uow.tasks.lock(self._task_id)
+            if state is None:
+                self._outcome.stop = Stop.NOT_FOUND
+                return None
+            now = datetime.now(UTC)
+            items = WorkItemRepository(uow.connection)
+            stored = await items.store_result(
+                self._task_id, item.key, content=result.content, error=result.error, now=now
+            )
+            if stored:
+                state = await self._notify(uow, state, item, result)
+                self._outcome.generated += 1
+            leases = LeaseRepository(uow.connection)
+            if state.status is not Status.PROCESSING:
+                await leases.release(self._task_id, self._holder, keep_resumes=False)
+                cancelled = state.status is Status.CANCELLED
+                self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
+                await uow.commit()
+                return None
+            if not await leases.renew(self._task_id, self._holder, self._lease_seconds):
+                self._outcome.stop = Stop.LEASE_LOST
+                await uow.commit()
+                return None
+            following = await self._next_or_finish(uow, state, leases)
+            await uow.commit()
+            return following
+
+    async def _next_or_finish(
+        self, uow: UnitOfWork, state: TaskState, leases: LeaseRepository
+    ) -> PendingItem | None:
+        """The item boundary, under the task row lock: hand back, finish, or the next item."""
+        items = WorkItemRepository(uow.connection)
+        if self._should_stop():
+            rest = await items.pending_keys(self._task_id)
+            if rest:
+                resume = JobDispatch(GENERATE_CONTENT, self._task_id, tuple(rest), "resume")
+                await uow.outbox.add_job(resume)
+            await leases.release(self._task_id, self._holder, keep_resumes=True)
+            self._outcome.stop = Stop.HANDED_BACK
+            return None
+        following = await items.next_pending(self._task_id)
+        if following is None:
+            await finish_task(uow, state)
+            await leases.release(self._task_id, self._holder, keep_resumes=False)
+            self._outcome.stop = Stop.FINISHED
+        return following
+
+    async def _notify(
+        self, uow: UnitOfWork, state: TaskState, item: PendingItem, result: ItemResult
+    ) -> TaskState:
+        counts = await uow.items.counts(self._task_id)
+        key = item.key
+        data: dict[str, Any] = {
+            "concept_id": key.concept_id,
+            "content_type": key.content_type,
+            "item_status": "failed" if result.error is not None else "completed",
+            **progress_data(counts),
+        }
+        done = counts.completed + counts.failed
+        if result.error is None:
+            step = "content_item_completed"
+            title, total = item.concept_title, counts.total
+            message = f"Generated {key.content_type} for {title} ({done}/{total})"
+        else:
+            step, data["error"] = "content_item_failed", result.error
+            message = f"Failed to generate {key.content_type} for {item.concept_title}"
+        change = await emit_event(uow, state, step=step, message=message, data=data)
+        return change.state
+
+    async def _generate(self, item: PendingItem) -> ItemResult:
+        request = ContentRequest(
+            task_id=str(self._task_id),
+            roadmap_id=self._roadmap_id,
+            concept_id=item.key.concept_id,
+            concept_title=item.concept_title,
+            content_type=item.key.content_type,
+            attempt=item.attempts + 1,
+        )
+        try:
+            content = await asyncio.wait_for(self._call(request), self._item_timeout)
+        except TimeoutError:
+            return ItemResult(error=f"generation timed out after {self._item_timeout:g} s")
+        except Exception as exc:  # the generator's own failure: the item fails, the job goes on
+            return ItemResult(error=str(exc) or type(exc).__name__)
+        return _checked(content)
+
+    async def _call(self, request: ContentRequest) -> Any:
+        if inspect.iscoroutinefunction(self._generator):
+            return await self._generator(request)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, self._generator, request)
+        return await result if inspect.isawaitable(result) else result
+
+    async def _heartbeat(self) -> None:
+        """Keep the lease while one long item runs; boundaries renew it too."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                async with self._uow() as uow:
+                    leases = LeaseRepository(uow.connection)
+                    await leases.renew(self._task_id, self._holder, self._lease_seconds)
+                    await uow.commit()
+            except Exception as exc:  # a missed beat only shortens the lease; log and go on
+                log.warning("lease_heartbeat_failed", task_id=str(self._task_id), error=str(exc))
+
+
+def _checked(content: Any) -> ItemResult:
+    """A str or JSON-able dict is content; anything else fails the item, saying why."""
+    if not isinstance(content, str | dict):
+        return ItemResult(error=f"generator returned {type(content).__name__}, not str or dict")
+    try:
+        json.dumps(content)
+    except (TypeError, ValueError) as exc:
+        return ItemResult(error=f"generator returned content that is not JSON: {exc}")
+    return ItemResult(content=content)

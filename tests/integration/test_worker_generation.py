@@ -1,0 +1,277 @@
+"""The worker's job against the real PostgreSQL: one transaction per item, once in effect.
+
+`ContentJob` runs in-process with generators passed to its constructor (the seam the worker
+fills from TASKRELAY_CONTENT_GENERATOR); tasks are created, cancelled and retried through the
+same service functions the API calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
+
+from shared.content import ContentGenerator, ContentRequest
+from shared.db import UnitOfWorkFactory
+from shared.db.tables import content_items, outbox, roadmap_tasks
+from shared.service.generation import ContentJob, JobOutcome, Stop
+from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+
+OWNER = "worker-tests"
+
+
+class Recorder:
+    """A coroutine generator that remembers its calls; fails first tries of "fail" concepts."""
+
+    def __init__(self, on_call: Callable[[ContentRequest], Any] | None = None) -> None:
+        self.calls: list[ContentRequest] = []
+        self._on_call = on_call
+
+    async def __call__(self, request: ContentRequest) -> str:
+        self.calls.append(request)
+        if self._on_call is not None:
+            await self._on_call(request)
+        if "fail" in request.concept_id and request.attempt == 1:
+            raise RuntimeError(f"model refused {request.concept_id}")
+        return f"# {request.concept_title}"
+
+    def per_item(self) -> Counter[str]:
+        return Counter(f"{c.concept_id}/{c.content_type}" for c in self.calls)
+
+
+async def new_task(uows: UnitOfWorkFactory, concepts: list[str], types: list[str]) -> UUID:
+    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Title {c}") for c in concepts], types)
+    async with uows() as uow:
+        view = await create_task(uow, OWNER, new)
+        await uow.commit()
+    return UUID(view["task_id"])
+
+
+def seed_concepts() -> list[str]:
+    """The seed's task: 21 concepts, 10 of which fail on their first attempt."""
+    return [f"c{i:02d}-fail" if i % 2 else f"c{i:02d}" for i in range(21)]
+
+
+async def run_job(
+    uows: UnitOfWorkFactory,
+    task_id: UUID,
+    generator: ContentGenerator,
+    *,
+    holder: str | None = None,
+    item_timeout: float = 5.0,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> JobOutcome:
+    job = ContentJob(
+        uows,
+        generator,
+        task_id=task_id,
+        holder=holder or f"test-{uuid4()}",
+        item_timeout=item_timeout,
+        lease_seconds=30,
+        should_stop=should_stop,
+    )
+    return await job.run()
+
+
+async def task_row(uows: UnitOfWorkFactory, task_id: UUID) -> Any:
+    async with uows() as uow:
+        query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
+        return (await uow.connection.execute(query)).one()
+
+
+async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+    async with uows() as uow:
+        query = (
+            select(outbox.c.payload)
+            .where(outbox.c.task_id == task_id, outbox.c.kind == "notification")
+            .order_by(outbox.c.id)
+        )
+        return [row[0] for row in await uow.connection.execute(query)]
+
+
+async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
+    async with uows() as uow:
+        query = select(content_items.c.concept_id, content_items.c.status).where(
+            content_items.c.task_id == task_id
+        )
+        return {r.concept_id: r.status for r in await uow.connection.execute(query)}
+
+
+async def test_the_seed_partial_failure_then_a_retry_completes(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, seed_concepts(), ["tutorial"])
+    generator = Recorder()
+
+    first = await run_job(uow_factory, task_id, generator)
+
+    row = await task_row(uow_factory, task_id)
+    assert first.stop is Stop.FINISHED and first.generated == 21
+    assert row.status == "partial_failure"
+    assert row.error_message == "10 of 21 content items failed"
+    assert row.completed_at is not None
+    last_item = [n for n in await notifications(uow_factory, task_id) if "item_status" in n["data"]]
+    assert last_item[-1]["data"]["completed_items"] == 11
+    assert last_item[-1]["data"]["failed_items"] == 10
+    assert last_item[-1]["data"]["total_items"] == 21
+
+    async with uow_factory() as uow:
+        retried = await retry_task(uow, OWNER, task_id)
+        await uow.commit()
+    assert retried.total_items == 10
+    second = await run_job(uow_factory, task_id, generator)
+
+    row = await task_row(uow_factory, task_id)
+    assert second.generated == 10
+    assert (row.status, row.error_message, row.completed_at is not None) == ("completed", None, True)
+    counts = generator.per_item()
+    assert {k: v for k, v in counts.items() if "fail" in k} == {
+        f"{c}/tutorial": 2 for c in seed_concepts() if "fail" in c
+    }
+    assert all(v == 1 for k, v in counts.items() if "fail" not in k)
+    frames = await notifications(uow_factory, task_id)
+    assert frames[-2]["data"]["completed_items"] == 21  # the last item result, then the finish
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+
+
+async def test_running_the_same_dispatch_again_generates_nothing(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ["a-fail", "b", "c"], ["quiz", "tutorial"])
+    generator = Recorder()
+    await run_job(uow_factory, task_id, generator, holder="job-1")
+    seq_before = (await task_row(uow_factory, task_id)).seq
+
+    again = await run_job(uow_factory, task_id, generator, holder="job-1")  # an RQ retry
+    duplicate = await run_job(uow_factory, task_id, generator, holder="job-2")  # a duplicate
+
+    assert again.stop is Stop.NOT_RUNNABLE and duplicate.stop is Stop.NOT_RUNNABLE
+    assert len(generator.calls) == 6
+    assert (await task_row(uow_factory, task_id)).seq == seq_before
+
+
+async def test_a_cancel_stops_the_job_at_the_next_item_boundary(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    concepts = [f"k{i}" for i in range(8)]
+    task_id = await new_task(uow_factory, concepts, ["tutorial"])
+
+    async def cancel_during_third(request: ContentRequest) -> None:
+        if request.concept_id == "k2":
+            async with uow_factory() as uow:
+                await cancel_task(uow, OWNER, task_id)
+                await uow.commit()
+
+    generator = Recorder(cancel_during_third)
+    outcome = await run_job(uow_factory, task_id, generator)
+
+    assert outcome.stop is Stop.CANCELLED
+    assert [c.concept_id for c in generator.calls] == ["k0", "k1", "k2"]
+    row = await task_row(uow_factory, task_id)
+    assert (row.status, row.error_message) == ("cancelled", "Task cancelled by user")
+    statuses = await item_statuses(uow_factory, task_id)
+    assert statuses["k2"] == "completed"  # the one in flight records its result
+    last = (await notifications(uow_factory, task_id))[-1]
+    assert (last["status"], last["data"]["completed_items"]) == ("cancelled", 3)
+
+    async with uow_factory() as uow:
+        await retry_task(uow, OWNER, task_id)
+        await uow.commit()
+    retry_generator = Recorder()
+    await run_job(uow_factory, task_id, retry_generator)
+    assert [c.concept_id for c in retry_generator.calls] == concepts[3:]
+    assert (await task_row(uow_factory, task_id)).status == "completed"
+
+
+async def test_a_second_job_leaves_a_held_task_to_its_holder(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ["x", "y", "z"], ["quiz"])
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def hold(request: ContentRequest) -> None:
+        if request.concept_id == "x":
+            entered.set()
+            await release.wait()
+
+    holder_job = asyncio.create_task(run_job(uow_factory, task_id, Recorder(hold)))
+    await asyncio.wait_for(entered.wait(), 10)
+    intruder = Recorder()
+    outcome = await run_job(uow_factory, task_id, intruder)
+    release.set()
+    held = await holder_job
+
+    assert outcome.stop is Stop.BUSY and intruder.calls == []
+    assert held.stop is Stop.FINISHED and held.generated == 3
+
+
+async def test_a_shutdown_hands_the_rest_back_through_the_outbox(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, [f"h{i}" for i in range(5)], ["quiz"])
+    generator = Recorder()
+
+    outcome = await run_job(uow_factory, task_id, generator, should_stop=lambda: len(generator.calls) >= 2)
+
+    assert outcome.stop is Stop.HANDED_BACK and outcome.generated == 2
+    assert (await task_row(uow_factory, task_id)).status == "processing"
+    async with uow_factory() as uow:
+        query = (
+            select(outbox.c.payload)
+            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
+            .order_by(outbox.c.id)
+        )
+        jobs = [row[0] for row in await uow.connection.execute(query)]
+    assert jobs[-1]["reason"] == "resume"
+    assert [i["concept_id"] for i in jobs[-1]["items"]] == ["h2", "h3", "h4"]
+
+    resumed = await run_job(uow_factory, task_id, generator)
+    assert resumed.stop is Stop.FINISHED and len(generator.calls) == 5
+
+
+async def test_timeouts_and_bad_results_fail_only_their_item(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ["slow", "odd", "fine"], ["quiz"])
+
+    async def generator(request: ContentRequest) -> Any:
+        if request.concept_id == "slow":
+            await asyncio.sleep(5)
+        return 42 if request.concept_id == "odd" else "ok"
+
+    await run_job(uow_factory, task_id, generator, item_timeout=0.3)
+
+    async with uow_factory() as uow:
+        query = select(content_items.c.concept_id, content_items.c.last_error).where(
+            content_items.c.task_id == task_id
+        )
+        errors = {r.concept_id: r.last_error for r in await uow.connection.execute(query)}
+    assert errors["slow"] == "generation timed out after 0.3 s"
+    assert errors["odd"] == "generator returned int, not str or dict"
+    assert errors["fine"] is None
+    row = await task_row(uow_factory, task_id)
+    assert (row.status, row.error_message) == ("partial_failure", "2 of 3 content items failed")
+
+
+async def test_a_plain_function_generator_runs_and_its_content_is_stored(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ["p"], ["resources"])
+
+    def generator(request: ContentRequest) -> dict[str, Any]:
+        return {"title": request.concept_title, "attempt": request.attempt}
+
+    await run_job(uow_factory, task_id, generator)
+
+    async with uow_factory() as uow:
+        query = select(content_items.c.content, content_items.c.attempts).where(
+            content_items.c.task_id == task_id
+        )
+        stored = (await uow.connection.execute(query)).one()
+    assert stored.content == {"title": "Title p", "attempt": 1}
+    assert stored.attempts == 1

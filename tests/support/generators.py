@@ -1,0 +1,78 @@
+"""Content generators for worker tests, importable by a worker subprocess by name.
+
+`TASKRELAY_CONTENT_GENERATOR=tests.support.generators:counting` (subprocesses run with the
+repository root as their working directory). `counting` records every call in the run's Redis
+database (REDIS_URL), so a test can count how many times each item was generated and when each
+call started; it fails the first attempt of any concept whose id contains "fail" (the seed's
+partly failing task) and sleeps `TASKRELAY_TEST_GENERATOR_DELAY` seconds per item (so a test
+can cancel, stop or kill a worker mid-job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.content import ContentRequest
+
+CALLS_PREFIX = "taskrelay-test:generated:"
+STARTS_PREFIX = "taskrelay-test:starts:"
+
+
+def item_field(concept_id: str, content_type: str) -> str:
+    return f"{concept_id}/{content_type}"
+
+
+async def counting(request: ContentRequest) -> dict[str, object]:
+    """A coroutine generator that counts its calls in Redis and fails first tries of "fail" ids."""
+    client = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    field = item_field(request.concept_id, request.content_type)
+    try:
+        await client.rpush(STARTS_PREFIX + request.task_id, f"{time.time()!r} {field}")
+        await client.hincrby(CALLS_PREFIX + request.task_id, field, 1)
+    finally:
+        await client.aclose()
+    await asyncio.sleep(float(os.environ.get("TASKRELAY_TEST_GENERATOR_DELAY", "0")))
+    if "fail" in request.concept_id and request.attempt == 1:
+        raise RuntimeError(f"simulated failure of {field} on attempt {request.attempt}")
+    return {"markdown": f"# {request.concept_title}", "attempt": request.attempt}
+
+
+def counting_sync(request: ContentRequest) -> str:
+    """The same contract as a plain function: the worker runs it off the event loop."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        client.hincrby(CALLS_PREFIX + request.task_id, item_field(request.concept_id, "sync"), 1)
+    finally:
+        client.close()
+    return f"# {request.concept_title} ({request.content_type})"
+
+
+async def instant(request: ContentRequest) -> str:
+    """Costs nothing: what the throughput benchmark measures is the worker's own overhead."""
+    return request.concept_id
+
+
+def calls(redis_url: str, task_id: object) -> dict[str, int]:
+    """How many times each item of the task was generated: {"concept/type": count}."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.hgetall(f"{CALLS_PREFIX}{task_id}")
+    finally:
+        client.close()
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def starts(redis_url: str, task_id: object) -> list[tuple[float, str]]:
+    """When each generator call started (epoch seconds), in order."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.lrange(f"{STARTS_PREFIX}{task_id}", 0, -1)
+    finally:
+        client.close()
+    entries = [entry.decode().split(" ", 1) for entry in raw]
+    return [(float(at), field) for at, field in entries]
