@@ -1,0 +1,156 @@
+"""The whole relay in this process, on real PostgreSQL and RabbitMQ: parking and cleanup.
+
+A row that keeps failing is parked, counted on /health and /metrics, and blocks nothing;
+published rows and expired idempotency records are cleaned up after their retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+
+from services.relay import bootstrap
+from services.relay.bootstrap import RelayProcess
+from shared.db.outbox import partition_key
+from shared.settings import Settings
+from tests.support.processes import free_port
+from tests.support.relay import Ledger, health, isolated_database
+from tests.support.resources import Resources
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@dataclass
+class Running:
+    process: RelayProcess
+    port: int
+    dsn: str
+
+
+@pytest.fixture(name="running")
+async def running_fixture(resources: Resources) -> AsyncIterator[Running]:
+    async with isolated_database(resources) as url:
+        env = resources.env(
+            DATABASE_URL=url,
+            TASKRELAY_RELAY_MAX_MESSAGE_BYTES="2048",
+            TASKRELAY_RELAY_MAX_ATTEMPTS="3",
+            TASKRELAY_RELAY_BACKOFF_BASE_SECONDS="0.1",
+            TASKRELAY_RELAY_RETENTION_SECONDS="0.5",
+            TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="0.5",
+        )
+        port = free_port()
+        process = bootstrap(Settings.from_env(env), port)
+        stopping = asyncio.Event()
+        await process.health.start()
+        task = asyncio.create_task(process.relay.run(stopping))
+        try:
+            yield Running(process, port, url)
+        finally:
+            stopping.set()
+            await asyncio.wait_for(task, 30)
+            await process.health.stop()
+
+
+async def _insert(dsn: str, task_id: UUID, seq: int, padding: int = 0) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload) "
+            "VALUES ($1, $2, $3, 'notification', $4, $5::jsonb)",
+            uuid4(),
+            task_id,
+            partition_key(task_id),
+            f"notification.{task_id}",
+            json.dumps({"task_id": str(task_id), "seq": seq, "pad": "x" * padding}),
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_row_that_keeps_failing_is_parked_and_blocks_nothing(
+    running: Running, resources: Resources
+) -> None:
+    poisoned, healthy = uuid4(), uuid4()
+    ledger = await Ledger().open(resources.amqp_url, binding="notification.#")
+    try:
+        await _insert(running.dsn, poisoned, 1, padding=4096)  # larger than the 2 KiB limit
+        await _insert(running.dsn, poisoned, 2)
+        await _insert(running.dsn, healthy, 1)
+        await wait_until(
+            lambda: _delivered(ledger, {(str(healthy), 1), (str(poisoned), 2)}),
+            within=15,
+            what="the healthy task's row and the poisoned task's later row",
+        )
+    finally:
+        await ledger.close()
+    assert all(not (d.task_id == str(poisoned) and d.seq == 1) for d in ledger.deliveries)
+    document = await wait_until(
+        lambda: _health_where(running.port, parked=1), what="/health counting the parked row"
+    )
+    assert document is not None
+    assert document["status"] == "degraded"
+    metrics = await asyncio.to_thread(_metrics, running.port)
+    assert "taskrelay_relay_parked 1.0" in metrics
+    assert 'taskrelay_relay_publish_failed_total{reason="row"} 3.0' in metrics
+    conn = await asyncpg.connect(running.dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT attempts, last_error FROM outbox WHERE task_id=$1 AND parked_at IS NOT NULL",
+            poisoned,
+        )
+    finally:
+        await conn.close()
+    assert row["attempts"] == 3
+    assert "too large" in row["last_error"]
+
+
+async def test_published_rows_and_old_idempotency_records_are_cleaned_up(
+    running: Running,
+) -> None:
+    conn = await asyncpg.connect(running.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (owner_id, key, request_hash, response_status, "
+            "response_body, created_at) VALUES "
+            "('u', 'old', 'h', 201, '{}', now() - interval '25 hours'), "
+            "('u', 'new', 'h', 201, '{}', now())"
+        )
+        for seq in range(1, 6):
+            await _insert(running.dsn, uuid4(), seq)
+
+        async def cleaned() -> bool:
+            outbox = await conn.fetchval("SELECT count(*) FROM outbox")
+            keys = await conn.fetch("SELECT key FROM idempotency_keys")
+            return outbox == 0 and [k["key"] for k in keys] == ["new"]
+
+        await wait_until(cleaned, within=15, what="the outbox and old keys cleaned up")
+    finally:
+        await conn.close()
+    document = await asyncio.to_thread(health, running.port)
+    assert document is not None
+    assert document["published_total"] >= 5
+
+
+async def _delivered(ledger: Ledger, wanted: set[tuple[str, int | None]]) -> bool:
+    return wanted <= {(d.task_id, d.seq) for d in ledger.deliveries}
+
+
+async def _health_where(port: int, **expected: object) -> dict[str, object] | None:
+    document = await asyncio.to_thread(health, port)
+    if document and all(document.get(k) == v for k, v in expected.items()):
+        return document
+    return None
+
+
+def _metrics(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        return str(response.read().decode())

@@ -1,0 +1,112 @@
+"""The relay's publisher against the real RabbitMQ: message properties, returns, oversized rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from uuid import UUID, uuid4
+
+import pytest
+
+from services.relay.outbox_sql import OutboxRow
+from services.relay.publisher import Publisher
+from tests.support.relay import Ledger
+from tests.support.resources import Resources
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _row(row_id: int, task_id: UUID, seq: int | None, **overrides: object) -> OutboxRow:
+    kind = "notification" if seq is not None else "job"
+    routing_key = f"notification.{task_id}" if seq is not None else "job.generate_content"
+    payload = (
+        {"task_id": str(task_id), "seq": seq} if seq is not None else {"task_id": str(task_id)}
+    )
+    fields: dict[str, object] = {
+        "id": row_id,
+        "message_id": uuid4(),
+        "task_id": task_id,
+        "kind": kind,
+        "routing_key": routing_key,
+        "payload": json.dumps(payload),
+        "seq": seq,
+        "traceparent": None,
+        "attempts": 0,
+    }
+    fields.update(overrides)
+    return OutboxRow(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(name="publisher")
+async def publisher_fixture(resources: Resources) -> AsyncIterator[Publisher]:
+    publisher = Publisher(resources.amqp_url, timeout=5, max_message_bytes=4096, heartbeat=5)
+    await publisher.connect()
+    yield publisher
+    await publisher.close()
+
+
+async def test_messages_carry_the_contract_properties(
+    resources: Resources, publisher: Publisher
+) -> None:
+    task_id = uuid4()
+    ledger = await Ledger().open(resources.amqp_url, binding=f"notification.{task_id}")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    rows = [_row(1, task_id, 1, traceparent=parent), _row(2, task_id, 2)]
+    try:
+        outcome = await publisher.publish(rows)
+        assert outcome.confirmed == [1, 2]
+        assert not outcome.failed
+        assert outcome.lost is None
+        await wait_until(lambda: _count(ledger, 2), what="both messages")
+    finally:
+        await ledger.close()
+    first, second = ledger.deliveries
+    assert first.message_id == str(rows[0].message_id)
+    assert first.content_type == "application/json"
+    assert first.delivery_mode == 2
+    assert first.headers["x-task-id"] == str(task_id)
+    assert first.headers["x-seq"] == 1
+    assert isinstance(first.headers["x-seq"], int)
+    assert first.headers["traceparent"] == parent
+    assert "traceparent" not in second.headers
+    assert first.body == {"task_id": str(task_id), "seq": 1}
+    assert [d.seq for d in ledger.deliveries] == [1, 2]
+
+
+async def test_unroutable_notification_counts_as_published(publisher: Publisher) -> None:
+    outcome = await publisher.publish([_row(7, uuid4(), 1)])  # nobody is bound to this task
+    assert outcome.unroutable == [7]
+    assert outcome.confirmed == []
+    assert not outcome.failed
+
+
+async def test_job_reaches_the_work_queue(publisher: Publisher) -> None:
+    outcome = await publisher.publish([_row(9, uuid4(), None)])
+    assert outcome.confirmed == [9]
+
+
+async def test_an_oversized_row_fails_alone_and_holds_back_its_task(
+    publisher: Publisher, resources: Resources
+) -> None:
+    big_task, other_task = uuid4(), uuid4()
+    ledger = await Ledger().open(resources.amqp_url, binding="notification.#")
+    rows = [
+        _row(1, big_task, 1, payload=json.dumps({"blob": "x" * 10_000})),
+        _row(2, other_task, 1),
+        _row(3, big_task, 2),
+    ]
+    try:
+        outcome = await publisher.publish(rows)
+        await wait_until(lambda: _count(ledger, 1), what="the other task's message")
+    finally:
+        await ledger.close()
+    assert [row.id for row, _ in outcome.failed] == [1]
+    assert "too large" in outcome.failed[0][1]
+    assert outcome.held_back == [3]
+    assert outcome.confirmed == [2]
+    assert all(d.task_id != str(big_task) for d in ledger.deliveries)
+
+
+async def _count(ledger: Ledger, wanted: int) -> bool:
+    return len(ledger.deliveries) >= wanted

@@ -1,0 +1,200 @@
+"""Relay test helpers: start `taskrelay relay` processes, read their /health, and keep a ledger.
+
+The ledger is what an outside consumer sees: its own queue bound to `#` on the `taskrelay`
+exchange, recording every delivery in arrival order. The writer commits (or rolls back) real
+task notifications through the state machine, remembering which markers were committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.db import UnitOfWorkFactory
+from shared.service.tasks import NewTask, create_task
+from shared.service.transitions import emit_event
+from shared.topology import declare_topology
+from tests.support import resources as res
+from tests.support.processes import Process, free_port
+from tests.support.resources import Resources
+from tests.support.wait import wait_until_sync
+
+
+def health(port: int) -> dict[str, Any] | None:
+    """The relay's /health document (whatever the status code), or None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            document: dict[str, Any] = json.load(response)
+    except urllib.error.HTTPError as error:
+        document = json.load(error)
+    except OSError:
+        return None
+    return document
+
+
+def start_relay(env: dict[str, str], name: str = "relay", port: int | None = None) -> Process:
+    """A relay subprocess whose /health answers; `.port` is its health port."""
+    port = port or free_port()
+    proc = Process(["relay", "--health-port", str(port)], env, name)
+    proc.port = port  # type: ignore[attr-defined]
+    try:
+        wait_until_sync(
+            lambda: health(port) is not None or not proc.alive(),
+            within=20,
+            what=f"relay {name} health on port {port}",
+        )
+    except Exception:
+        proc.stop()
+        raise
+    if not proc.alive():
+        proc.stop()
+        raise RuntimeError(f"relay {name} exited at start-up:\n{proc.output()}")
+    return proc
+
+
+@dataclass
+class Delivery:
+    message_id: str
+    routing_key: str
+    task_id: str
+    seq: int | None
+    body: dict[str, Any]
+    headers: dict[str, Any]
+    content_type: str | None
+    delivery_mode: int | None
+
+
+@dataclass
+class Ledger:
+    """Every message the exchange routed to this test's own queue, in arrival order."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    _connection: Any = None
+
+    async def open(self, amqp_url: str, binding: str = "#") -> Ledger:
+        self._connection = await aio_pika.connect(amqp_url)
+        channel = await self._connection.channel()
+        topology = await declare_topology(channel)
+        queue = await channel.declare_queue(f"test-ledger-{uuid4().hex[:8]}", exclusive=True)
+        await queue.bind(topology.exchange, routing_key=binding)
+        await queue.consume(self._received, no_ack=True)
+        return self
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _received(self, message: AbstractIncomingMessage) -> None:
+        headers = dict(message.headers)
+        seq = headers.get("x-seq")
+        self.deliveries.append(
+            Delivery(
+                message_id=str(message.message_id),
+                routing_key=message.routing_key or "",
+                task_id=str(headers.get("x-task-id")),
+                seq=seq if isinstance(seq, int) else None,
+                body=json.loads(message.body),
+                headers=headers,
+                content_type=message.content_type,
+                delivery_mode=int(message.delivery_mode) if message.delivery_mode else None,
+            )
+        )
+
+    def markers(self) -> set[str]:
+        return {str(d.body.get("message")) for d in self.deliveries}
+
+    def duplicates(self) -> int:
+        return len(self.deliveries) - len({d.message_id for d in self.deliveries})
+
+    def first_delivery_order_broken(self, tasks: set[str]) -> list[str]:
+        """Those of `tasks` whose first deliveries did not arrive in strictly increasing `seq`."""
+        seen: set[str] = set()
+        last: dict[str, int] = {}
+        broken: list[str] = []
+        for d in self.deliveries:
+            if d.seq is None or d.task_id not in tasks or d.message_id in seen:
+                continue
+            seen.add(d.message_id)
+            if d.seq <= last.get(d.task_id, 0):
+                broken.append(f"{d.task_id}: seq {d.seq} after {last[d.task_id]}")
+            last[d.task_id] = d.seq
+        return broken
+
+
+@dataclass
+class Writer:
+    """Commits item-result notifications of real tasks; some transactions roll back on purpose."""
+
+    uow_factory: UnitOfWorkFactory
+    committed: set[str] = field(default_factory=set)
+    rolled_back: set[str] = field(default_factory=set)
+    tasks: list[UUID] = field(default_factory=list)
+
+    async def create_tasks(self, count: int) -> None:
+        for _ in range(count):
+            async with self.uow_factory() as uow:
+                view = await create_task(
+                    uow, "relay-test", NewTask("r", [("c1", "Concept")], ["tutorial"])
+                )
+                await uow.commit()
+            self.tasks.append(UUID(view["task_id"]))
+
+    async def write(self, rows: int, *, concurrency: int = 8, rollback_rate: float = 0.1) -> None:
+        """Commit `rows` notifications over the tasks, from `concurrency` transactions at once."""
+        remaining = [rows]
+
+        async def one_writer(rng: random.Random) -> None:
+            while remaining[0] > 0:
+                rollback = rng.random() < rollback_rate
+                if not rollback:
+                    remaining[0] -= 1
+                await self.one(rng.choice(self.tasks), rollback=rollback)
+
+        await asyncio.gather(*(one_writer(random.Random(i)) for i in range(concurrency)))
+
+    async def one(self, task_id: UUID, *, rollback: bool = False) -> str:
+        marker = f"{'rollback' if rollback else 'commit'}-{uuid4().hex}"
+        async with self.uow_factory() as uow:
+            state = await uow.tasks.lock(task_id)
+            assert state is not None
+            await emit_event(uow, state, step="relay_test", message=marker)
+            if rollback:
+                self.rolled_back.add(marker)
+                return marker  # leaving the block rolls the transaction back
+            await uow.commit()
+        self.committed.add(marker)
+        return marker
+
+
+@contextlib.asynccontextmanager
+async def isolated_database(resources: Resources) -> AsyncIterator[str]:
+    """A migrated database of its own, for tests that must see no other test's outbox rows."""
+    name = f"taskrelay_test_relay_{uuid4().hex[:10]}"
+    url = await res.create_database(name)
+    try:
+        env = resources.env(DATABASE_URL=url)
+        migrated = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.cli", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        yield url
+    finally:
+        await res.drop_database(name)
