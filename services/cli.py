@@ -32,11 +32,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api import create_app
+    from services.api.gateway import probe_broker
     from shared.db.probe import probe_database
 
     configure_logging("api")
     settings.auth.require_secret()
     asyncio.run(probe_database(settings.database))
+    asyncio.run(probe_broker(settings.broker))
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -44,6 +46,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         timeout_graceful_shutdown=25,
         server_header=False,
+        ws_max_size=settings.api.ws_max_frame_bytes,
+        ws_ping_interval=settings.api.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.api.ws_ping_interval_seconds,
     )
     return 0
 

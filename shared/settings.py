@@ -76,6 +76,14 @@ class ApiSettings:
     """Origins allowed to open the WebSocket; empty means "same host:port as the request"."""
     max_body_bytes: int = 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
+    ws_queue_limit: int = 256
+    """Frames one socket may have waiting; past it the socket is closed with 4008 to resync."""
+    ws_max_frame_bytes: int = 4096
+    """Largest frame a client may send; the server closes with 1009 beyond it."""
+    ws_gap_grace_seconds: float = 2.0
+    """How long a missing `seq` may stay missing before the socket gets a fresh snapshot."""
+    ws_ping_interval_seconds: float = 20.0
+    """WebSocket ping period; a peer that does not answer within the same time is dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +171,28 @@ class Settings:
             broker=BrokerSettings(url=env.get("AMQP_URL", DEFAULT_AMQP_URL)),
             redis=RedisSettings(url=env.get("REDIS_URL", DEFAULT_REDIS_URL)),
             auth=AuthSettings(secret=env.get("TASKRELAY_SECRET") or None),
-            api=ApiSettings(allowed_origins=tuple(o for o in origins if o)),
+            api=_api_settings(env, tuple(o for o in origins if o)),
             relay=_relay_settings(env),
             worker=_worker_settings(env),
         )
+
+
+def _api_settings(env: Mapping[str, str], origins: tuple[str, ...]) -> ApiSettings:
+    """The gateway's limits are overridable as `TASKRELAY_WS_<NAME>` (e.g. `_QUEUE_LIMIT`)."""
+    values: dict[str, int | float] = {}
+    for name in ("ws_queue_limit", "ws_max_frame_bytes", "ws_gap_grace_seconds"):
+        variable = f"TASKRELAY_{name.upper()}"
+        raw = env.get(variable)
+        if not raw:
+            continue
+        kind = type(getattr(ApiSettings(), name))
+        try:
+            values[name] = kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable} must be a {kind.__name__}, got {raw!r}") from None
+        if values[name] <= 0:
+            raise ConfigurationError(f"{variable} must be positive")
+    return ApiSettings(allowed_origins=origins, **values)  # type: ignore[arg-type]
 
 
 def _relay_settings(env: Mapping[str, str]) -> RelaySettings:

@@ -15,6 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from services.api.errors import EXCEPTION_HANDLERS
+from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
+from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS, current_user
 from shared.db import UnitOfWorkFactory, create_engine
@@ -35,8 +37,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[TaskController],
-        lifespan=[database],
+        route_handlers=[TaskController, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
+        lifespan=[database, gateway_lifespan(settings)],
         dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.api.max_body_bytes,

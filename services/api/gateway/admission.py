@@ -1,0 +1,69 @@
+"""Who may open a task's socket: the Origin check and the token (CONTRACT §7).
+
+Litestar's CORS middleware does not cover WebSockets, and a browser sends cookies and opens
+sockets cross-site freely, so the Origin is checked here: an Origin listed in
+`TASKRELAY_ALLOWED_ORIGINS` (or `*`), else one whose host:port is the request's own `Host`. A
+request without an Origin header is not a browser and is let through to the token check.
+Refusals carry the close code the socket is closed with.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from shared.auth import verify_token
+from shared.errors import Unauthorized
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+class Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if allowed:
+        return "*" in allowed or origin in {a.lower() for a in allowed}
+    parts = urlsplit(origin)
+    if not parts.hostname or not host:
+        return False  # "null" (a sandboxed page or a file) or no Host to compare with
+    default = _DEFAULT_PORTS.get(parts.scheme, "")
+    return _host_port(parts.netloc, default) == _host_port(host.strip().lower(), default)
+
+
+def _host_port(netloc: str, default_port: str) -> str:
+    """`host:port` with the scheme's default port made explicit, so both sides compare equal."""
+    if netloc.endswith("]") or ":" not in netloc.rsplit("]", 1)[-1]:
+        return f"{netloc}:{default_port}"
+    return netloc
+
+
+def admit(
+    *,
+    origin: str | None,
+    host: str | None,
+    token: str | None,
+    task_id: str,
+    secret: str,
+    allowed_origins: tuple[str, ...],
+) -> tuple[str, UUID]:
+    """The user id and task id of an acceptable request, or Refused with its close code."""
+    if not origin_allowed(origin, host, allowed_origins):
+        raise Refused(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+    try:
+        user_id = verify_token(secret, token or "")
+    except Unauthorized as exc:
+        raise Refused(CLOSE_UNAUTHORIZED, str(exc)) from None
+    try:
+        return user_id, UUID(task_id)
+    except ValueError:
+        raise Refused(CLOSE_NOT_FOUND, "task not found") from None

@@ -1,0 +1,147 @@
+"""`/ws/tasks/{task_id}`: admit the socket, subscribe, read the snapshot, then stream.
+
+The order is the whole point (CONTRACT §7): subscribe first (the hub returns once the task's
+routing key is bound), then read the snapshot from PostgreSQL, so every notification committed
+after the snapshot is already on its way to this socket's mailbox; the `Watcher` drops those
+the snapshot covers. One reader task answers the client's frames; the watcher is the only
+writer. On shutdown every socket is closed with 1012 so clients reconnect elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from services.api.gateway.admission import CLOSE_NOT_FOUND, Refused, admit
+from services.api.gateway.hub import NotificationHub
+from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
+from shared.db import UnitOfWorkFactory
+from shared.errors import NotFound
+from shared.logging import bound_context, get_logger
+from shared.service import get_task_view
+from shared.settings import ApiSettings
+
+log = get_logger(__name__)
+
+CLOSE_GOING_AWAY = 1012
+"""Service restart: the client should reconnect, to this instance or another."""
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+_REASONS = {4008: "too slow: reconnect and resync", 4404: "task not found", 1009: "frame too big"}
+_encoder = msgspec.json.Encoder()
+
+
+class Gateway:
+    def __init__(
+        self, settings: ApiSettings, secret: str, hub: NotificationHub, uows: UnitOfWorkFactory
+    ) -> None:
+        self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uows
+        self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
+        self._watchers: set[Watcher] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def sockets(self) -> int:
+        return len(self._watchers)
+
+    async def serve(self, socket: WebSocket[Any, Any, Any], task_id: str) -> None:
+        await socket.accept()
+        try:
+            user_id, task_uuid = admit(
+                origin=socket.headers.get("origin"),
+                host=socket.headers.get("host"),
+                token=socket.query_params.get("token"),
+                task_id=task_id,
+                secret=self._secret,
+                allowed_origins=self._settings.allowed_origins,
+            )
+        except Refused as refused:
+            await socket.close(refused.code, refused.reason)
+            return
+        with bound_context(task_id=str(task_uuid)):
+            code = await self._stream(socket, user_id, task_uuid)
+        if code != CLOSE_CLIENT_GONE:
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await socket.close(code, _REASONS.get(code))
+
+    async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
+        key = str(task_id)
+        watcher = Watcher(key, self._limits)
+        self._watchers.add(watcher)
+        self._idle.clear()
+        reader = asyncio.create_task(self._read(socket, watcher))
+        try:
+            await self._hub.subscribe(key, watcher)
+            return await watcher.run(lambda: self._snapshot(user_id, task_id), socket.send_text)
+        except NotFound:
+            return CLOSE_NOT_FOUND
+        except SlowConsumer:
+            log.info("gateway_socket_too_slow")
+            return CLOSE_CLIENT_GONE  # it stopped reading: a close frame would not get through
+        except (WebSocketDisconnect, OSError):
+            return CLOSE_CLIENT_GONE
+        except Exception as exc:  # a database outage during a snapshot, say: never a crash
+            log.error("gateway_socket_failed", error=repr(exc))
+            return CLOSE_INTERNAL
+        finally:
+            reader.cancel()
+            await self._hub.unsubscribe(key, watcher)
+            self._watchers.discard(watcher)
+            if not self._watchers:
+                self._idle.set()
+
+    async def _snapshot(self, user_id: str, task_id: UUID) -> tuple[int, str]:
+        async with self._uows() as uow:
+            view = await get_task_view(uow, user_id, task_id)
+        seq = int(view["seq"])
+        return seq, _encoder.encode({"type": "snapshot", "seq": seq, "task": view}).decode()
+
+    async def _read(self, socket: WebSocket[Any, Any, Any], watcher: Watcher) -> None:
+        """Answer what the client sends; the socket needs nothing from it."""
+        limit = self._settings.ws_max_frame_bytes
+        try:
+            while True:
+                event = await socket.receive()
+                if event["type"] != "websocket.receive":
+                    break
+                data = event.get("text") or event.get("bytes") or ""
+                if len(data) > limit:
+                    watcher.close(CLOSE_TOO_BIG)
+                    return
+                watcher.reply(_answer(data))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
+        watcher.close(CLOSE_CLIENT_GONE)
+
+    async def shutdown(self, grace_seconds: float = 5.0) -> None:
+        """Close every socket with 1012 and wait (bounded) for their handlers to finish."""
+        for watcher in list(self._watchers):
+            watcher.close(CLOSE_GOING_AWAY)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_seconds)
+
+
+def _answer(data: str | bytes) -> str:
+    """A pong for `{"type": "ping"}`; an error frame for anything else."""
+    try:
+        frame = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        frame = None
+    if isinstance(frame, dict) and frame.get("type") == "ping":
+        return '{"type":"pong"}'
+    detail = 'frame not understood: this socket only answers {"type": "ping"}'
+    return _encoder.encode({"type": "error", "detail": detail}).decode()
+
+
+@websocket("/ws/tasks/{task_id:str}")
+async def task_socket(socket: WebSocket[Any, Any, Any], task_id: str) -> None:
+    """A task's live stream: a snapshot, then every later notification in `seq` order."""
+    gateway: Gateway = socket.app.state.gateway
+    await gateway.serve(socket, task_id)

@@ -1,0 +1,121 @@
+"""The hub: which sockets of this API instance watch which task, fed by one broker queue.
+
+A task's routing key is bound to the instance's queue when its first watcher subscribes, and
+unbound after its last leaves, so each instance receives only the notifications its sockets
+need. `subscribe` returns only once the binding is in place: a watcher reads its snapshot
+after that, so nothing committed after the snapshot can be missed. Each notification is
+decoded and encoded once, then handed to every watcher of its task without awaiting any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage
+
+from services.api.gateway.link import BrokerLink
+from shared.logging import get_logger
+from shared.messaging import notification_routing_key
+from shared.settings import BrokerSettings
+
+log = get_logger(__name__)
+
+
+class Subscriber(Protocol):
+    def deliver(self, seq: int, frame: str) -> None: ...
+    def resync(self) -> None: ...
+
+
+@dataclass(eq=False)
+class _Topic:
+    """The watchers of one task, and whether its routing key is bound right now."""
+
+    subscribers: set[Subscriber] = field(default_factory=set)
+    bound: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Serialises bind and unbind of this one routing key."""
+
+
+class NotificationHub:
+    def __init__(self, settings: BrokerSettings) -> None:
+        self._topics: dict[str, _Topic] = {}
+        self._link = BrokerLink(settings, self)
+        self._decoder = msgspec.json.Decoder(dict[str, Any])
+        self._encoder = msgspec.json.Encoder()
+        self.received = 0
+        """Notifications consumed since start (for logs and the bench)."""
+
+    @property
+    def connected(self) -> bool:
+        return self._link.up
+
+    @property
+    def queue_name(self) -> str:
+        return self._link.queue_name
+
+    def watched_tasks(self) -> int:
+        return len(self._topics)
+
+    def start(self) -> None:
+        self._link.start()
+
+    async def stop(self) -> None:
+        await self._link.stop()
+
+    async def subscribe(self, task_id: str, subscriber: Subscriber) -> None:
+        """Add a watcher; when this returns, the task's notifications reach it."""
+        topic = self._topics.setdefault(task_id, _Topic())
+        topic.subscribers.add(subscriber)
+        async with topic.lock:
+            if not topic.bound:
+                topic.bound = await self._link.bind(notification_routing_key(task_id))
+
+    async def unsubscribe(self, task_id: str, subscriber: Subscriber) -> None:
+        topic = self._topics.get(task_id)
+        if topic is None:
+            return
+        topic.subscribers.discard(subscriber)
+        async with topic.lock:
+            if topic.subscribers:
+                return
+            if topic.bound:
+                await self._link.unbind(notification_routing_key(task_id))
+                topic.bound = False
+            # A subscriber that arrived during the unbind found this topic and will rebind it.
+            if not topic.subscribers and self._topics.get(task_id) is topic:
+                del self._topics[task_id]
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            body = self._decoder.decode(message.body)
+        except msgspec.DecodeError as exc:
+            log.warning("gateway_bad_notification", message_id=message.message_id, error=str(exc))
+            return
+        task_id, seq = body.get("task_id"), body.get("seq")
+        if not isinstance(task_id, str) or not isinstance(seq, int):
+            log.warning("gateway_bad_notification", message_id=message.message_id)
+            return
+        self.received += 1
+        topic = self._topics.get(task_id)
+        if topic is None or not topic.subscribers:
+            return  # arrived just after the last watcher left
+        frame = self._encoder.encode({"type": "progress", **body}).decode()
+        for subscriber in list(topic.subscribers):
+            subscriber.deliver(seq, frame)
+
+    async def on_link_up(self) -> None:
+        """Rebind every watched task, then resync its watchers from fresh snapshots."""
+        for task_id, topic in list(self._topics.items()):
+            async with topic.lock:
+                if topic.subscribers and not topic.bound:
+                    topic.bound = await self._link.bind(notification_routing_key(task_id))
+        for topic in list(self._topics.values()):
+            for subscriber in list(topic.subscribers):
+                subscriber.resync()
+
+    def on_link_down(self) -> None:
+        for topic in self._topics.values():
+            topic.bound = False

@@ -1,0 +1,151 @@
+"""The gateway's own link to RabbitMQ: one connection, one exclusive auto-delete queue, kept up.
+
+The queue is this API instance's alone (exclusive: the broker deletes it when the connection
+drops), and it receives only what it is bound to: the hub binds `notification.<task_id>` for
+the tasks its sockets watch. When the link drops, whatever was published meanwhile is gone for
+this instance, so on every (re)connect the listener rebinds and resyncs its sockets from fresh
+snapshots. Reconnects back off with jitter. `probe_broker` is the start-up check of `taskrelay
+api`: an unreachable broker ends the process with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from collections.abc import Awaitable
+from typing import Any, Protocol
+from uuid import uuid4
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from yarl import URL
+
+from shared.errors import DependencyUnavailable
+from shared.logging import get_logger
+from shared.messaging import EXCHANGE
+from shared.settings import BrokerSettings
+
+log = get_logger(__name__)
+
+BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
+START_HINT = "Start RabbitMQ (e.g. `rabbitmq-server -detached`) or set AMQP_URL"
+HEARTBEAT_SECONDS = 10
+"""AMQP heartbeat, so a silently dead link is noticed within seconds."""
+
+
+class LinkListener(Protocol):
+    def on_message(self, message: AbstractIncomingMessage) -> Awaitable[None]: ...
+    async def on_link_up(self) -> None: ...
+    def on_link_down(self) -> None: ...
+
+
+def safe_amqp_url(url: str) -> str:
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
+
+
+async def probe_broker(settings: BrokerSettings, *, connect_timeout: float = 5.0) -> None:
+    """Connect once and close; DependencyUnavailable naming the broker when it cannot."""
+    try:
+        connection = await aio_pika.connect(settings.url, timeout=connect_timeout)
+    except BROKER_ERRORS as exc:
+        raise DependencyUnavailable(
+            "RabbitMQ", safe_amqp_url(settings.url), str(exc) or type(exc).__name__, START_HINT
+        ) from exc
+    await connection.close()
+
+
+class BrokerLink:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        listener: LinkListener,
+        *,
+        retry_min_seconds: float = 0.2,
+        retry_max_seconds: float = 5.0,
+    ) -> None:
+        self._url = str(URL(settings.url).update_query(heartbeat=HEARTBEAT_SECONDS))
+        self._listener = listener
+        self._retry = (retry_min_seconds, retry_max_seconds)
+        self.queue_name = (
+            f"taskrelay.gateway.{socket.gethostname()}.{os.getpid()}.{uuid4().hex[:8]}"
+        )
+        self._queue: AbstractQueue | None = None
+        self._exchange: AbstractExchange | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._queue is not None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="gateway-broker-link")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def bind(self, routing_key: str) -> bool:
+        """Route `routing_key` to our queue; False when the link is down (it rebinds later)."""
+        queue, exchange = self._queue, self._exchange
+        if queue is None or exchange is None:
+            return False
+        try:
+            await queue.bind(exchange, routing_key, timeout=5)
+        except BROKER_ERRORS as exc:
+            log.warning("gateway_bind_failed", routing_key=routing_key, error=repr(exc))
+            return False
+        return True
+
+    async def unbind(self, routing_key: str) -> None:
+        queue, exchange = self._queue, self._exchange
+        if queue is None or exchange is None:
+            return  # the queue died with the link; nothing is bound any more
+        try:
+            await queue.unbind(exchange, routing_key, timeout=5)
+        except BROKER_ERRORS as exc:
+            log.warning("gateway_unbind_failed", routing_key=routing_key, error=repr(exc))
+
+    async def _supervise(self) -> None:
+        delay = self._retry[0]
+        while True:
+            try:
+                await self._connect_and_serve()
+                delay = self._retry[0]  # it was up: the next drop starts the backoff again
+            except BROKER_ERRORS as exc:
+                log.warning("gateway_broker_unreachable", error=repr(exc), retry_in=delay)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, self._retry[1])
+
+    async def _connect_and_serve(self) -> None:
+        lost = asyncio.Event()
+
+        def on_close(*_: Any) -> None:
+            lost.set()
+
+        connection = await aio_pika.connect(self._url, timeout=5)
+        try:
+            connection.close_callbacks.add(on_close)
+            channel = await connection.channel(publisher_confirms=False)
+            channel.close_callbacks.add(on_close)
+            exchange = await channel.declare_exchange(
+                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
+            await queue.consume(self._listener.on_message, no_ack=True)
+            self._queue, self._exchange = queue, exchange
+            await self._listener.on_link_up()
+            log.info("gateway_broker_connected", queue=self.queue_name)
+            await lost.wait()
+            log.warning("gateway_broker_lost", queue=self.queue_name)
+        finally:
+            self._queue = self._exchange = None
+            self._listener.on_link_down()
+            with contextlib.suppress(*BROKER_ERRORS):
+                await connection.close()
