@@ -110,7 +110,8 @@ async def test_the_seed_partial_failure_then_a_retry_completes(
     first = await run_job(uow_factory, task_id, generator)
 
     row = await task_row(uow_factory, task_id)
-    assert first.stop is Stop.FINISHED and first.generated == 21
+    assert first.stop is Stop.FINISHED
+    assert first.generated == 21
     assert row.status == "partial_failure"
     assert row.error_message == "10 of 21 content items failed"
     assert row.completed_at is not None
@@ -127,7 +128,11 @@ async def test_the_seed_partial_failure_then_a_retry_completes(
 
     row = await task_row(uow_factory, task_id)
     assert second.generated == 10
-    assert (row.status, row.error_message, row.completed_at is not None) == ("completed", None, True)
+    assert (row.status, row.error_message, row.completed_at is not None) == (
+        "completed",
+        None,
+        True,
+    )
     counts = generator.per_item()
     assert {k: v for k, v in counts.items() if "fail" in k} == {
         f"{c}/tutorial": 2 for c in seed_concepts() if "fail" in c
@@ -149,7 +154,8 @@ async def test_running_the_same_dispatch_again_generates_nothing(
     again = await run_job(uow_factory, task_id, generator, holder="job-1")  # an RQ retry
     duplicate = await run_job(uow_factory, task_id, generator, holder="job-2")  # a duplicate
 
-    assert again.stop is Stop.NOT_RUNNABLE and duplicate.stop is Stop.NOT_RUNNABLE
+    assert again.stop is Stop.NOT_RUNNABLE
+    assert duplicate.stop is Stop.NOT_RUNNABLE
     assert len(generator.calls) == 6
     assert (await task_row(uow_factory, task_id)).seq == seq_before
 
@@ -206,8 +212,10 @@ async def test_a_second_job_leaves_a_held_task_to_its_holder(
     release.set()
     held = await holder_job
 
-    assert outcome.stop is Stop.BUSY and intruder.calls == []
-    assert held.stop is Stop.FINISHED and held.generated == 3
+    assert outcome.stop is Stop.BUSY
+    assert intruder.calls == []
+    assert held.stop is Stop.FINISHED
+    assert held.generated == 3
 
 
 async def test_a_shutdown_hands_the_rest_back_through_the_outbox(
@@ -216,9 +224,12 @@ async def test_a_shutdown_hands_the_rest_back_through_the_outbox(
     task_id = await new_task(uow_factory, [f"h{i}" for i in range(5)], ["quiz"])
     generator = Recorder()
 
-    outcome = await run_job(uow_factory, task_id, generator, should_stop=lambda: len(generator.calls) >= 2)
+    outcome = await run_job(
+        uow_factory, task_id, generator, should_stop=lambda: len(generator.calls) >= 2
+    )
 
-    assert outcome.stop is Stop.HANDED_BACK and outcome.generated == 2
+    assert outcome.stop is Stop.HANDED_BACK
+    assert outcome.generated == 2
     assert (await task_row(uow_factory, task_id)).status == "processing"
     async with uow_factory() as uow:
         query = (
@@ -231,7 +242,8 @@ async def test_a_shutdown_hands_the_rest_back_through_the_outbox(
     assert [i["concept_id"] for i in jobs[-1]["items"]] == ["h2", "h3", "h4"]
 
     resumed = await run_job(uow_factory, task_id, generator)
-    assert resumed.stop is Stop.FINISHED and len(generator.calls) == 5
+    assert resumed.stop is Stop.FINISHED
+    assert len(generator.calls) == 5
 
 
 async def test_timeouts_and_bad_results_fail_only_their_item(

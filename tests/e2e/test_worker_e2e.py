@@ -1,0 +1,272 @@
+"""`taskrelay worker` end to end: real relay and worker subprocesses, real broker, Redis and DB.
+
+Tasks are created, cancelled and retried through the service functions the API calls (which
+write the outbox); the relay publishes; the worker consumes, enqueues and generates with
+`tests.support.generators:counting`, which counts every generation in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import aio_pika
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.topology import DEAD_JOB_QUEUE
+from tests.support import generators
+from tests.support.processes import TASKRELAY, Process, free_port
+from tests.support.resources import Resources
+from tests.support.wait import wait_until, wait_until_sync
+from tests.support.worker import (
+    item_counts,
+    job_rows,
+    republish,
+    start_relay,
+    start_worker,
+    task_row,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.slow
+OWNER = "worker-e2e"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(name="relay", scope="module")
+def relay_fixture(resources: Resources) -> Iterator[Process]:
+    proc = start_relay(resources.env(), name="relay-for-worker")
+    yield proc
+    proc.stop()
+
+
+def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
+    return resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY=str(delay),
+        TASKRELAY_WORKER_LEASE_SECONDS="6",
+        TASKRELAY_WORKER_WATCHDOG_INTERVAL_SECONDS="1",
+    )
+
+
+async def create(uows: UnitOfWorkFactory, concepts: list[str]) -> UUID:
+    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Concept {c}") for c in concepts], ["quiz"])
+    async with uows() as uow:
+        view = await create_task(uow, OWNER, new)
+        await uow.commit()
+    return UUID(view["task_id"])
+
+
+async def retry(uows: UnitOfWorkFactory, task_id: UUID) -> None:
+    async with uows() as uow:
+        await retry_task(uow, OWNER, task_id)
+        await uow.commit()
+
+
+async def completed_at_least(uows: UnitOfWorkFactory, task_id: UUID, n: int) -> None:
+    async def enough() -> bool:
+        return (await item_counts(uows, task_id))["completed"] >= n
+
+    await wait_until(enough, within=60, interval=0.1, what=f"{n} items completed")
+
+
+def log_lines(proc: Process) -> list[dict[str, object]]:
+    lines = []
+    for line in proc.output().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    concepts = [f"c{i:02d}-fail" if i % 2 else f"c{i:02d}" for i in range(21)]
+    with start_worker(worker_env(resources), name="worker-seed") as worker:
+        task_id = await create(uow_factory, concepts)
+        row = await wait_for_status(uow_factory, task_id)
+        assert row.status == "partial_failure"
+        assert row.error_message == "10 of 21 content items failed"
+        assert row.completed_at is not None
+        assert await item_counts(uow_factory, task_id) == {
+            "pending": 0,
+            "completed": 11,
+            "failed": 10,
+        }
+
+        await retry(uow_factory, task_id)
+        row = await wait_for_status(uow_factory, task_id)
+        assert (row.status, row.error_message) == ("completed", None)
+        calls = generators.calls(resources.redis_url, task_id)
+        assert calls == {f"{c}/quiz": 2 if "fail" in c else 1 for c in concepts}
+
+        retry_job = (await job_rows(uow_factory, task_id))[-1]
+        assert retry_job.payload["reason"] == "retry"
+        seq_before = row.seq
+        await republish(resources.amqp_url, retry_job)
+        wait_until_sync(
+            lambda: any(
+                line.get("event") == "job_message_acked"
+                and line.get("outcome") == "duplicate"
+                and line.get("message_id") == str(retry_job.message_id)
+                for line in log_lines(worker)
+            ),
+            within=30,
+            what="the duplicate to be acknowledged",
+        )
+        assert generators.calls(resources.redis_url, task_id) == calls
+        assert (await task_row(uow_factory, task_id)).seq == seq_before
+
+        info = subprocess.run(
+            [str(VENV_BIN / "rq"), "info", "--url", resources.redis_url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "taskrelay-content" in info.stdout, info.stdout + info.stderr
+
+
+async def test_a_cancel_mid_run_stops_generation_and_a_retry_does_the_rest(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    concepts = [f"k{i:02d}" for i in range(15)]
+    with start_worker(worker_env(resources, delay=0.3), name="worker-cancel") as worker:
+        task_id = await create(uow_factory, concepts)
+        await completed_at_least(uow_factory, task_id, 3)
+        async with uow_factory() as uow:
+            await cancel_task(uow, OWNER, task_id)
+            await uow.commit()
+        cancelled_at = time.time()
+        wait_until_sync(
+            lambda: any(line.get("stop") == "cancelled" for line in log_lines(worker)),
+            within=30,
+            what="the job to stop on the cancel",
+        )
+        row = await task_row(uow_factory, task_id)
+        assert (row.status, row.error_message) == ("cancelled", "Task cancelled by user")
+        starts = generators.starts(resources.redis_url, task_id)
+        assert len([at for at, _ in starts if at > cancelled_at]) <= 1  # at most the one in flight
+        counts = await item_counts(uow_factory, task_id)
+        assert counts["completed"] == len(starts)  # every started item recorded its result
+        assert counts["pending"] == len(concepts) - len(starts)
+
+        await retry(uow_factory, task_id)
+        row = await wait_for_status(uow_factory, task_id)
+        assert row.status == "completed"
+        assert set(generators.calls(resources.redis_url, task_id).values()) == {1}
+
+
+async def test_a_worker_killed_mid_job_is_replaced_and_the_task_finishes(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    concepts = [f"s{i:02d}" for i in range(24)]
+    env = worker_env(resources, delay=0.2)
+    first = start_worker(env, name="worker-killed")
+    try:
+        task_id = await create(uow_factory, concepts)
+        await completed_at_least(uow_factory, task_id, 5)
+        rq_pids = next(line["rq_pids"] for line in log_lines(first) if "rq_pids" in line)
+    finally:
+        first.kill()
+    wait_until_sync(
+        lambda: not any(_alive(pid) for pid in rq_pids),  # type: ignore[union-attr]
+        within=10,
+        what="the killed worker's RQ processes to die with it",
+    )
+    killed_at = time.monotonic()
+    with start_worker(env, name="worker-replacement"):
+        row = await wait_for_status(uow_factory, task_id, within=120)
+        assert time.monotonic() - killed_at < 120
+        if row.status != "completed":
+            await retry(uow_factory, task_id)
+            row = await wait_for_status(uow_factory, task_id, within=60)
+        assert row.status == "completed"
+    calls = generators.calls(resources.redis_url, task_id)
+    assert set(calls) == {f"{c}/quiz" for c in concepts}
+    assert max(calls.values()) <= 2
+
+
+async def test_sigterm_hands_the_running_job_back_and_stops_cleanly(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    concepts = [f"t{i:02d}" for i in range(20)]
+    env = worker_env(resources, delay=0.3)
+    first = start_worker(env, name="worker-sigterm")
+    task_id = await create(uow_factory, concepts)
+    await completed_at_least(uow_factory, task_id, 3)
+    started = time.monotonic()
+    assert first.stop(timeout=30) == 0
+    assert time.monotonic() - started < 30
+    assert (await task_row(uow_factory, task_id)).status == "processing"
+    assert (await job_rows(uow_factory, task_id))[-1].payload["reason"] == "resume"
+
+    with start_worker(env, name="worker-after-sigterm"):
+        row = await wait_for_status(uow_factory, task_id)
+    assert row.status == "completed"
+    assert set(generators.calls(resources.redis_url, task_id).values()) == {1}
+
+
+async def test_a_message_that_cannot_be_handled_is_dead_lettered(
+    resources: Resources, relay: Process
+) -> None:
+    message_id = str(uuid4())
+    with start_worker(worker_env(resources), name="worker-dead-letter") as worker:
+        connection = await aio_pika.connect(resources.amqp_url)
+        try:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("taskrelay")
+            body = json.dumps({"task_id": str(uuid4()), "job": "generate_content", "items": []})
+            await exchange.publish(
+                aio_pika.Message(body.encode(), message_id=message_id),
+                routing_key="job.generate_content",
+            )
+            dead = await channel.get_queue(DEAD_JOB_QUEUE)
+
+            async def dead_lettered() -> bool:
+                while (message := await dead.get(no_ack=True, fail=False)) is not None:
+                    if message.message_id == message_id:
+                        return True
+                return False
+
+            await wait_until(dead_lettered, within=30, interval=0.2, what="the dead letter")
+        finally:
+            await connection.close()
+        errors = [line for line in log_lines(worker) if line.get("message_id") == message_id]
+    assert any(line.get("event") == "job_message_dead_lettered" for line in errors)
+    assert "does not exist" in str(errors[-1].get("error"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "service"), [("AMQP_URL", "RabbitMQ"), ("REDIS_URL", "Redis")]
+)
+def test_an_unreachable_dependency_ends_start_up_with_one_line(
+    resources: Resources, variable: str, service: str
+) -> None:
+    port = free_port()
+    scheme = "amqp://guest:guest" if variable == "AMQP_URL" else "redis://"
+    env = resources.env(**{variable: f"{scheme}@127.0.0.1:{port}/".replace("//@", "//")})
+    done = subprocess.run(
+        [*TASKRELAY, "worker", "--processes", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"taskrelay worker: {service} is unreachable at"), done.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
