@@ -82,9 +82,12 @@ class TaskRepository:
             },
         )
 
-    async def view_row(self, task_id: UUID) -> Any:
-        """Every column of the task, or None."""
-        return (await self._conn.execute(_VIEW, {"b_task_id": task_id})).first()
+    async def view_row(self, task_id: UUID) -> tuple[Any, ItemCounts] | None:
+        """Every column of the task and its item counts, in one round trip; None if unknown."""
+        row = (await self._conn.execute(_VIEW, {"b_task_id": task_id})).first()
+        if row is None:
+            return None
+        return row, ItemCounts.from_rows([(t, s, int(n)) for t, s, n in row.item_counts])
 
 
 class ItemRepository:
@@ -110,13 +113,11 @@ class ItemRepository:
             ],
         )
 
-    async def not_completed(self, task_id: UUID) -> list[ItemKey]:
-        rows = await self._conn.execute(_NOT_COMPLETED, {"b_task_id": task_id})
-        return [ItemKey(r.concept_id, r.content_type) for r in rows]
-
-    async def reset_to_pending(self, task_id: UUID, keys: Sequence[ItemKey], now: datetime) -> None:
-        pairs = [(k.concept_id, k.content_type) for k in keys]
-        await self._conn.execute(_RESET, {"b_task_id": task_id, "b_keys": pairs, "updated_at": now})
+    async def reset_unfinished(self, task_id: UUID, now: datetime) -> list[ItemKey]:
+        """Set every item that is not completed back to pending; the items, in order."""
+        rows = await self._conn.execute(_RESET, {"b_task_id": task_id, "updated_at": now})
+        ordered = sorted(rows, key=lambda r: r.position)
+        return [ItemKey(r.concept_id, r.content_type) for r in ordered]
 
     async def counts(self, task_id: UUID) -> ItemCounts:
         rows = [
@@ -132,22 +133,20 @@ _TASK = roadmap_tasks.c.task_id == bindparam("b_task_id")
 _LOCK = select(*_STATE_COLUMNS).where(_TASK).with_for_update()
 _LOCK_NOWAIT = select(*_STATE_COLUMNS).where(_TASK).with_for_update(nowait=True)
 _SAVE = update(roadmap_tasks).where(_TASK)
-_VIEW = select(roadmap_tasks).where(_TASK)
-_ITEMS_OF_TASK = content_items.c.task_id == bindparam("b_task_id")
-_NOT_COMPLETED = (
-    select(content_items.c.concept_id, content_items.c.content_type)
-    .where(_ITEMS_OF_TASK, content_items.c.status != ItemStatus.COMPLETED.value)
-    .order_by(content_items.c.position)
+_COUNTS_JSON = text(
+    "coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) FROM "
+    "(SELECT content_type, status, count(*) AS n FROM content_items AS i "
+    "WHERE i.task_id = roadmap_tasks.task_id GROUP BY content_type, status) AS c), '[]')"
 )
+_VIEW = select(roadmap_tasks, literal_column(str(_COUNTS_JSON), JSONB).label("item_counts")).where(
+    _TASK
+)
+_ITEMS_OF_TASK = content_items.c.task_id == bindparam("b_task_id")
 _RESET = (
     update(content_items)
-    .where(
-        _ITEMS_OF_TASK,
-        tuple_(content_items.c.concept_id, content_items.c.content_type).in_(
-            bindparam("b_keys", expanding=True)
-        ),
-    )
+    .where(_ITEMS_OF_TASK, content_items.c.status != ItemStatus.COMPLETED.value)
     .values(status=ItemStatus.PENDING.value)
+    .returning(content_items.c.concept_id, content_items.c.content_type, content_items.c.position)
 )
 _COUNTS = (
     select(content_items.c.content_type, content_items.c.status, func.count())

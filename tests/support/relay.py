@@ -45,6 +45,17 @@ def health(port: int) -> dict[str, Any] | None:
     return document
 
 
+def health_status(port: int) -> tuple[int, dict[str, Any]] | None:
+    """The HTTP status and document of /health, or None if the relay does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+    except OSError:
+        return None
+
+
 def start_relay(env: dict[str, str], name: str = "relay", port: int | None = None) -> Process:
     """A relay subprocess whose /health answers; `.port` is its health port."""
     port = port or free_port()
@@ -164,6 +175,13 @@ class Writer:
                 await self.one(rng.choice(self.tasks), rollback=rollback)
 
         await asyncio.gather(*(one_writer(random.Random(i)) for i in range(concurrency)))
+
+    async def keep_writing(self, stop: asyncio.Event, pause: float = 0.01) -> None:
+        """Load: one committed row after another until `stop` is set."""
+        rng = random.Random(7)
+        while not stop.is_set():
+            await self.one(rng.choice(self.tasks))
+            await asyncio.sleep(pause)
 
     async def one(self, task_id: UUID, *, rollback: bool = False) -> str:
         marker = f"{'rollback' if rollback else 'commit'}-{uuid4().hex}"

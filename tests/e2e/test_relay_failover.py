@@ -1,0 +1,88 @@
+"""Two relays: one active, one standby; the standby takes over within 5 s of a SIGKILL.
+
+Who is active is checked twice: by `/health` and by who actually published. A SIGTERM finishes,
+releases leadership at once and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from tests.support.processes import Process
+from tests.support.relay import Ledger, Writer, health, start_relay
+from tests.support.resources import Resources
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def _health(proc: Process, **expected: object) -> dict[str, Any] | None:
+    document = await asyncio.to_thread(health, proc.port)  # type: ignore[attr-defined]
+    if document and all(document.get(k) == v for k, v in expected.items()):
+        return document
+    return None
+
+
+async def _arrived(ledger: Ledger, committed: set[str]) -> bool:
+    return committed <= ledger.markers()
+
+
+async def test_standby_takes_over_within_five_seconds_of_a_sigkill(
+    resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    env = resources.env()
+    ledger = await Ledger().open(resources.amqp_url)
+    writer = Writer(uow_factory)
+    await writer.create_tasks(5)
+    first = await asyncio.to_thread(start_relay, env, "failover-a")
+    second: Process | None = None
+    try:
+        await wait_until(lambda: _health(first, role="active"), what="relay A active")
+        second = await asyncio.to_thread(start_relay, env, "failover-b")
+        await wait_until(lambda: _health(second, status="ok"), what="relay B up")
+        await writer.write(200, rollback_rate=0)
+        await wait_until(lambda: _arrived(ledger, writer.committed), what="rows via relay A")
+        a, b = await _health(first), await _health(second)
+        assert a is not None
+        assert b is not None
+        assert (a["role"], b["role"]) == ("active", "standby")
+        assert a["published_total"] >= 200
+        assert b["published_total"] == 0
+
+        first.kill()
+        killed_at = time.monotonic()
+        await wait_until(lambda: _health(second, role="active"), within=5, what="B active")
+        takeover = time.monotonic() - killed_at
+        await writer.write(200, rollback_rate=0)
+        await wait_until(lambda: _arrived(ledger, writer.committed), what="rows via relay B")
+        b = await _health(second)
+        assert b is not None
+        assert b["published_total"] >= 200
+        print(f"\nfailover: standby active {takeover:.2f} s after SIGKILL")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        await ledger.close()
+
+
+async def test_sigterm_releases_leadership_and_exits_zero(resources: Resources) -> None:
+    env = resources.env()
+    first = await asyncio.to_thread(start_relay, env, "term-a")
+    second: Process | None = None
+    try:
+        await wait_until(lambda: _health(first, role="active"), what="relay A active")
+        second = await asyncio.to_thread(start_relay, env, "term-b")
+        await wait_until(lambda: _health(second, role="standby"), what="relay B standby")
+        assert await asyncio.to_thread(first.stop) == 0, first.output()
+        await wait_until(lambda: _health(second, role="active"), within=5, what="B active")
+        assert "relay_stopped" in first.output()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -1,0 +1,119 @@
+"""Outages: the link from the relay to RabbitMQ, then to PostgreSQL, is cut for 10 s under load.
+
+Each relay reaches its dependency through a TCP proxy the test cuts. `/health` must say which
+dependency is down (and answer 503) within 5 s; when the link returns, nothing committed is
+missing and the backlog drains to zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from tests.support.processes import Process
+from tests.support.proxy import TcpProxy
+from tests.support.relay import Ledger, Writer, health_status, start_relay
+from tests.support.resources import Resources
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
+
+CUT_SECONDS = 10.0
+
+
+@pytest.fixture(name="writer")
+async def writer_fixture(uow_factory: UnitOfWorkFactory) -> Writer:
+    writer = Writer(uow_factory)
+    await writer.create_tasks(10)
+    return writer
+
+
+@pytest.fixture(name="ledger")
+async def ledger_fixture(resources: Resources) -> AsyncIterator[Ledger]:
+    ledger = await Ledger().open(resources.amqp_url)
+    yield ledger
+    await ledger.close()
+
+
+async def _health(proc: Process, **expected: object) -> tuple[int, dict[str, Any]] | None:
+    answer = await asyncio.to_thread(health_status, proc.port)  # type: ignore[attr-defined]
+    if answer and all(answer[1].get(k) == v for k, v in expected.items()):
+        return answer
+    return None
+
+
+async def _arrived(ledger: Ledger, committed: set[str]) -> bool:
+    return committed <= ledger.markers()
+
+
+async def _cut_under_load(
+    relay: Process, proxy: TcpProxy, writer: Writer, ledger: Ledger, dependency: str
+) -> None:
+    stop = asyncio.Event()
+    load = asyncio.create_task(writer.keep_writing(stop))
+    try:
+        await wait_until(lambda: _health(relay, status="ok"), within=15, what="relay ok")
+        await wait_until(lambda: _grown(ledger, 20), what="the relay publishing under load")
+        proxy.cut()
+        cut_at = time.monotonic()
+        answer = await wait_until(
+            lambda: _health(relay, **{dependency: "down"}), within=5, what=f"{dependency} down"
+        )
+        assert answer is not None
+        code, document = answer
+        noticed = time.monotonic() - cut_at
+        assert code == 503
+        assert document["status"] == "down"
+        assert document["errors"][dependency]
+        await asyncio.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))  # the outage
+        during = await _health(relay)
+        proxy.restore()
+        restored_at = time.monotonic()
+    finally:
+        stop.set()
+        await load
+    assert during is not None
+    assert during[1][dependency] == "down"
+    await wait_until(
+        lambda: _arrived(ledger, writer.committed), within=30, what="every committed row"
+    )
+    drained = time.monotonic() - restored_at
+    await wait_until(lambda: _health(relay, status="ok", backlog=0), within=10, what="drained")
+    print(
+        f"\n{dependency} cut: noticed in {noticed:.2f} s, {len(writer.committed)} rows, "
+        f"all delivered {drained:.2f} s after the link returned, "
+        f"{ledger.duplicates()} duplicates, reason: {document['errors'][dependency]}"
+    )
+
+
+async def _grown(ledger: Ledger, by: int) -> bool:
+    return len(ledger.deliveries) >= by
+
+
+async def test_broker_cut(resources: Resources, writer: Writer, ledger: Ledger) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    amqp = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{quote(resources.vhost, safe='')}"
+    relay = await asyncio.to_thread(start_relay, resources.env(AMQP_URL=amqp), "broker-cut")
+    try:
+        await _cut_under_load(relay, proxy, writer, ledger, "broker")
+    finally:
+        relay.stop()
+        proxy.close()
+
+
+async def test_database_cut(resources: Resources, writer: Writer, ledger: Ledger) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    parts = urlsplit(resources.database_url)
+    database = urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}"))
+    relay = await asyncio.to_thread(start_relay, resources.env(DATABASE_URL=database), "db-cut")
+    try:
+        await _cut_under_load(relay, proxy, writer, ledger, "database")
+    finally:
+        relay.stop()
+        proxy.close()
