@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -71,6 +72,12 @@ async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:
     return ids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
     port: int, prefix: str, ids: list[uuid.UUID], headers: dict[str, str], concurrency: int
 ) -> float:
@@ -89,9 +96,8 @@ async def main(tasks: int, concurrency: int, rounds: int) -> None:
     run = res.run_id()
     name = f"taskrelay_bench_{run}"
     dsn = await res.create_database(name)
-    env = res.Resources(dsn, res.AMQP_BASE + "/", f"{res.REDIS_BASE}/0", "/", 0).env(
-        TASKRELAY_LOG_LEVEL="WARNING"
-    )
+    # taskrelay logs at its default level (INFO, JSON): two lines a retry, as in production.
+    env = res.Resources(dsn, res.AMQP_BASE + "/", f"{res.REDIS_BASE}/0", "/", 0).env()
     procs: list[Process | subprocess.Popen[bytes]] = []
     try:
         subprocess.run(
@@ -111,17 +117,22 @@ async def main(tasks: int, concurrency: int, rounds: int) -> None:
         wait_until_sync(lambda: http_ready(f"http://127.0.0.1:{bare_port}/schema"), within=30)
         token = {"Authorization": f"Bearer {issue_token(res.SECRET, 'bench', 3600)}"}
         sides = {
-            "taskrelay": (real.port, "/api/v1/tasks", token),  # type: ignore[attr-defined]
-            "bare": (bare_port, "/retry", {}),
+            "taskrelay": (real.port, "/api/v1/tasks", token, real.pid),  # type: ignore[attr-defined]
+            "bare": (bare_port, "/retry", {}, bare.pid),
         }
         rates: dict[str, list[float]] = {side: [] for side in sides}
         for round_no in range(rounds + 1):  # round 0 warms both up
-            for side, (port, prefix, headers) in sides.items():
+            for side, (port, prefix, headers, pid) in sides.items():
                 ids = await seed(dsn, "bench", tasks if round_no else tasks // 10)
+                cpu = cpu_seconds(pid)
                 rate = await measure(port, prefix, ids, headers, concurrency)
+                cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / len(ids)
                 if round_no:
                     rates[side].append(rate)
-                    print(f"round {round_no} {side:9s} {rate:8.1f} retries/s")
+                    print(
+                        f"round {round_no} {side:9s} {rate:8.1f} retries/s, "
+                        f"server CPU {cpu_ms:.2f} ms/retry"
+                    )
         real_rate, bare_rate = (max(rates[s]) for s in ("taskrelay", "bare"))
         print(
             f"best of {rounds}: taskrelay {real_rate:.1f}/s, bare {bare_rate:.1f}/s, "

@@ -1,8 +1,8 @@
 """The baseline of bench/api_retry.py: a bare Litestar + asyncpg retry endpoint.
 
-It runs the same SQL as taskrelay's retry in one transaction (lock the task, read the items not
-completed, reset them, update the task, write the notification and the job rows, read the
-view) with none of taskrelay's layers: no auth, no SQLAlchemy, no state machine, no
+It runs the same SQL as taskrelay's retry in one transaction (lock the task, reset the items
+not completed and return them, update the task, write the notification and the job rows, read
+the view with its item counts) with none of taskrelay's layers: no auth, no SQLAlchemy, no state machine, no
 idempotency. Run: python bench/bare_retry_app.py DSN PORT
 """
 
@@ -26,13 +26,9 @@ LOCK = (
     "SELECT task_id, roadmap_id, owner_id, status, seq FROM roadmap_tasks "
     "WHERE task_id = $1 FOR UPDATE"
 )
-ITEMS = (
-    "SELECT concept_id, content_type FROM content_items WHERE task_id = $1 "
-    "AND status != 'completed' ORDER BY position"
-)
 RESET = (
     "UPDATE content_items SET status = 'pending', updated_at = $2 WHERE task_id = $1 "
-    "AND (concept_id, content_type) IN (SELECT * FROM unnest($3::text[], $4::text[]))"
+    "AND status != 'completed' RETURNING concept_id, content_type, position"
 )
 SAVE = (
     "UPDATE roadmap_tasks SET status = 'processing', current_step = 'content_retry_queued', "
@@ -42,10 +38,11 @@ OUTBOX = (
     "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, "
     "headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb, '{}'::jsonb)"
 )
-VIEW = "SELECT * FROM roadmap_tasks WHERE task_id = $1"
-COUNTS = (
-    "SELECT content_type, status, count(*) FROM content_items WHERE task_id = $1 "
-    "GROUP BY content_type, status"
+VIEW = (
+    "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
+    "FROM (SELECT content_type, status, count(*) AS n FROM content_items "
+    "WHERE task_id = t.task_id GROUP BY content_type, status) AS c), '[]') AS item_counts "
+    "FROM roadmap_tasks AS t WHERE t.task_id = $1"
 )
 
 
@@ -58,9 +55,10 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
             return Response({"detail": "not found"}, status_code=404)
         if task["status"] not in ("cancelled", "failed", "partial_failure"):
             return Response({"detail": "conflict"}, status_code=409)
-        items = await conn.fetch(ITEMS, task_id)
         now = datetime.now(UTC)
-        await conn.execute(RESET, task_id, now, [i[0] for i in items], [i[1] for i in items])
+        items = sorted(await conn.fetch(RESET, task_id, now), key=lambda r: r["position"])
+        if not items:
+            return Response({"detail": "nothing to retry"}, status_code=409)
         seq = task["seq"] + 1
         await conn.execute(SAVE, task_id, seq, now)
         note = {
@@ -75,24 +73,24 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
             "task_id": str(task_id),
             "job": "generate_content",
             "reason": "retry",
-            "items": [{"concept_id": c, "content_type": t} for c, t in items],
+            "items": [{"concept_id": r[0], "content_type": r[1]} for r in items],
         }
         part = zlib.crc32(task_id.bytes) % 256
-        await conn.execute(
+        await conn.executemany(
             OUTBOX,
-            uuid.uuid4(),
-            task_id,
-            part,
-            "notification",
-            f"notification.{task_id}",
-            json.dumps(note),
-        )
-        await conn.execute(
-            OUTBOX, uuid.uuid4(), task_id, part, "job", "job.generate_content", json.dumps(job)
+            [
+                (
+                    uuid.uuid4(),
+                    task_id,
+                    part,
+                    "notification",
+                    f"notification.{task_id}",
+                    json.dumps(note),
+                ),
+                (uuid.uuid4(), task_id, part, "job", "job.generate_content", json.dumps(job)),
+            ],
         )
         view = dict(await conn.fetchrow(VIEW, task_id))
-        counts = await conn.fetch(COUNTS, task_id)
-    view["items"] = [list(c) for c in counts]
     return Response({"task": view, "total_items": len(items)}, status_code=202)
 
 

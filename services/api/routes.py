@@ -98,8 +98,9 @@ async def _run(
     settings: Settings = request.app.state.settings
     headers = {h: v for h in TRACE_HEADERS if (v := request.headers.get(h))}
     async with _uow_factory(request)(headers) as uow:
-        fingerprint = request_fingerprint(request.method, request.url.path, body)
+        fingerprint = ""
         if key is not None:
+            fingerprint = request_fingerprint(request.method, request.url.path, body)
             ttl = settings.api.idempotency_ttl_seconds
             stored = await claim(uow, user_id, key, fingerprint, ttl)
             if stored is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,31 +30,31 @@ class OutboxWriter:
         """Carried on every row this unit of work writes (`traceparent` of the request)."""
 
     async def add_notification(self, notification: Notification) -> UUID:
-        return await self._add(
-            notification.task_id,
-            "notification",
-            notification_routing_key(notification.task_id),
-            notification.as_body(),
-        )
+        return (await self.add(notification))[0]
 
     async def add_job(self, job: JobDispatch) -> UUID:
-        return await self._add(job.task_id, "job", job_routing_key(job.name), job.as_body())
+        return (await self.add(job))[0]
 
-    async def _add(self, task_id: UUID, kind: str, routing_key: str, payload: object) -> UUID:
-        message_id = uuid4()
-        await self._conn.execute(
-            _INSERT,
-            {
-                "message_id": message_id,
-                "task_id": task_id,
-                "partition_key": partition_key(task_id),
-                "kind": kind,
-                "routing_key": routing_key,
-                "payload": payload,
-                "headers": self._headers,
-            },
-        )
-        return message_id
+    async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
+        """Write the messages as rows, in this order, in one statement; their message ids."""
+        rows = [self._row(message) for message in messages]
+        await self._conn.execute(_INSERT, rows)
+        return [row["message_id"] for row in rows]
+
+    def _row(self, message: Notification | JobDispatch) -> dict[str, Any]:
+        if isinstance(message, Notification):
+            kind, routing_key = "notification", notification_routing_key(message.task_id)
+        else:
+            kind, routing_key = "job", job_routing_key(message.name)
+        return {
+            "message_id": uuid4(),
+            "task_id": message.task_id,
+            "partition_key": partition_key(message.task_id),
+            "kind": kind,
+            "routing_key": routing_key,
+            "payload": message.as_body(),
+            "headers": self._headers,
+        }
 
 
 # Built once: a constant statement keeps SQLAlchemy's compiled-statement cache hot.

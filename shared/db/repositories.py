@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.tables import content_items, job_inbox, roadmap_tasks
@@ -133,14 +133,12 @@ _TASK = roadmap_tasks.c.task_id == bindparam("b_task_id")
 _LOCK = select(*_STATE_COLUMNS).where(_TASK).with_for_update()
 _LOCK_NOWAIT = select(*_STATE_COLUMNS).where(_TASK).with_for_update(nowait=True)
 _SAVE = update(roadmap_tasks).where(_TASK)
-_COUNTS_JSON = text(
-    "coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) FROM "
-    "(SELECT content_type, status, count(*) AS n FROM content_items AS i "
-    "WHERE i.task_id = roadmap_tasks.task_id GROUP BY content_type, status) AS c), '[]')"
-)
-_VIEW = select(roadmap_tasks, literal_column(str(_COUNTS_JSON), JSONB).label("item_counts")).where(
-    _TASK
-)
+_VIEW = text(
+    "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
+    "FROM (SELECT content_type, status, count(*) AS n FROM content_items "
+    "WHERE task_id = t.task_id GROUP BY content_type, status) AS c), '[]') AS item_counts "
+    "FROM roadmap_tasks AS t WHERE t.task_id = :b_task_id"
+).columns(item_counts=JSONB)
 _ITEMS_OF_TASK = content_items.c.task_id == bindparam("b_task_id")
 _RESET = (
     update(content_items)

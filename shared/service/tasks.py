@@ -88,11 +88,9 @@ async def retry_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> RetryResu
     """Reset every item not completed to pending, go back to processing, dispatch the job."""
     state = await _lock_owned(uow, owner_id, task_id)
     rule_for(state.status, Status.PROCESSING, Kind.RETRY)  # refuses early, before reading items
-    keys = await uow.items.not_completed(task_id)
-    if not keys:
+    keys = await uow.items.reset_unfinished(task_id, datetime.now(UTC))
+    if not keys:  # nothing was reset; raising rolls the transaction back
         raise Conflict("the task has no items to retry: every item is completed")
-    now = datetime.now(UTC)
-    await uow.items.reset_to_pending(task_id, keys, now)
     by_type = dict(sorted(Counter(k.content_type for k in keys).items()))
     data = {
         "roadmap_id": state.roadmap_id,
@@ -125,10 +123,10 @@ async def _lock_owned(uow: UnitOfWork, owner_id: str, task_id: UUID) -> TaskStat
 
 
 async def _view(uow: UnitOfWork, task_id: UUID) -> dict[str, Any]:
-    row = await uow.tasks.view_row(task_id)
-    if row is None:
+    found = await uow.tasks.view_row(task_id)
+    if found is None:
         raise NotFound(f"task {task_id} not found")
-    counts = await uow.items.counts(task_id)
+    row, counts = found
     return {
         "task_id": str(row.task_id),
         "roadmap_id": row.roadmap_id,

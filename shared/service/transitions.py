@@ -63,9 +63,7 @@ async def emit_event(
 
 async def _write(uow: UnitOfWork, change: Change, now: datetime, job: JobDispatch | None) -> None:
     await uow.tasks.save(change.state, now)
-    await uow.outbox.add_notification(change.notification)
-    if job is not None:
-        await uow.outbox.add_job(job)
+    await uow.outbox.add(change.notification, *([job] if job is not None else []))
     note = change.notification
     uow.on_commit(
         lambda: log.info(

@@ -12,7 +12,7 @@ import pytest
 
 from shared.db import UnitOfWorkFactory
 from shared.db.outbox import OutboxWriter
-from shared.domain import JobDispatch, Status
+from shared.domain import JobDispatch, Notification, Status
 from shared.errors import Conflict, NotFound
 from shared.service import cancel_task, retry_task
 from shared.settings import Settings
@@ -24,10 +24,12 @@ class InjectedFailure(RuntimeError):
 
 
 class FailingJobOutbox(OutboxWriter):
-    """Fails when the job dispatch is written: after the status update and the notification."""
+    """Fails when a job dispatch is written, after the status update is already written."""
 
-    async def add_job(self, job: JobDispatch) -> UUID:
-        raise InjectedFailure("the job dispatch could not be written")
+    async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
+        if any(isinstance(m, JobDispatch) for m in messages):
+            raise InjectedFailure("the job dispatch could not be written")
+        return await super().add(*messages)
 
 
 def owner() -> str:
@@ -51,6 +53,12 @@ async def snapshot(settings: Settings, task_id: UUID) -> dict[str, Any]:
     finally:
         await conn.close()
     return {"task": dict(task), "outbox": [dict(r) for r in rows], "items": dict(items)}
+
+
+async def retry_and_commit(factory: UnitOfWorkFactory, user: str, task_id: UUID) -> None:
+    async with factory() as uow:
+        await retry_task(uow, user, task_id)
+        await uow.commit()
 
 
 async def test_retry_writes_status_notification_and_job_together(
@@ -94,9 +102,7 @@ async def test_failure_after_status_update_leaves_nothing(
 
     failing = UnitOfWorkFactory(uow_factory.engine, outbox_class=FailingJobOutbox)
     with pytest.raises(InjectedFailure):
-        async with failing() as uow:
-            await retry_task(uow, user, task_id)
-            await uow.commit()
+        await retry_and_commit(failing, user, task_id)
 
     assert await snapshot(settings, task_id) == before
 
