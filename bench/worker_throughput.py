@@ -1,0 +1,110 @@
+"""Content items per second through the whole worker path, with a generator that costs nothing.
+
+Usage: .venv/bin/python -m bench.worker_throughput [--tasks 8] [--items 100] [--processes 1 2]
+
+For each process count: a fresh `taskrelay worker --processes N` (generator
+`tests.support.generators:instant`) and one relay on a fresh database, vhost and Redis db;
+`--tasks` tasks of `--items` items each are created at once (as the API does), and the clock
+runs from their commit until every task is final. What it measures is the worker's own cost per
+item: lease check, one transaction that stores the item, counts all items and writes the
+notification, plus the job's start (relay publish, consume, inbox, RQ enqueue, fork).
+Per-item overhead = N processes / (items per second), in milliseconds of one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from uuid import UUID
+
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.logging import configure_logging
+from shared.service.tasks import NewTask, create_task
+from shared.settings import Settings
+from tests.support import resources as res
+from tests.support.worker import start_relay, start_worker, task_row
+
+FINAL = {"completed", "partial_failure", "failed", "cancelled"}
+
+
+async def create_tasks(uows: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:
+    ids = []
+    for _ in range(tasks):
+        concepts = [(f"c{i}", f"Concept {i}") for i in range(items)]
+        async with uows() as uow:
+            view = await create_task(uow, "bench", NewTask("bench", concepts, ["tutorial"]))
+            await uow.commit()
+        ids.append(UUID(view["task_id"]))
+    return ids
+
+
+async def wait_final(uows: UnitOfWorkFactory, ids: list[UUID], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    remaining = set(ids)
+    while remaining:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(remaining)} tasks not final after {limit} s")
+        for task_id in list(remaining):
+            if (await task_row(uows, task_id)).status in FINAL:
+                remaining.discard(task_id)
+        await asyncio.sleep(0.05)
+
+
+async def measure(
+    env: dict[str, str], settings: Settings, processes: int, args: argparse.Namespace
+) -> float:
+    engine = create_engine(settings.database, pool_size=4)
+    uows = UnitOfWorkFactory(engine)
+    worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
+    try:
+        started = time.monotonic()
+        ids = await create_tasks(uows, args.tasks, args.items)
+        await wait_final(uows, ids, limit=600)
+        elapsed = time.monotonic() - started
+    finally:
+        worker.stop()
+        await engine.dispose()
+    return args.tasks * args.items / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    configure_logging("bench", level="WARNING")  # the figures, not every task_created line
+    run = res.run_id()
+    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
+    database_url = asyncio.run(res.create_database(db_name))
+    redis_db = res.claim_redis_db(run)
+    redis_url = f"{res.REDIS_BASE}/{redis_db}"
+    resources = res.Resources(database_url, res.create_vhost(vhost), redis_url, vhost, redis_db)
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant")
+    try:
+        subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, check=True)
+        relay = start_relay(env, name="bench-relay")
+        try:
+            settings = Settings.from_env(env)
+            print(f"{args.tasks} tasks x {args.items} items, generator costs nothing")
+            for processes in args.processes:
+                rate = asyncio.run(measure(env, settings, processes, args))
+                overhead_ms = 1000.0 * processes / rate
+                print(
+                    f"processes={processes}: {rate:8.1f} items/s, "
+                    f"per-item overhead {overhead_ms:6.2f} ms per process"
+                )
+        finally:
+            relay.stop()
+    finally:
+        asyncio.run(res.drop_database(db_name))
+        res.delete_vhost(vhost)
+        res.release_redis_db(redis_db, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
