@@ -140,7 +140,7 @@ class WorkerSettings:
     """RQ's hard limit on one job; the per-item timeout and the lease normally act first."""
     inbox_retention_seconds: float = 7 * 24 * 3600.0
     """How long a job message's `message_id` is remembered for deduplication."""
-    shutdown_grace_seconds: float = 25.0
+    shutdown_grace_seconds: float = 20.0
     """On SIGTERM, how long running jobs get to reach an item boundary before being killed."""
 
 

@@ -65,7 +65,7 @@ class Worker:
         await stopping.wait()
         log.info("worker_stopping")
         grace = self.settings.worker.shutdown_grace_seconds
-        await consumer.stop(drain_seconds=5.0)
+        await consumer.stop(drain_seconds=3.0)
         await pool.stop(grace)
         for task in (supervisor, watchdog):
             task.cancel()
