@@ -22,8 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.worker.jobs import JobQueue
-from shared.db.repositories import InboxRepository
 from shared.db.uow import UnitOfWorkFactory
+from shared.db.work import InboxRepository
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.messaging import GENERATE_CONTENT

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from shared.db.repositories import InboxRepository
 from shared.db.uow import UnitOfWorkFactory
+from shared.db.work import InboxRepository
 from shared.logging import get_logger
 from shared.service.recovery import sweep_lapsed_leases
 from shared.settings import WorkerSettings

@@ -26,8 +26,8 @@ from typing import Any
 from uuid import UUID
 
 from shared.content import ContentGenerator, ContentRequest
-from shared.db.repositories import LeaseRepository, PendingItem, WorkItemRepository
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
+from shared.db.work import LeaseRepository, PendingItem, WorkItemRepository
 from shared.domain import ItemCounts, JobDispatch, Status, TaskState
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from shared.db.repositories import LeaseRepository, WorkItemRepository
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
+from shared.db.work import LeaseRepository, WorkItemRepository
 from shared.domain import JobDispatch, Status, TaskState
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT

@@ -213,6 +213,20 @@ async def test_sigterm_hands_the_running_job_back_and_stops_cleanly(
     assert set(generators.calls(resources.redis_url, task_id).values()) == {1}
 
 
+async def test_a_job_that_raises_fails_its_task_through_the_failure_callback(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    env = worker_env(resources, delay=1.0)
+    env["TASKRELAY_WORKER_JOB_TIMEOUT_SECONDS"] = "2"  # RQ kills the job long before it ends
+    with start_worker(env, name="worker-job-timeout"):
+        task_id = await create(uow_factory, [f"j{i}" for i in range(10)])
+        row = await wait_for_status(uow_factory, task_id, within=60)
+    assert row.status == "failed"
+    assert row.error_message.startswith("Content generation failed: ")
+    assert "timeout" in row.error_message
+    assert (await item_counts(uow_factory, task_id))["pending"] > 0
+
+
 async def test_a_message_that_cannot_be_handled_is_dead_lettered(
     resources: Resources, relay: Process
 ) -> None:

@@ -15,11 +15,12 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import select
 
-from shared.content import ContentGenerator, ContentRequest
+from shared.content import ContentGenerator, ContentRequest, load_generator
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox, roadmap_tasks
 from shared.service.generation import ContentJob, JobOutcome, Stop
 from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.settings import DEFAULT_GENERATOR
 
 OWNER = "worker-tests"
 
@@ -287,3 +288,23 @@ async def test_a_plain_function_generator_runs_and_its_content_is_stored(
         stored = (await uow.connection.execute(query)).one()
     assert stored.content == {"title": "Title p", "attempt": 1}
     assert stored.attempts == 1
+
+
+async def test_the_built_in_generator_writes_markdown_for_every_content_type(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ["graphs", "trees"], ["tutorial", "resources", "quiz"])
+
+    outcome = await run_job(uow_factory, task_id, load_generator(DEFAULT_GENERATOR))
+
+    assert outcome.stop is Stop.FINISHED
+    async with uow_factory() as uow:
+        query = select(
+            content_items.c.concept_id, content_items.c.content_type, content_items.c.content
+        ).where(content_items.c.task_id == task_id)
+        rows = list(await uow.connection.execute(query))
+    assert len(rows) == 6
+    headings = {"tutorial": "# Title", "resources": "# Resources: Title", "quiz": "# Quiz: Title"}
+    for row in rows:
+        assert row.content.startswith(f"{headings[row.content_type]} {row.concept_id}\n")
+    assert (await task_row(uow_factory, task_id)).status == "completed"

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue, job_id_for
 from shared.db import UnitOfWorkFactory
-from shared.db.repositories import LeaseRepository, WorkItemRepository
 from shared.db.tables import job_inbox, outbox, task_leases
+from shared.db.work import LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
 from shared.service.recovery import fail_for_job, sweep_lapsed_leases
 from shared.service.tasks import NewTask, cancel_task, create_task

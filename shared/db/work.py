@@ -1,0 +1,201 @@
+"""The worker's repositories: content items in generation order, task leases, the job inbox.
+
+Like `shared.db.repositories`, they map rows and never decide: `shared.service.generation` and
+`shared.service.recovery` decide what a job and the watchdog do with them. Lease times use the
+database clock, so workers on machines with skewed clocks still agree on who is alive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.tables import content_items, job_inbox, roadmap_tasks
+from shared.domain import ItemKey, ItemStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """An item still to generate, with what the content generator is told about it."""
+
+    key: ItemKey
+    concept_title: str
+    attempts: int
+    """Tries counted so far; the next one is attempt `attempts + 1`."""
+
+
+class WorkItemRepository:
+    """The worker's view of content items: the next one to generate, and storing a result."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def next_pending(self, task_id: UUID) -> PendingItem | None:
+        query = (
+            select(
+                content_items.c.concept_id,
+                content_items.c.content_type,
+                content_items.c.concept_title,
+                content_items.c.attempts,
+            )
+            .where(content_items.c.task_id == task_id)
+            .where(content_items.c.status == ItemStatus.PENDING.value)
+            .order_by(content_items.c.position)
+            .limit(1)
+        )
+        row = (await self._conn.execute(query)).first()
+        if row is None:
+            return None
+        return PendingItem(
+            ItemKey(row.concept_id, row.content_type), row.concept_title, row.attempts
+        )
+
+    async def pending_keys(self, task_id: UUID) -> list[ItemKey]:
+        query = (
+            select(content_items.c.concept_id, content_items.c.content_type)
+            .where(content_items.c.task_id == task_id)
+            .where(content_items.c.status == ItemStatus.PENDING.value)
+            .order_by(content_items.c.position)
+        )
+        return [ItemKey(r.concept_id, r.content_type) for r in await self._conn.execute(query)]
+
+    async def store_result(
+        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
+    ) -> bool:
+        """Store a pending item's result and count the attempt; False if it was not pending."""
+        done = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
+        values: dict[str, Any] = {
+            "status": done.value,
+            "attempts": content_items.c.attempts + 1,
+            "last_error": error,
+            "updated_at": now,
+        }
+        if error is None:
+            values["content"] = content
+        result = await self._conn.execute(
+            update(content_items)
+            .where(content_items.c.task_id == task_id)
+            .where(content_items.c.concept_id == key.concept_id)
+            .where(content_items.c.content_type == key.content_type)
+            .where(content_items.c.status == ItemStatus.PENDING.value)
+            .values(**values)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+class LeaseRepository:
+    """Task leases: one live job per task, proved by renewing before `expires_at` (DB clock)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def acquire(self, task_id: UUID, holder: str, seconds: float) -> bool:
+        """Take the lease if it is free, lapsed, or already ours."""
+        result = await self._conn.execute(
+            text(
+                "INSERT INTO task_leases (task_id, holder, expires_at, updated_at) "
+                "VALUES (:t, :h, now() + make_interval(secs => :s), now()) "
+                "ON CONFLICT (task_id) DO UPDATE SET holder = EXCLUDED.holder, "
+                "expires_at = EXCLUDED.expires_at, updated_at = now() "
+                "WHERE task_leases.holder IS NULL OR task_leases.holder = EXCLUDED.holder "
+                "OR task_leases.expires_at < now() RETURNING task_id"
+            ),
+            {"t": task_id, "h": holder, "s": seconds},
+        )
+        return result.first() is not None
+
+    async def renew(self, task_id: UUID, holder: str, seconds: float) -> bool:
+        """Extend our lease; False if it is no longer ours (taken back by the watchdog)."""
+        result = await self._conn.execute(
+            text(
+                "UPDATE task_leases SET expires_at = now() + make_interval(secs => :s), "
+                "updated_at = now() WHERE task_id = :t AND holder = :h"
+            ),
+            {"t": task_id, "h": holder, "s": seconds},
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def release(self, task_id: UUID, holder: str, *, keep_resumes: bool) -> bool:
+        """Free the lease if `holder` has it; True if it did."""
+        result = await self._conn.execute(
+            text(
+                "UPDATE task_leases SET holder = NULL, expires_at = NULL, updated_at = now(), "
+                "resumes = CASE WHEN :keep THEN resumes ELSE 0 END "
+                "WHERE task_id = :t AND holder = :h"
+            ),
+            {"t": task_id, "h": holder, "keep": keep_resumes},
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def forget(self, task_id: UUID) -> None:
+        """No holder and no losses counted: the task is out of `processing`."""
+        await self._conn.execute(
+            text(
+                "UPDATE task_leases SET holder = NULL, expires_at = NULL, resumes = 0, "
+                "updated_at = now() WHERE task_id = :t"
+            ),
+            {"t": task_id},
+        )
+
+    async def lapsed(self, limit: int) -> list[UUID]:
+        """Tasks whose lease holder stopped renewing in time."""
+        result = await self._conn.execute(
+            text(
+                "SELECT task_id FROM task_leases WHERE holder IS NOT NULL AND expires_at < now() "
+                "ORDER BY expires_at LIMIT :n"
+            ),
+            {"n": limit},
+        )
+        return [row[0] for row in result]
+
+    async def take_lapsed(self, task_id: UUID) -> tuple[str, int] | None:
+        """Take a lapsed lease back: (its dead holder, resumes so far), or None if alive/free."""
+        result = await self._conn.execute(
+            text(
+                "UPDATE task_leases t SET holder = NULL, expires_at = NULL, "
+                "resumes = t.resumes + 1, updated_at = now() FROM task_leases old "
+                "WHERE t.task_id = :t AND old.task_id = t.task_id AND t.holder IS NOT NULL "
+                "AND t.expires_at < now() RETURNING old.holder, old.resumes"
+            ),
+            {"t": task_id},
+        )
+        row = result.first()
+        return (str(row[0]), int(row[1])) if row else None
+
+
+class InboxRepository:
+    """Job messages already turned into RQ jobs, by AMQP `message_id`."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def seen(self, message_id: UUID) -> bool:
+        query = select(job_inbox.c.message_id).where(job_inbox.c.message_id == message_id)
+        return (await self._conn.execute(query)).first() is not None
+
+    async def record(self, message_id: UUID, task_id: UUID, job_id: str) -> None:
+        await self._conn.execute(
+            insert(job_inbox)
+            .values(message_id=message_id, task_id=task_id, job_id=job_id)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+        )
+
+    async def task_exists(self, task_id: UUID) -> bool:
+        query = select(roadmap_tasks.c.task_id).where(roadmap_tasks.c.task_id == task_id)
+        return (await self._conn.execute(query)).first() is not None
+
+    async def purge(self, older_than_seconds: float, limit: int = 1000) -> int:
+        result = await self._conn.execute(
+            text(
+                "DELETE FROM job_inbox WHERE message_id IN (SELECT message_id FROM job_inbox "
+                "WHERE received_at < now() - make_interval(secs => :s) LIMIT :n)"
+            ),
+            {"s": older_than_seconds, "n": limit},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
