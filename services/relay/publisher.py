@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
@@ -50,6 +50,7 @@ class Publisher:
         self._timeout = timeout
         self._max_bytes = max_message_bytes
         self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self.lost = asyncio.Event()
         """Set when the connection or the channel closes: the relay says so and reconnects."""
@@ -85,6 +86,7 @@ class Publisher:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             channel.close_callbacks.add(lambda *_: lost.set())
             self._exchange = (await declare_topology(channel)).exchange
+            self._channel = channel
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
             await connection.close()
             raise DependencyUnavailable(
@@ -93,7 +95,8 @@ class Publisher:
         self._connection = connection
 
     async def close(self) -> None:
-        connection, self._connection, self._exchange = self._connection, None, None
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(OSError, aiormq.exceptions.AMQPError, TimeoutError):
                 await asyncio.wait_for(connection.close(), 5)
@@ -101,9 +104,14 @@ class Publisher:
     async def publish(self, rows: Sequence[OutboxRow]) -> BatchOutcome:
         """Send every row (in order), wait for each confirm, and sort the results."""
         outcome = BatchOutcome()
-        exchange = self._exchange
-        if exchange is None:
+        if self._exchange is None or self._channel is None:
             outcome.lost = "not connected"
+            return outcome
+        try:
+            # The concrete aiormq channel: its `basic_publish` takes `wait` (see below).
+            channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            outcome.lost = str(exc) or "the channel is closed"
             return outcome
         sending: list[tuple[OutboxRow, asyncio.Task[Any]]] = []
         broken_tasks: set[Any] = set()
@@ -117,9 +125,17 @@ class Publisher:
                 broken_tasks.add(row.task_id)
                 outcome.failed.append((row, str(exc)))
                 continue
-            # Tasks start in creation order and queue on the channel's lock in that order.
-            publish = exchange.publish(
-                message, row.routing_key, mandatory=True, timeout=self._timeout
+            # Tasks start in creation order and queue on the channel's lock in that order, so
+            # the frames leave in id order. `wait=False`: hold the lock only to queue the
+            # frames, not until the socket drains; the confirm is still awaited.
+            publish = channel.basic_publish(
+                message.body,
+                exchange=self._exchange.name,
+                routing_key=row.routing_key,
+                properties=message.properties,
+                mandatory=True,
+                timeout=self._timeout,
+                wait=False,
             )
             sending.append((row, asyncio.ensure_future(publish)))
         await asyncio.gather(*(t for _, t in sending), return_exceptions=True)

@@ -48,6 +48,7 @@ class Relay:
         self._wake = wake
         """Set by NOTIFY on the session: a commit wrote outbox rows."""
         self._db_errors: dict[str, str | None] = {"session": None, "stats": None}
+        self._broker_ready = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Run until `stopping` is set; returns once leadership is released."""
@@ -89,7 +90,7 @@ class Relay:
             return
         if not self._publisher.connected:
             await self._session.probe()
-            await _sleep(stopping, min(self._settings.poll_interval_seconds, 0.5))
+            await _wait_any(stopping, self._broker_ready, within=0.5)
             return
         self._wake.clear()
         rows = await self._session.claim(self._settings.batch_size)
@@ -149,7 +150,9 @@ class Relay:
             if self._state.broker_error:
                 log.info("broker_up", url=self._publisher.where())
             self._state.broker_error = None
+            self._broker_ready.set()
             await _wait_any(stopping, self._publisher.lost)
+            self._broker_ready.clear()
             if not stopping.is_set():
                 self._broker_down("the connection to RabbitMQ was lost")
 

@@ -1,0 +1,242 @@
+"""Relay drain rate against a raw aio-pika confirmed publish of the same messages, same run.
+
+Target: ratio >= 0.8. Also prints the relay's RSS while it drains (it should stay flat).
+Usage: .venv/bin/python -m bench.relay_throughput [--rows 100000] [--no-baseline]
+Use `--rows 1000000 --no-baseline` for the memory run.
+
+A fresh database and vhost are made for the run and removed after it. The backlog is written
+first (notification rows of 1,000 tasks); the baseline reads the same rows and publishes them
+with the same properties on one confirm channel, `--batch` at a time concurrently; then a real
+`taskrelay relay` drains them. The relay's rate comes from the `published_at` stamps it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import cast
+
+import aio_pika
+import aiormq
+import asyncpg
+
+from tests.support import resources as res
+from tests.support.relay import health, start_relay
+from tests.support.wait import wait_until_sync
+
+SINK = "bench.sink"
+TASKS = 1000
+
+
+async def write_backlog(dsn: str, rows: int) -> None:
+    """`rows` notification rows, spread over TASKS tasks, `seq` increasing per task."""
+    tasks = [uuid.uuid4() for _ in range(TASKS)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        step = 50_000
+        for start in range(0, rows, step):
+            records = []
+            for n in range(start, min(rows, start + step)):
+                task = tasks[n % TASKS]
+                body = {
+                    "task_id": str(task),
+                    "seq": n // TASKS + 1,
+                    "step": "content_item_completed",
+                    "status": "processing",
+                    "message": f"Generated tutorial for Concept {n} ({n // TASKS + 1}/300)",
+                    "data": {
+                        "completed_items": n // TASKS + 1,
+                        "failed_items": 0,
+                        "total_items": 300,
+                    },
+                }
+                records.append(
+                    (
+                        uuid.uuid4(),
+                        task,
+                        zlib.crc32(task.bytes) % 256,
+                        "notification",
+                        f"notification.{task}",
+                        json.dumps(body),
+                    )
+                )
+            await conn.copy_records_to_table(
+                "outbox",
+                records=records,
+                columns=[
+                    "message_id",
+                    "task_id",
+                    "partition_key",
+                    "kind",
+                    "routing_key",
+                    "payload",
+                ],
+            )
+    finally:
+        await conn.close()
+
+
+async def prepare_sink(amqp_url: str) -> None:
+    """A durable queue bound to everything, so every message is routed and confirmed."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            "taskrelay", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(SINK, durable=True)
+        await queue.bind(exchange, "notification.#")
+        await queue.purge()
+
+
+async def raw_publish(dsn: str, amqp_url: str, batch: int, *, underlay: bool) -> float:
+    """Messages per second of a bare confirmed publish of the backlog's rows.
+
+    `underlay=False`: aio-pika's `Exchange.publish`. `underlay=True`: the same aiormq call
+    the relay makes (`basic_publish(..., wait=False)`), so the ratio is the relay's overhead.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT message_id, task_id, routing_key, payload::text AS payload, "
+            "(payload->>'seq')::bigint AS seq FROM outbox ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange("taskrelay")
+        raw = cast(aiormq.Channel, await channel.get_underlay_channel())
+
+        def publish(r: asyncpg.Record) -> Awaitable[object]:
+            message = aio_pika.Message(
+                r["payload"].encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=str(r["message_id"]),
+                headers={"x-task-id": str(r["task_id"]), "x-seq": r["seq"]},
+            )
+            if not underlay:
+                return exchange.publish(message, r["routing_key"], mandatory=True, timeout=30)
+            return raw.basic_publish(
+                message.body,
+                exchange="taskrelay",
+                routing_key=r["routing_key"],
+                properties=message.properties,
+                mandatory=True,
+                timeout=30,
+                wait=False,
+            )
+
+        started = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            await asyncio.gather(*(publish(r) for r in rows[i : i + batch]))
+        elapsed = time.perf_counter() - started
+        queue = await channel.get_queue(SINK)
+        await queue.purge()
+    return len(rows) / elapsed
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def drain_with_relay(env: dict[str, str], rows: int) -> list[tuple[int, int]]:
+    """Start a relay, wait for the backlog to reach 0; (remaining backlog, RSS KiB) samples."""
+    relay = start_relay(env, "bench-relay")
+    samples: list[tuple[int, int]] = []
+    try:
+
+        def drained() -> bool:
+            document = health(relay.port)  # type: ignore[attr-defined]
+            if document is None:
+                return False
+            samples.append((int(document["backlog"]), rss_kib(relay.pid)))
+            return bool(document["backlog"] == 0 and document["published_total"] >= rows)
+
+        wait_until_sync(drained, within=3600, interval=0.5, what="the relay to drain")
+        samples.append((0, rss_kib(relay.pid, "VmHWM")))
+    finally:
+        relay.stop()
+    return samples
+
+
+async def relay_rate(dsn: str) -> tuple[float, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        first, last, count, first_batch = await conn.fetchrow(
+            "SELECT min(published_at), max(published_at), count(*), "
+            "count(*) FILTER (WHERE published_at = (SELECT min(published_at) FROM outbox)) "
+            "FROM outbox WHERE published_at IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    return (count - first_batch) / (last - first).total_seconds(), count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500, help="relay batch = baseline window")
+    parser.add_argument("--no-baseline", action="store_true", help="only drain with the relay")
+    args = parser.parse_args()
+
+    run = res.run_id()
+    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
+    dsn = asyncio.run(res.create_database(db_name))
+    amqp_url = res.create_vhost(vhost)
+    env = res.Resources(dsn, amqp_url, f"{res.REDIS_BASE}/15", vhost, 15).env(
+        TASKRELAY_RELAY_BATCH_SIZE=str(args.batch),
+        TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="36000",
+    )
+    try:
+        import subprocess
+        import sys
+
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        asyncio.run(prepare_sink(amqp_url))
+        started = time.perf_counter()
+        asyncio.run(write_backlog(dsn, args.rows))
+        print(f"backlog: {args.rows} rows written in {time.perf_counter() - started:.1f} s")
+        baselines: dict[str, float] = {}
+        if not args.no_baseline:
+            for name, underlay in (("Exchange.publish", False), ("basic_publish", True)):
+                baselines[name] = asyncio.run(
+                    raw_publish(dsn, amqp_url, args.batch, underlay=underlay)
+                )
+                print(f"raw aio-pika confirmed publish ({name}): {baselines[name]:,.0f} msg/s")
+        samples = drain_with_relay(env, args.rows)
+        rate, count = asyncio.run(relay_rate(dsn))
+        print(f"relay: {count} rows drained at {rate:,.0f} msg/s")
+        for name, raw in baselines.items():
+            print(f"ratio relay / raw {name}: {rate / raw:.2f} (target >= 0.8)")
+        report_rss(samples)
+    finally:
+        asyncio.run(res.drop_database(db_name))
+        res.delete_vhost(vhost)
+
+
+def report_rss(samples: list[tuple[int, int]]) -> None:
+    *during, (_, peak) = samples
+    marks = [during[int(i * (len(during) - 1) / 4)] for i in range(5)] if during else []
+    shown = ", ".join(f"{rss / 1024:.0f} MiB (backlog {left})" for left, rss in marks)
+    print(f"relay RSS while draining: {shown}; peak (VmHWM) {peak / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
