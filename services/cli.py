@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -39,6 +40,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     settings.auth.require_secret()
     asyncio.run(probe_database(settings.database))
     asyncio.run(probe_broker(settings.broker))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # that was there before it; a no-op there lets a graceful stop end with status 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -66,6 +71,31 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging("worker")
     processes = args.processes or os.cpu_count() or 1
     return asyncio.run(run_worker(settings, processes))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.run import run_system
+    from services.run.supervisor import RunOptions
+
+    configure_logging("run")
+    options = RunOptions(args.host, args.port, args.health_port, args.processes)
+    return run_system(settings, options)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from services.demo import run_demo
+    from services.run import state
+
+    secret, api_url = settings.auth.secret, args.url
+    if not secret:
+        running = state.load()
+        if running is None:
+            raise ConfigurationError(
+                "TASKRELAY_SECRET is not set and no `taskrelay run` of this user is running: "
+                "export the secret the system uses"
+            )
+        secret, api_url = running.secret, args.url or running.api_url
+    return asyncio.run(run_demo(api_url or "http://127.0.0.1:8000", secret, args.timeout))
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,6 +143,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="RQ worker processes to run (default: the CPU count)",
     )
     p.set_defaults(run=cmd_worker)
+
+    p = sub.add_parser("run", help="migrate, then run api + relay + worker in the foreground")
+    p.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    p.add_argument(
+        "--health-port", type=int, default=8001, metavar="P", help="relay health port (8001)"
+    )
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="worker processes (default: the CPU count)",
+    )
+    p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser(
+        "demo", help="against a running system: a task that partly fails, retried, shown live"
+    )
+    p.add_argument(
+        "--url",
+        default=None,
+        help="the API's base URL (default: that of `taskrelay run`, else http://127.0.0.1:8000)",
+    )
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("token", help="print a bearer token for a user")
     p.add_argument("user_id", metavar="USER_ID")

@@ -81,7 +81,9 @@ class UnitOfWork:
 class UnitOfWorkFactory:
     """Makes units of work on one engine; what handlers and services receive."""
 
-    def __init__(self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter) -> None:
+    def __init__(
+        self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter
+    ) -> None:
         self.engine = engine
         self._outbox_class = outbox_class
         """A test seam: a writer that fails on purpose proves the transaction is atomic."""

@@ -28,9 +28,7 @@ def user() -> str:
 async def outbox_count(settings: Settings, task_id: str) -> Counter[str]:
     conn = await asyncpg.connect(settings.database.asyncpg_dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT kind FROM outbox WHERE task_id = $1", uuid.UUID(task_id)
-        )
+        rows = await conn.fetch("SELECT kind FROM outbox WHERE task_id = $1", uuid.UUID(task_id))
     finally:
         await conn.close()
     return Counter(r["kind"] for r in rows)
@@ -187,9 +185,7 @@ async def test_idempotent_retry_replays(
     assert await outbox_count(settings, str(task_id)) == kinds
 
 
-async def test_concurrent_repeats_of_one_key(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
+async def test_concurrent_repeats_of_one_key(client: httpx.AsyncClient, settings: Settings) -> None:
     """Repeats racing the first request: each is the stored response or 409, one task made."""
     alice = user()
     headers = auth(alice) | {"Idempotency-Key": "racing"}
@@ -209,19 +205,28 @@ def _bad_requests(task_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("malformed json", "/api/v1/tasks", {"content": b"{not json"}),
         ("wrong types", "/api/v1/tasks", {"json": {"roadmap_id": 5, "concepts": "x"}}),
-        ("unknown content type", "/api/v1/tasks",
-         {"content": b"<task/>", "headers": {"Content-Type": "application/xml"}}),
+        (
+            "unknown content type",
+            "/api/v1/tasks",
+            {"content": b"<task/>", "headers": {"Content-Type": "application/xml"}},
+        ),
         ("empty concepts", "/api/v1/tasks", {"json": {"roadmap_id": "r", "concepts": []}}),
         ("missing concepts", "/api/v1/tasks", {"json": {"roadmap_id": "r"}}),
         ("too many concepts", "/api/v1/tasks", {"json": {"roadmap_id": "r", "concepts": many}}),
-        ("duplicate concept ids", "/api/v1/tasks",
-         {"json": {"roadmap_id": "r", "concepts": [BODY["concepts"][0]] * 2}}),
+        (
+            "duplicate concept ids",
+            "/api/v1/tasks",
+            {"json": {"roadmap_id": "r", "concepts": [BODY["concepts"][0]] * 2}},
+        ),
         ("unknown content_types", "/api/v1/tasks", {"json": dict(BODY, content_types=["poem"])}),
         ("empty content_types", "/api/v1/tasks", {"json": dict(BODY, content_types=[])}),
         ("empty roadmap_id", "/api/v1/tasks", {"json": dict(BODY, roadmap_id="")}),
         ("long roadmap_id", "/api/v1/tasks", {"json": dict(BODY, roadmap_id="r" * 201)}),
-        ("12 MiB body", "/api/v1/tasks",
-         {"content": big[: 12 * 1024 * 1024], "headers": {"Content-Type": "application/json"}}),
+        (
+            "12 MiB body",
+            "/api/v1/tasks",
+            {"content": big[: 12 * 1024 * 1024], "headers": {"Content-Type": "application/json"}},
+        ),
         ("malformed uuid", "/api/v1/tasks/not-a-uuid/retry", {}),
     ]
 

@@ -1,0 +1,84 @@
+"""One supervised child process of `taskrelay run`: started, its output prefixed, restarted
+with backoff when it dies, stopped with SIGTERM (then SIGKILL after the grace period).
+
+Children run in their own session, so a Ctrl-C at the terminal reaches only the supervisor,
+which then stops them in order instead of each of them racing to exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 30.0
+"""A child that ran this long before dying starts again from the shortest backoff."""
+
+
+class Child:
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.name = name
+        self._argv = list(argv)
+        self._env = env
+        self._proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+
+    async def supervise(self, stopping: asyncio.Event) -> None:
+        """Run the child until `stopping` is set, restarting it whenever it exits."""
+        backoff = 1.0
+        loop = asyncio.get_running_loop()
+        while not stopping.is_set():
+            started = loop.time()
+            code = await self._run_once()
+            if stopping.is_set():
+                return
+            if loop.time() - started >= STABLE_AFTER:
+                backoff = 1.0
+            self.restarts += 1
+            log.warning("child_exited", child=self.name, exit_code=code, restart_in=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _run_once(self) -> int:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self._argv,
+            env=self._env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.info("child_started", child=self.name, pid=self._proc.pid)
+        assert self._proc.stdout is not None
+        await self._pump(self._proc.stdout)
+        return await self._proc.wait()
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        prefix = f"{self.name:<6} | ".encode()
+        while line := await stream.readline():
+            sys.stdout.buffer.write(
+                prefix + line if line.endswith(b"\n") else prefix + line + b"\n"
+            )
+            sys.stdout.flush()
+
+    async def stop(self, grace: float) -> int | None:
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL; the exit code, if it ran."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return proc.returncode if proc else None
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            log.warning("child_killed", child=self.name, pid=proc.pid, after_seconds=grace)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            return await proc.wait()
