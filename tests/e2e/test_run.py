@@ -1,0 +1,108 @@
+"""`taskrelay run` and `taskrelay demo` as an operator uses them (issue: run it as an operator).
+
+The whole system starts from one command with a secret it generates, a task created over HTTP
+completes, `taskrelay demo` finds the running system by itself and prints the seed story
+fixed, and SIGTERM stops every child with exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import Process, free_port, http_ready
+from tests.support.resources import Resources
+from tests.support.wait import wait_until_sync
+
+
+def _call(url: str, token: str, body: Any = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        parsed: dict[str, Any] = json.loads(response.read())
+        return parsed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes: it has exited and waits to be reaped.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(name="system")
+def system_fixture(resources: Resources, tmp_path: Path) -> Any:
+    env = resources.env(XDG_RUNTIME_DIR=str(tmp_path))
+    del env["TASKRELAY_SECRET"]  # run generates its own, and demo must find it
+    port, health = free_port(), free_port()
+    proc = Process(
+        ["run", "--port", str(port), "--health-port", str(health), "--processes", "1"],
+        env,
+        "run",
+    )
+    try:
+        wait_until_sync(
+            lambda: "demo task" in proc.output() or not proc.alive(), within=90, what="the banner"
+        )
+        assert proc.alive(), proc.output()[-3000:]
+        wait_until_sync(lambda: http_ready(f"http://127.0.0.1:{health}/health"), within=30)
+        yield proc, port, env
+    finally:
+        proc.stop()
+
+
+def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
+    proc, port, env = system
+    base = f"http://127.0.0.1:{port}"
+    token = re.search(r"token\s+(\S+)", proc.output())
+    assert token, proc.output()[-2000:]
+    created = _call(
+        f"{base}/api/v1/tasks",
+        token.group(1),
+        {"roadmap_id": "ops", "concepts": [{"concept_id": "a", "title": "A"}]},
+    )
+    task_url = f"{base}/api/v1/tasks/{created['task_id']}"
+    wait_until_sync(
+        lambda: _call(task_url, token.group(1))["status"] == "completed",
+        within=60,
+        what="the task to complete",
+    )
+
+    demo = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--timeout", "150"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out + demo.stderr
+    assert "status: partial_failure (11 completed, 10 failed)" in out
+    assert "Retrying 10 failed content items" in out
+    assert "status: completed (21 of 21 completed)" in out
+    assert f"task page: {base}/tasks/" in out
+
+    children = [
+        json.loads(line)["pid"]
+        for line in proc.output().splitlines()
+        if line.startswith("{") and '"child_started"' in line
+    ]
+    assert len(children) >= 3
+    started = time.monotonic()
+    assert proc.stop(timeout=40) == 0, proc.output()[-3000:]
+    assert time.monotonic() - started < 30
+    assert not [pid for pid in children if _alive(pid)]
