@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
+from services.api.health import health
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS, current_user
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[TaskController, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
+        route_handlers=[TaskController, health, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
         lifespan=[database, gateway_lifespan(settings)],
         dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,

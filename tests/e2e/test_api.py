@@ -258,3 +258,9 @@ async def test_bad_tokens_are_401(client: httpx.AsyncClient) -> None:
             response = await client.request(method, path, headers=headers, **kwargs)
             assert response.status_code == 401, (name, path, response.text)
             assert response.json()["detail"], name
+
+
+async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["database"] == "up"
