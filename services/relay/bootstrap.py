@@ -21,6 +21,7 @@ from services.relay.state import RelayMetrics, RelayState
 from shared.db import create_engine
 from shared.db.migrate import safe_url
 from shared.db.probe import probe_database
+from shared.errors import ConfigurationError
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -63,10 +64,26 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
     )
 
 
+async def _refuse_mixed_partition_counts(settings: Settings) -> None:
+    scheme = PartitionScheme(settings.relay.partitions)
+    session = OutboxSession(settings.database.asyncpg_dsn, scheme, lambda: None)
+    await session.connect()
+    try:
+        others = await session.other_partition_counts()
+    finally:
+        await session.close()
+    if others:
+        raise ConfigurationError(
+            f"TASKRELAY_RELAY_PARTITIONS={scheme.count}, but running relays use "
+            f"{', '.join(map(str, others))}: every relay of a deployment needs the same count"
+        )
+
+
 async def serve(settings: Settings, health_port: int) -> int:
     """Run one relay until SIGTERM or SIGINT; 0 after a clean stop."""
     await probe_database(settings.database)
     process = bootstrap(settings, health_port)
+    await _refuse_mixed_partition_counts(settings)
     await process.publisher.connect()  # fail fast, with one line, if RabbitMQ is not there
     await process.publisher.close()
     stopping = asyncio.Event()

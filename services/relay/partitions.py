@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 LOCK_CLASS = 0x7452
 """The first key of every relay advisory lock ("tR"); the second is the partition number."""
+COUNT_CLASS = LOCK_CLASS + 1
+"""Every relay holds a shared lock (COUNT_CLASS, partition count) so a relay started with a
+different count can see it and refuse to start: two counts would let two relays own a task."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from services.relay.outbox_sql import CLAIM, MARK_FAILED, MARK_PUBLISHED, OutboxRow, row_from
-from services.relay.partitions import LOCK_CLASS, PartitionScheme
+from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
 from shared.db.migrate import START_HINT, safe_url
 from shared.db.tables import OUTBOX_CHANNEL
 from shared.errors import DependencyUnavailable
@@ -26,6 +26,12 @@ _KEEPALIVES = {
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "2",
 }
+OTHER_COUNTS = """
+SELECT DISTINCT objid::bigint FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 2 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid::bigint = $1 AND objid::bigint <> $2
+"""
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -59,6 +65,15 @@ class OutboxSession:
         self._conn = conn
         async with self._translated("LISTEN"):
             await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+            await conn.execute(
+                "SELECT pg_advisory_lock_shared($1, $2)", COUNT_CLASS, self._scheme.count
+            )
+
+    async def other_partition_counts(self) -> list[int]:
+        """Partition counts that other running relays of this database were started with."""
+        async with self._translated("partition check"):
+            rows = await self._conn.fetch(OTHER_COUNTS, COUNT_CLASS, self._scheme.count)
+        return [int(r[0]) for r in rows]
 
     async def close(self) -> None:
         """Release every lock and close; harmless when already gone."""

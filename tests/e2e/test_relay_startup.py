@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.support.processes import TASKRELAY, free_port
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 
 pytestmark = pytest.mark.slow
@@ -58,3 +59,14 @@ def test_health_port_in_use_is_one_line_and_status_1(resources: Resources) -> No
         )
     assert result.returncode == 1
     assert f"cannot serve health on 127.0.0.1:{port}" in _last_line(result)
+
+
+def test_a_different_partition_count_is_refused(resources: Resources) -> None:
+    running = start_relay(resources.env(), "partitions-1")
+    try:
+        result = _run_relay(resources.env(TASKRELAY_RELAY_PARTITIONS="4"))
+    finally:
+        running.stop()
+    assert result.returncode == 1
+    line = _last_line(result)
+    assert "TASKRELAY_RELAY_PARTITIONS=4, but running relays use 1" in line
