@@ -8,16 +8,21 @@ For each process count: a fresh `taskrelay worker --processes N` (generator
 runs from their commit until every task is final. What it measures is the worker's own cost per
 item: lease check, one transaction that stores the item, counts all items and writes the
 notification, plus the job's start (relay publish, consume, inbox, RQ enqueue, fork).
-Per-item overhead = N processes / (items per second), in milliseconds of one process.
+Per-item overhead = N processes / (items per second), in milliseconds of one process; the
+CPU the worker's processes (supervisor, RQ workers, work horses) spent per item is printed
+too, as it depends less on what else the machine is doing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from uuid import UUID
 
 from shared.db import UnitOfWorkFactory, create_engine
@@ -55,19 +60,37 @@ async def wait_final(uows: UnitOfWorkFactory, ids: list[UUID], limit: float) -> 
 
 async def measure(
     env: dict[str, str], settings: Settings, processes: int, args: argparse.Namespace
-) -> float:
+) -> tuple[float, float]:
+    """(items per second, CPU ms per item of the worker's processes and their work horses)."""
     engine = create_engine(settings.database, pool_size=4)
     uows = UnitOfWorkFactory(engine)
     worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
     try:
+        pids = [worker.pid, *_rq_pids(worker.output())]
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         started = time.monotonic()
         ids = await create_tasks(uows, args.tasks, args.items)
         await wait_final(uows, ids, limit=600)
         elapsed = time.monotonic() - started
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     finally:
         worker.stop()
         await engine.dispose()
-    return args.tasks * args.items / elapsed
+    items = args.tasks * args.items
+    return items / elapsed, 1000.0 * cpu / items
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process and of its children it has waited for (work horses)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _rq_pids(log: str) -> list[int]:
+    for line in log.splitlines():
+        if line.startswith("{") and '"worker_started"' in line:
+            return [int(pid) for pid in json.loads(line)["rq_pids"]]
+    raise RuntimeError("the worker did not log its RQ worker pids")
 
 
 def main() -> int:
@@ -91,12 +114,14 @@ def main() -> int:
             settings = Settings.from_env(env)
             print(f"{args.tasks} tasks x {args.items} items, generator costs nothing")
             for processes in args.processes:
-                rate = asyncio.run(measure(env, settings, processes, args))
+                rate, cpu_ms = asyncio.run(measure(env, settings, processes, args))
                 overhead_ms = 1000.0 * processes / rate
                 print(
                     f"processes={processes}: {rate:8.1f} items/s, "
-                    f"per-item overhead {overhead_ms:6.2f} ms per process"
+                    f"per-item overhead {overhead_ms:6.2f} ms per process (wall), "
+                    f"{cpu_ms:5.2f} ms CPU of the worker per item"
                 )
+            print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         finally:
             relay.stop()
     finally:
