@@ -42,9 +42,7 @@ _ERROR_PAGE = Template(
 )
 
 
-@get(
-    "/tasks/{task_id:str}", media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False
-)
+@get("/tasks/{task_id:str}", media_type=MediaType.HTML, include_in_schema=False)
 async def task_page(request: Request[Any, Any, Any], task_id: str) -> Response[str]:
     """The task page; 401 without a valid `token`, 404 for an unknown or someone else's task."""
     settings: Settings = request.app.state.settings

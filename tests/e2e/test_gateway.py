@@ -7,17 +7,29 @@ makes them) and published by the real relay; sockets are opened with a real clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
+import secrets
+import signal
+import socket
+import subprocess
 from collections.abc import Iterator
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import func, select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
+from shared.db.tables import outbox
 from tests.support import taskflow
-from tests.support.processes import Process, free_port, start_api
+from tests.support.processes import TASKRELAY, Process, free_port, start_api
+from tests.support.proxy import TcpProxy
 from tests.support.resources import SECRET, Resources
+from tests.support.wait import wait_until, wait_until_sync
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
@@ -110,3 +122,175 @@ async def test_client_frames_never_break_the_socket(
     assert watch.progress_seqs == [seq]
     await watch.send("x" * 10_000)  # over the inbound frame limit
     assert await watch.closed() == 1009
+
+
+async def _generate(uows: UnitOfWorkFactory, task_id: UUID, pace: float) -> int:
+    """Work through the task like the worker: start, one result per item, finish."""
+    await taskflow.start(uows, task_id)
+    for i, key in enumerate(await taskflow.pending_keys(uows, task_id)):
+        await taskflow.item_result(uows, task_id, key, ok=i % 7 != 3)
+        await asyncio.sleep(random.uniform(0, pace))  # spread the changes out in time
+    return await taskflow.finish(uows, task_id)
+
+
+async def test_twenty_watchers_joining_at_random_see_each_seq_once(
+    api: str, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "alice", concepts=40)
+
+    async def join() -> Watch:
+        await asyncio.sleep(random.uniform(0, 1.2))  # join at a random moment of the run
+        return await Watch.open(api, task_id, token_for("alice"))
+
+    generation = asyncio.create_task(_generate(uow_factory, task_id, pace=0.05))
+    watches = await asyncio.gather(*(join() for _ in range(20)))
+    final = await generation
+    joined_at = set()
+    for watch in watches:
+        await watch.wait_seq(final)
+        snapshot = watch.frames[0]
+        assert snapshot["type"] == "snapshot"
+        assert watch.snapshots() == [snapshot]
+        assert watch.progress_seqs == list(range(snapshot["seq"] + 1, final + 1))
+        joined_at.add(snapshot["seq"])
+        await watch.close()
+    assert len(joined_at) > 3, "the watchers should have joined at different moments"
+
+
+async def _all_published(uows: UnitOfWorkFactory, task_id: UUID) -> bool:
+    query = select(func.count()).where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
+    async with uows() as uow:
+        return (await uow.connection.execute(query)).scalar_one() == 0
+
+
+def _bindings(vhost: str, routing_key: str) -> list[str]:
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_bindings", "-p", vhost, "destination_name", "routing_key"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    return sorted(r[0] for r in rows if len(r) == 2 and r[1] == routing_key)
+
+
+async def test_two_instances_each_bind_only_what_they_watch(
+    api: str, resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "alice", concepts=10)
+    key = f"notification.{task_id}"
+    second = start_api(resources.env(), name="api-gateway-2")
+    try:
+        other = f"http://127.0.0.1:{second.port}"  # type: ignore[attr-defined]
+        watches = [await Watch.open(url, task_id, token_for("alice")) for url in (api, other)]
+        for watch in watches:
+            await watch.wait_frames(1)
+        queues = _bindings(resources.vhost, key)
+        assert len(queues) == 2
+        assert all(q.startswith("taskrelay.gateway.") for q in queues)
+        final = await _generate(uow_factory, task_id, pace=0.01)
+        for watch in watches:
+            await watch.wait_seq(final)
+            assert watch.progress_seqs == list(range(1, final + 1))
+            await watch.close()
+        wait_until_sync(lambda: not _bindings(resources.vhost, key), within=15, what="unbinding")
+    finally:
+        second.stop()
+
+
+async def test_broker_link_cut_and_restored_resyncs_from_a_fresh_snapshot(
+    resources: Resources, relay: Process, uow_factory: UnitOfWorkFactory
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    amqp = resources.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    proc = start_api(resources.env(AMQP_URL=amqp), name="api-cut")
+    try:
+        url = f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+        task_id = await taskflow.new_task(uow_factory, "alice", concepts=6)
+        watch = await Watch.open(url, task_id, token_for("alice"))
+        first = await taskflow.start(uow_factory, task_id)
+        await watch.wait_seq(first)  # the link is up and the task bound
+        proxy.cut()
+        keys = await taskflow.pending_keys(uow_factory, task_id)
+        for key in keys[:3]:
+            during = await taskflow.item_result(uow_factory, task_id, key, ok=True)
+
+        async def fresh() -> bool:
+            return any(s["seq"] == during for s in watch.snapshots())
+
+        # Restore only once the relay has published them: they are lost to this gateway.
+        await wait_until(lambda: _all_published(uow_factory, task_id), within=20, what="relay")
+        proxy.restore()
+        await wait_until(fresh, within=20, what="a fresh snapshot after the link came back")
+        snapshot = next(s for s in watch.snapshots() if s["seq"] == during)
+        assert snapshot["task"]["items"]["completed"] == 3
+        after = await taskflow.item_result(uow_factory, task_id, keys[3], ok=True)
+        await watch.wait_seq(after)
+        tail = watch.frames[watch.frames.index(snapshot) + 1 :]
+        assert [(f["type"], f["seq"]) for f in tail] == [("progress", after)]
+        seqs = watch.progress_seqs
+        assert seqs == sorted(set(seqs))  # never a repeat, never backwards
+        await watch.close()
+    finally:
+        proc.stop()
+        proxy.close()
+
+
+async def test_shutdown_closes_sockets_with_1012(
+    resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "alice")
+    proc = start_api(resources.env(), name="api-shutdown")
+    watch = await Watch.open(f"http://127.0.0.1:{proc.port}", task_id, token_for("alice"))  # type: ignore[attr-defined]
+    await watch.wait_frames(1)
+    # uvicorn re-raises SIGTERM once its graceful shutdown is complete: -15 is a clean stop.
+    assert await asyncio.to_thread(proc.stop) in (0, -signal.SIGTERM)
+    assert await watch.closed() == 1012
+    assert "Application shutdown complete" in proc.output()
+
+
+def test_api_exits_with_one_line_when_the_broker_is_unreachable(resources: Resources) -> None:
+    env = resources.env(AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    done = subprocess.run(
+        [*TASKRELAY, "api", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    reason = done.stderr.strip().splitlines()[-1]  # log lines may come before it
+    assert reason.startswith("taskrelay api: RabbitMQ is unreachable at amqp://guest:***@127.0.0.1")
+    assert "Start RabbitMQ" in reason
+
+
+async def test_a_socket_that_falls_behind_is_closed_with_4008(
+    resources: Resources, relay: Process, uow_factory: UnitOfWorkFactory
+) -> None:
+    proc = start_api(resources.env(TASKRELAY_WS_QUEUE_LIMIT="8"), name="api-overflow")
+    try:
+        url = f"ws://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+        task_id = await taskflow.new_task(uow_factory, "alice")
+        # A small receive buffer (no autotuning), and max_queue=1: the client stops reading
+        # from the network once one frame waits, and the network holds little.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", proc.port))  # type: ignore[attr-defined]
+        sock.setblocking(False)
+        path = f"{url}/ws/tasks/{task_id}?token={token_for('alice')}"
+        async with connect(path, sock=sock, max_queue=1) as ws:
+            for _ in range(60):  # 15 MB that does not compress: more than the buffers hold
+                blob = secrets.token_urlsafe(192 * 1024)
+                await taskflow.event(uow_factory, task_id, {"blob": blob})
+            wait_until_sync(
+                lambda: "gateway_socket_closing" in proc.output(), within=60, what="the 4008"
+            )
+            seqs = []
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    seqs.append(json.loads(message)["seq"])
+            assert ws.close_code == 4008
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no hole before the close
+            assert len(seqs) < 61
+    finally:
+        proc.stop()

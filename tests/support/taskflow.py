@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from shared.db import UnitOfWorkFactory
+from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.db.tables import content_items
 from shared.domain import ItemKey, Status, TaskState
 from shared.service import NewTask, create_task, emit_event, transition
@@ -27,10 +27,10 @@ async def new_task(
     return UUID(view["task_id"])
 
 
-async def _locked(uow: object, task_id: UUID) -> TaskState:
-    state = await uow.tasks.lock(task_id)  # type: ignore[attr-defined]
+async def _locked(uow: UnitOfWork, task_id: UUID) -> TaskState:
+    state = await uow.tasks.lock(task_id)
     assert state is not None
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 async def start(uows: UnitOfWorkFactory, task_id: UUID) -> int:
@@ -100,5 +100,20 @@ async def finish(uows: UnitOfWorkFactory, task_id: UUID) -> int:
 
 
 async def pending_keys(uows: UnitOfWorkFactory, task_id: UUID) -> list[ItemKey]:
+    """The items not completed yet, in generation order."""
+    query = (
+        select(content_items.c.concept_id, content_items.c.content_type)
+        .where(content_items.c.task_id == task_id, content_items.c.status != "completed")
+        .order_by(content_items.c.position)
+    )
     async with uows() as uow:
-        return await uow.items.not_completed(task_id)
+        return [ItemKey(*row) for row in await uow.connection.execute(query)]
+
+
+async def event(uows: UnitOfWorkFactory, task_id: UUID, data: dict[str, object]) -> int:
+    """A notification that keeps the status, carrying `data` (a large one, say)."""
+    async with uows() as uow:
+        state = await _locked(uow, task_id)
+        change = await emit_event(uow, state, step="note", message="note", data=dict(data))
+        await uow.commit()
+    return change.state.seq

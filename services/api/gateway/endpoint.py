@@ -68,6 +68,7 @@ class Gateway:
         with bound_context(task_id=str(task_uuid)):
             code = await self._stream(socket, user_id, task_uuid)
         if code != CLOSE_CLIENT_GONE:
+            log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
                 await socket.close(code, _REASONS.get(code))
 
