@@ -2,8 +2,8 @@
 
 It runs the same SQL as taskrelay's retry in one transaction (lock the task, reset the items
 not completed and return them, update the task, write the notification and the job rows, read
-the view with its item counts) with none of taskrelay's layers: no auth, no SQLAlchemy, no state machine, no
-idempotency. Run: python bench/bare_retry_app.py DSN PORT
+the view with its item counts) with none of taskrelay's layers: no auth, no SQLAlchemy, no
+state machine, no idempotency. Run: python bench/bare_retry_app.py DSN PORT
 """
 
 from __future__ import annotations
