@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from dataclasses import dataclass
 
@@ -109,8 +110,14 @@ def _probe_redis(settings: Settings) -> redis.Redis:
 
 async def _connect_broker(settings: Settings) -> AbstractRobustConnection:
     url = settings.broker.url
+    # aiormq logs a failed first connect itself; the one line below already says it all.
+    transport_log = logging.getLogger("aiormq.connection")
+    level = transport_log.level
+    transport_log.setLevel(logging.CRITICAL)
     try:
         return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DependencyUnavailable("RabbitMQ", safe_url(url), reason, AMQP_HINT) from exc
+    finally:
+        transport_log.setLevel(level)

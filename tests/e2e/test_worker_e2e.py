@@ -258,14 +258,17 @@ async def test_a_message_that_cannot_be_handled_is_dead_lettered(
 
 
 @pytest.mark.parametrize(
-    ("variable", "service"), [("AMQP_URL", "RabbitMQ"), ("REDIS_URL", "Redis")]
+    ("variable", "url", "service"),
+    [
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:{port}/taskrelay", "PostgreSQL"),
+        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:{port}/", "RabbitMQ"),
+        ("REDIS_URL", "redis://127.0.0.1:{port}/0", "Redis"),
+    ],
 )
 def test_an_unreachable_dependency_ends_start_up_with_one_line(
-    resources: Resources, variable: str, service: str
+    resources: Resources, variable: str, url: str, service: str
 ) -> None:
-    port = free_port()
-    scheme = "amqp://guest:guest" if variable == "AMQP_URL" else "redis://"
-    env = resources.env(**{variable: f"{scheme}@127.0.0.1:{port}/".replace("//@", "//")})
+    env = resources.env(**{variable: url.format(port=free_port())})
     done = subprocess.run(
         [*TASKRELAY, "worker", "--processes", "1"],
         env=env,
@@ -274,8 +277,20 @@ def test_an_unreachable_dependency_ends_start_up_with_one_line(
         timeout=60,
     )
     assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"taskrelay worker: {service} is unreachable at"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"taskrelay worker: {service} is unreachable at"), done.stderr
+    assert "Start it with" in done.stderr
+
+
+def test_a_generator_that_cannot_be_imported_ends_start_up_with_one_line(
+    resources: Resources,
+) -> None:
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.nowhere:generate")
+    done = subprocess.run(
+        [*TASKRELAY, "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("taskrelay worker: cannot import content generator module")
 
 
 def _alive(pid: int) -> bool:
