@@ -71,7 +71,7 @@ def render(view: dict[str, Any]) -> str:
         "roadmap_id": view["roadmap_id"],
         "status": view["status"],
         "status_text": view["status"].replace("_", " "),
-        "step": view["current_step"] or "—",
+        "step": (view["current_step"] or "—").replace("_", " "),
         "error": view["error_message"] or "",
         "error_hidden": "" if view["error_message"] else "hidden",
         "completed": completed,

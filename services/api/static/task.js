@@ -79,9 +79,9 @@
     if (!task) return;
     root.dataset.seq = String(task.seq);
     const status = $("status");
-    status.textContent = task.status.replace("_", " ");
+    status.textContent = task.status.replaceAll("_", " ");
     status.dataset.status = task.status;
-    $("step").textContent = task.current_step || "—";
+    $("step").textContent = (task.current_step || "—").replaceAll("_", " ");
     if (task.message) $("message").textContent = task.message;
 
     const { completed = 0, failed = 0, total = 0 } = task.items || {};
@@ -103,7 +103,7 @@
 
     $("retry").disabled = !RETRYABLE.has(task.status);
     $("cancel").disabled = !CANCELLABLE.has(task.status);
-    document.title = `${task.status.replace("_", " ")} · Task ${taskId} · taskrelay`;
+    document.title = `${task.status.replaceAll("_", " ")} · Task ${taskId} · taskrelay`;
   }
 
   function setConnection(state, text) {

@@ -1,0 +1,131 @@
+"""The seed's fixed flow in a real browser: Retry on a partly failed task goes live at once.
+
+Playwright drives Debian's headless Chromium (`/usr/bin/chromium`; Playwright's own browser
+download is not used) against real API, relay and worker processes. The page of a
+`partial_failure` task must show "processing" within a second of the click, without a reload,
+then the progress bar at 100 % and "completed". A screenshot of the end state is saved to a
+temporary folder (its path is printed) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.auth import issue_token
+from tests.support.processes import Process, start_api, stop_all
+from tests.support.relay import start_relay
+from tests.support.resources import SECRET, Resources
+from tests.support.wait import wait_until_sync
+
+playwright = pytest.importorskip("playwright.async_api")
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: apt-get install chromium"
+    ),
+]
+
+
+RECORD_BAR = """() => {
+  window.barValues = [];
+  const bar = document.getElementById("progress");
+  new MutationObserver(() => window.barValues.push(bar.getAttribute("aria-valuenow")))
+    .observe(bar, {attributes: true, attributeFilter: ["aria-valuenow"]});
+}"""
+
+
+@pytest.fixture(name="system", scope="module")
+def system_fixture(resources: Resources) -> Iterator[str]:
+    env = resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY="0.25",
+    )
+    processes: list[Process] = []
+    try:
+        processes.append(start_relay(env, name="relay-browser"))
+        processes.append(Process(["worker", "--processes", "1"], env, "worker-browser"))
+        api = start_api(env, name="api-browser")
+        processes.append(api)
+        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+    finally:
+        stop_all(processes)
+
+
+def _call(method: str, url: str, token: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def _partly_failed_task(api: str, token: str) -> str:
+    """The seed's task: 7 concepts x 3 types, 3 concepts fail their first attempt."""
+    concepts = [
+        {"concept_id": f"{'fail' if i % 2 else 'ok'}-{i}", "title": f"Concept {i}"}
+        for i in range(7)
+    ]
+    task = _call(
+        "POST", f"{api}/api/v1/tasks", token, {"roadmap_id": "rm-seed", "concepts": concepts}
+    )
+    url = f"{api}/api/v1/tasks/{task['task_id']}"
+    wait_until_sync(
+        lambda: _call("GET", url, token)["status"] == "partial_failure",
+        within=60,
+        what="the task to end in partial_failure",
+    )
+    return str(task["task_id"])
+
+
+async def test_retry_goes_live_without_a_reload(system: str) -> None:
+    token = issue_token(SECRET, "browser-user", 3600)
+    task_id = _partly_failed_task(system, token)
+    shots = Path(tempfile.mkdtemp(prefix="taskrelay-browser-"))
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 760})
+            await page.goto(f"{system}/tasks/{task_id}?token={token}")
+            status = page.locator("#status")
+            expect = playwright.expect
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            await expect(status).to_have_text("partial failure")
+            await expect(page.locator("#error")).to_contain_text("failed")
+            await page.screenshot(path=str(shots / "1-partial-failure.png"), full_page=True)
+
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+            await page.evaluate(RECORD_BAR)
+            clicked = time.monotonic()
+            await page.get_by_role("button", name="Retry").click()
+            await expect(status).to_have_text("processing", timeout=1000)
+            print(f"click to 'processing': {1000 * (time.monotonic() - clicked):.0f} ms")
+
+            bar = page.get_by_role("progressbar")
+            await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+            await expect(status).to_have_text("completed", timeout=60_000)
+            await expect(page.locator("#count-completed")).to_have_text("21")
+            await expect(page.locator("#count-failed")).to_have_text("0")
+            await expect(page.locator("#error-box")).to_be_hidden()
+            await expect(page.get_by_role("button", name="Retry")).to_be_disabled()
+            assert navigations == [], "the page must update in place, never reload"
+            shown = [int(v) for v in await page.evaluate("window.barValues")]
+            assert shown[0] == round(100 * 12 / 21)  # the 9 failed items are pending again
+            assert shown == sorted(shown)  # then only forward, item by item, to 100
+            assert len(set(shown)) > 3
+            await page.screenshot(path=str(shots / "2-completed.png"), full_page=True)
+        finally:
+            await browser.close()
+    print(f"screenshots: {shots}")
