@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint typecheck clean
+.PHONY: install run test lint typecheck clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +19,21 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/taskrelay run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "warning: $(CHROMIUM) is missing; the browser test will be skipped (apt-get install chromium)"; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services tests bench
