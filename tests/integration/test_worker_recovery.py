@@ -6,6 +6,7 @@ The watchdog's sweep, RQ's failure callback and the job consumer, each driven di
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -14,14 +15,16 @@ from uuid import UUID, uuid4
 import aio_pika
 import redis
 from rq import Queue
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue, job_id_for
+from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
 from shared.db.work import LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
+from shared.service.generation import ContentJob, Stop
 from shared.service.recovery import fail_for_job, sweep_lapsed_leases
 from shared.service.tasks import NewTask, cancel_task, create_task
 from shared.service.transitions import transition
@@ -201,3 +204,63 @@ async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest
         Queue(queue_name, connection=client).delete(delete_jobs=True)
         client.close()
         await connection.close()
+
+
+async def test_a_long_item_keeps_its_lease_alive_through_the_heartbeat(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ("long", "short"))
+    swept: list[str] = []
+
+    async def generator(request: ContentRequest) -> str:
+        if request.concept_id == "long":  # four lease lengths, while the watchdog sweeps
+            for _ in range(8):
+                await asyncio.sleep(0.25)
+                done = await sweep_lapsed_leases(uow_factory, MAX_RESUMES)
+                swept.extend(r.action for r in done if r.task_id == task_id)
+        return "ok"
+
+    job = ContentJob(
+        uow_factory,
+        generator,
+        task_id=task_id,
+        holder="slow-job",
+        item_timeout=10,
+        lease_seconds=0.5,
+    )
+    outcome = await job.run()
+
+    assert swept == []
+    assert outcome.stop is Stop.FINISHED
+    assert outcome.generated == 2
+
+
+async def test_a_job_whose_lease_was_taken_stops_after_recording_its_item(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await new_task(uow_factory, ("first", "second", "third"))
+
+    async def generator(request: ContentRequest) -> str:
+        if request.concept_id == "second":  # what the watchdog does to a job it thinks is lost
+            async with uow_factory() as uow:
+                await uow.connection.execute(
+                    update(task_leases)
+                    .where(task_leases.c.task_id == task_id)
+                    .values(holder="resumed-job")
+                )
+                await uow.commit()
+        return "ok"
+
+    job = ContentJob(
+        uow_factory,
+        generator,
+        task_id=task_id,
+        holder="stale-job",
+        item_timeout=10,
+        lease_seconds=30,
+    )
+    outcome = await job.run()
+
+    assert outcome.stop is Stop.LEASE_LOST
+    assert outcome.generated == 2  # "second" was still pending: its result is kept
+    assert (await task_row(uow_factory, task_id)).status == "processing"
