@@ -13,14 +13,17 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with t
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import sys
+import threading
+from types import FrameType
 
 import redis
 from rq import Worker
 
-from services.worker import signals
 from services.worker.jobs import JobContext, install
 from shared.content import load_generator
 from shared.errors import ConfigurationError
@@ -28,6 +31,30 @@ from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 
 log = get_logger(__name__)
+
+HANDBACK_SIGNAL = signal.SIGUSR1
+_PR_SET_PDEATHSIG = 1
+_handback = threading.Event()
+"""Set in a work horse when its RQ worker is shutting down; the job checks it at boundaries."""
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (elsewhere: nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _request_handback(_signum: int, _frame: FrameType | None) -> None:
+    _handback.set()
+
+
+def handback_requested() -> bool:
+    return _handback.is_set()
 
 
 class ContentWorker(Worker):
@@ -41,25 +68,25 @@ class ContentWorker(Worker):
         super().handle_warm_shutdown_request()  # type: ignore[no-untyped-call]
         if self.horse_pid:
             with contextlib.suppress(ProcessLookupError):  # the horse may have just finished
-                os.kill(self.horse_pid, signals.HANDBACK_SIGNAL)
+                os.kill(self.horse_pid, HANDBACK_SIGNAL)
 
     def setup_work_horse_signals(self) -> None:
-        signals.die_with_parent()
+        die_with_parent()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signals.install_handback_handler()
+        signal.signal(HANDBACK_SIGNAL, _request_handback)
 
 
 def bootstrap(settings: Settings) -> ContentWorker:
     """The composition root of an RQ worker process."""
     generator = load_generator(settings.worker.content_generator)
-    install(JobContext(settings, generator, signals.handback_requested))
+    install(JobContext(settings, generator, handback_requested))
     connection = redis.Redis.from_url(settings.redis.url)
     return ContentWorker([settings.worker.queue_name], connection=connection)
 
 
 def main() -> int:
-    signals.die_with_parent()
+    die_with_parent()
     configure_logging("worker-rq")
     try:
         worker = bootstrap(Settings.from_env())

@@ -28,6 +28,8 @@ from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
     item_counts,
     job_rows,
+    log_lines,
+    process_alive,
     republish,
     start_relay,
     start_worker,
@@ -75,14 +77,6 @@ async def completed_at_least(uows: UnitOfWorkFactory, task_id: UUID, n: int) -> 
         return (await item_counts(uows, task_id))["completed"] >= n
 
     await wait_until(enough, within=60, interval=0.1, what=f"{n} items completed")
-
-
-def log_lines(proc: Process) -> list[dict[str, object]]:
-    lines = []
-    for line in proc.output().splitlines():
-        if line.startswith("{"):
-            lines.append(json.loads(line))
-    return lines
 
 
 async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
@@ -176,7 +170,7 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_task_finishes(
     finally:
         first.kill()
     wait_until_sync(
-        lambda: not any(_alive(pid) for pid in rq_pids),  # type: ignore[union-attr]
+        lambda: not any(process_alive(pid) for pid in rq_pids),  # type: ignore[union-attr]
         within=10,
         what="the killed worker's RQ processes to die with it",
     )
@@ -291,11 +285,3 @@ def test_a_generator_that_cannot_be_imported_ends_start_up_with_one_line(
     )
     assert done.returncode == 1
     assert done.stderr.startswith("taskrelay worker: cannot import content generator module")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in state

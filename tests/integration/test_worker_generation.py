@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from shared.content import ContentGenerator, ContentRequest, load_generator
 from shared.db import UnitOfWorkFactory
-from shared.db.tables import content_items, outbox, roadmap_tasks
+from shared.db.tables import content_items, outbox
 from shared.service.generation import ContentJob, JobOutcome, Stop
 from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
 from shared.settings import DEFAULT_GENERATOR
+from tests.support.worker import item_statuses, notifications, task_row
 
 OWNER = "worker-tests"
 
@@ -76,30 +77,6 @@ async def run_job(
         should_stop=should_stop,
     )
     return await job.run()
-
-
-async def task_row(uows: UnitOfWorkFactory, task_id: UUID) -> Any:
-    async with uows() as uow:
-        query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
-        return (await uow.connection.execute(query)).one()
-
-
-async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
-    async with uows() as uow:
-        query = (
-            select(outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "notification")
-            .order_by(outbox.c.id)
-        )
-        return [row[0] for row in await uow.connection.execute(query)]
-
-
-async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
-    async with uows() as uow:
-        query = select(content_items.c.concept_id, content_items.c.status).where(
-            content_items.c.task_id == task_id
-        )
-        return {r.concept_id: r.status for r in await uow.connection.execute(query)}
 
 
 async def test_the_seed_partial_failure_then_a_retry_completes(

@@ -7,7 +7,9 @@ routing key, persistent, JSON), to prove a duplicate delivery changes nothing.
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -127,3 +129,38 @@ async def republish(amqp_url: str, row: Any) -> None:
         await exchange.publish(message, routing_key=row.routing_key)
     finally:
         await connection.close()
+
+
+async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+    async with uows() as uow:
+        query = (
+            select(outbox.c.payload)
+            .where(outbox.c.task_id == task_id, outbox.c.kind == "notification")
+            .order_by(outbox.c.id)
+        )
+        return [row[0] for row in await uow.connection.execute(query)]
+
+
+async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
+    async with uows() as uow:
+        query = select(content_items.c.concept_id, content_items.c.status).where(
+            content_items.c.task_id == task_id
+        )
+        return {r.concept_id: r.status for r in await uow.connection.execute(query)}
+
+
+def log_lines(proc: Process) -> list[dict[str, object]]:
+    lines = []
+    for line in proc.output().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def process_alive(pid: int) -> bool:
+    """Alive and not a zombie (a child of a SIGKILLed parent may wait to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
