@@ -97,7 +97,9 @@ class BrokerLink:
         if queue is None or exchange is None:
             return False
         try:
-            await queue.bind(exchange, routing_key, timeout=5)
+            # No RPC timeout: aiormq closes the whole channel when one is cancelled; a dead
+            # link fails pending calls through the heartbeat instead.
+            await queue.bind(exchange, routing_key)
         except BROKER_ERRORS as exc:
             log.warning("gateway_bind_failed", routing_key=routing_key, error=repr(exc))
             return False
@@ -108,7 +110,7 @@ class BrokerLink:
         if queue is None or exchange is None:
             return  # the queue died with the link; nothing is bound any more
         try:
-            await queue.unbind(exchange, routing_key, timeout=5)
+            await queue.unbind(exchange, routing_key)
         except BROKER_ERRORS as exc:
             log.warning("gateway_unbind_failed", routing_key=routing_key, error=repr(exc))
 

@@ -30,8 +30,11 @@ class Sequencer:
         return len(self._held) > self._max_held
 
     def reset(self, snapshot_seq: int) -> list[str]:
-        """A fresh snapshot was sent: forget what it covers; return the frames now in order."""
-        self.last_sent = snapshot_seq
+        """A fresh snapshot was sent: forget what it covers; return the frames now in order.
+
+        Never backwards: a frame already sent is never sent again, whatever the snapshot says.
+        """
+        self.last_sent = max(self.last_sent, snapshot_seq)
         self._held = {seq: frame for seq, frame in self._held.items() if seq > snapshot_seq}
         return self._release()
 

@@ -1,0 +1,218 @@
+"""WebSocket fan-out: notification-to-frame latency p50/p99 and memory per socket.
+
+Usage: .venv/bin/python -m bench.ws_fanout [--sockets 1000 5000] [--rate 200] [--seconds 15]
+       [--watchers-per-task 2] [--no-compression]
+
+Per socket count, a fresh database and vhost are made (and removed after): tasks are seeded,
+a real `taskrelay api` subprocess serves the sockets, and this process opens them (each reads
+its snapshot first). It then publishes notifications to the `taskrelay` exchange exactly as
+the relay does (routing key `notification.<task_id>`, message_id, x-task-id/x-seq headers),
+`--rate` per second on random tasks, and times each frame from the publish call to its
+arrival on a socket. Memory per socket = the API's RSS growth from no socket to all sockets
+open, divided by their number. Target: p99 < 50 ms at 1,000 sockets and 200 notifications/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+from websockets.asyncio.client import ClientConnection, connect
+
+from shared.auth import issue_token
+from shared.messaging import EXCHANGE, notification_routing_key
+from tests.support import resources as res
+from tests.support.processes import Process, start_api
+from tests.support.wait import Timeout, wait_until
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
+async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(n)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table(
+            "roadmap_tasks",
+            columns=["task_id", "roadmap_id", "owner_id", "status", "current_step", "seq"],
+            records=[(t, "bench", owner, "processing", "content_generation", 0) for t in ids],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+class Fanout:
+    """The sockets, and when each (task, seq) was published and received."""
+
+    def __init__(self) -> None:
+        self.sent: dict[tuple[str, int], float] = {}
+        self.latencies: list[float] = []
+        self.frames = 0
+        self.resyncs = 0
+
+    async def open(self, url: str, compression: bool) -> ClientConnection:
+        ws = await connect(url, open_timeout=120, compression="deflate" if compression else None)
+        snapshot = json.loads(await ws.recv())
+        assert snapshot["type"] == "snapshot", snapshot
+        return ws
+
+    async def read(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            now = time.perf_counter()
+            frame = json.loads(message)
+            if frame["type"] != "progress":
+                self.resyncs += frame["type"] == "snapshot"
+                continue
+            sent = self.sent.get((frame["task_id"], frame["seq"]))
+            if sent is not None:
+                self.latencies.append(now - sent)
+            self.frames += 1
+
+
+async def publish(
+    amqp_url: str, fanout: Fanout, tasks: list[str], rate: float, seconds: float
+) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    seqs = dict.fromkeys(tasks, 0)
+    count = int(rate * seconds)
+    try:
+        channel = await connection.channel(publisher_confirms=False)
+        exchange = await channel.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        start = time.perf_counter()
+        for i in range(count):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))  # pacing
+            task = random.choice(tasks)
+            seqs[task] += 1
+            body = {
+                "task_id": task,
+                "seq": seqs[task],
+                "step": "content_item_completed",
+                "status": "processing",
+                "message": f"item {seqs[task]} done",
+                "data": {"completed_items": seqs[task], "failed_items": 0, "total_items": 10_000},
+            }
+            message = aio_pika.Message(
+                json.dumps(body).encode(),
+                message_id=str(uuid.uuid4()),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"x-task-id": task, "x-seq": seqs[task]},
+            )
+            fanout.sent[(task, seqs[task])] = time.perf_counter()
+            await exchange.publish(
+                message, routing_key=notification_routing_key(task), mandatory=False
+            )
+    finally:
+        await connection.close()
+    return count
+
+
+async def run_one(
+    sockets: int, per_task: int, rate: float, seconds: float, compression: bool
+) -> None:
+    run = res.run_id()
+    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
+    dsn = await res.create_database(db_name)
+    amqp = res.create_vhost(vhost)
+    env = res.Resources(dsn, amqp, f"{res.REDIS_BASE}/0", vhost, 0).env(
+        TASKRELAY_LOG_LEVEL="WARNING"
+    )
+    api: Process | None = None
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        tasks = [str(t) for t in await seed(dsn, "bench", max(1, sockets // per_task))]
+        api = start_api(env, name="bench-ws-api")
+        base = f"ws://127.0.0.1:{api.port}/ws/tasks"  # type: ignore[attr-defined]
+        token = issue_token(res.SECRET, "bench", 3600)
+        fanout = Fanout()
+        limit = asyncio.Semaphore(200)
+
+        async def open_one(task: str) -> ClientConnection:
+            async with limit:
+                return await fanout.open(f"{base}/{task}?token={token}", compression)
+
+        warm = await open_one(tasks[0])  # the first socket pays one-off start-up costs
+        rss_before = rss_bytes(api.pid)
+        opened_at = time.perf_counter()
+        conns = await asyncio.gather(*(open_one(tasks[i % len(tasks)]) for i in range(sockets)))
+        open_seconds = time.perf_counter() - opened_at
+        per_socket = (rss_bytes(api.pid) - rss_before) / sockets
+        readers = [asyncio.create_task(fanout.read(ws)) for ws in conns]
+        cpu = cpu_seconds(api.pid)
+        published = await publish(amqp, fanout, tasks, rate, seconds)
+        watchers = dict.fromkeys(tasks, 0)
+        for i in range(sockets):
+            watchers[tasks[i % len(tasks)]] += 1
+        want = sum(watchers[task] for task, _ in fanout.sent)  # frames every socket should get
+
+        async def all_in() -> bool:
+            return fanout.frames >= want
+
+        with contextlib.suppress(Timeout):  # a shortfall is printed, not hidden
+            await wait_until(all_in, within=30, interval=0.1, what="the last frames")
+        api_cpu = cpu_seconds(api.pid) - cpu
+        lat = sorted(fanout.latencies)
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+        print(
+            f"{sockets:>5} sockets ({len(tasks)} tasks, {per_task}/task, "
+            f"compression {'on' if compression else 'off'}): {published} notifications at "
+            f"{rate:.0f}/s -> {fanout.frames}/{want} frames, {fanout.resyncs} resyncs; "
+            f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms; API memory "
+            f"{per_socket / 1024:.1f} KiB/socket; API CPU {100 * api_cpu / seconds:.0f}% of a "
+            f"core; {sockets / open_seconds:.0f} sockets opened/s"
+        )
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*(ws.close() for ws in [warm, *conns]), return_exceptions=True)
+    finally:
+        if api is not None:
+            api.stop()
+        await res.drop_database(db_name)
+        res.delete_vhost(vhost)
+
+
+async def main(args: argparse.Namespace) -> None:
+    for sockets in args.sockets:
+        await run_one(
+            sockets, args.watchers_per_task, args.rate, args.seconds, not args.no_compression
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sockets", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rate", type=float, default=200.0, help="notifications per second")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--watchers-per-task", type=int, default=2)
+    parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    asyncio.run(main(parser.parse_args()))
