@@ -2,8 +2,11 @@
 
 The claim keeps a task's rows in id order, which is their commit order (every writer holds the
 task's row lock): a row waiting for a retry hides every later row of the same task, so a retry
-never lets a later row overtake it. Parked rows block nothing. Marks only touch rows still
-unpublished, so a duplicate publication by a relay that just lost leadership changes nothing.
+never lets a later row overtake it. Parked rows block nothing. The owned partitions are passed
+as the list of their buckets: the planner has statistics for `partition_key = ANY(...)` (not for
+an expression on it), so it walks the unpublished index in id order and stops at the limit.
+Marks only touch rows still unpublished, so a duplicate publication by a relay that just lost
+leadership changes nothing.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ SELECT o.id, o.message_id, o.task_id, o.kind, o.routing_key, o.payload::text AS 
        (o.payload->>'seq')::bigint AS seq, o.headers->>'traceparent' AS traceparent, o.attempts
 FROM outbox o
 WHERE o.published_at IS NULL AND o.parked_at IS NULL
-  AND o.partition_key % $1::int = ANY($2::int[])
+  AND o.partition_key = ANY($1::smallint[])
   AND NOT EXISTS (
       SELECT 1 FROM outbox d
       WHERE d.task_id = o.task_id AND d.id <= o.id
         AND d.published_at IS NULL AND d.parked_at IS NULL
         AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at > now())
 ORDER BY o.id
-LIMIT $3
+LIMIT $2
 """
 
 MARK_PUBLISHED = """

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.db.tables import PARTITION_BUCKETS
+
 LOCK_CLASS = 0x7452
 """The first key of every relay advisory lock ("tR"); the second is the partition number."""
 COUNT_CLASS = LOCK_CLASS + 1
@@ -41,5 +43,6 @@ class PartitionScheme:
         """Partitions worth trying to lock now; the caller stops once `room` is used up."""
         return [p for p in self.all if p not in owned] if self.room(owned) else []
 
-    def owns_row(self, owned: frozenset[int], partition_key: int) -> bool:
-        return partition_key % self.count in owned
+    def buckets(self, owned: frozenset[int]) -> list[int]:
+        """The outbox `partition_key` values that belong to the owned partitions."""
+        return [b for b in range(PARTITION_BUCKETS) if b % self.count in owned]

@@ -25,6 +25,8 @@ _KEEPALIVES = {
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "2",
+    # The claim's plan depends on how many buckets are owned: plan it for the actual list.
+    "plan_cache_mode": "force_custom_plan",
 }
 OTHER_COUNTS = """
 SELECT DISTINCT objid::bigint FROM pg_locks
@@ -117,7 +119,7 @@ class OutboxSession:
         """Up to `limit` due rows of the owned partitions, in id (commit) order per task."""
         async with self._translated("claim"):
             records = await self._conn.fetch(
-                CLAIM, self._scheme.count, sorted(self.owned), limit, timeout=self._timeout
+                CLAIM, self._scheme.buckets(self.owned), limit, timeout=self._timeout
             )
         return [row_from(r) for r in records]
 
