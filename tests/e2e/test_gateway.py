@@ -241,12 +241,15 @@ async def test_shutdown_closes_sockets_with_1012(
 ) -> None:
     task_id = await taskflow.new_task(uow_factory, "alice")
     proc = start_api(resources.env(), name="api-shutdown")
-    watch = await Watch.open(f"http://127.0.0.1:{proc.port}", task_id, token_for("alice"))  # type: ignore[attr-defined]
+    token = token_for("alice")
+    watch = await Watch.open(f"http://127.0.0.1:{proc.port}", task_id, token)  # type: ignore[attr-defined]
     await watch.wait_frames(1)
     # uvicorn re-raises SIGTERM once its graceful shutdown is complete: -15 is a clean stop.
     assert await asyncio.to_thread(proc.stop) in (0, -signal.SIGTERM)
     assert await watch.closed() == 1012
     assert "Application shutdown complete" in proc.output()
+    assert "token=***" in proc.output()  # uvicorn logged the socket's URL, without the token
+    assert token not in proc.output()
 
 
 def test_api_exits_with_one_line_when_the_broker_is_unreachable(resources: Resources) -> None:

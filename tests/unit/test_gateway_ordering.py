@@ -1,6 +1,8 @@
-"""The gateway's pure rules: the per-socket `seq` ordering and the WebSocket Origin check."""
+"""The gateway's pure rules: `seq` ordering per socket, the Origin check, token redaction."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 
@@ -8,6 +10,7 @@ from services.api.gateway.admission import (
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
+    RedactTokens,
     Refused,
     admit,
     origin_allowed,
@@ -108,3 +111,19 @@ def test_admission_close_codes() -> None:
     )
     assert user == "u1"
     assert str(task) == "3f1c0f34-6a3e-4c2b-9d7e-2a6f1f7e9a10"
+
+
+def test_tokens_are_redacted_from_log_records() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/tasks/abc?token=eyJ.secret.sig&x=1"),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert (
+        record.getMessage() == '127.0.0.1:5000 - "WebSocket /ws/tasks/abc?token=***&x=1" [accepted]'
+    )
