@@ -21,6 +21,7 @@ SELECT o.id, o.message_id, o.task_id, o.kind, o.routing_key, o.payload::text AS 
 FROM outbox o
 WHERE o.published_at IS NULL AND o.parked_at IS NULL
   AND o.partition_key = ANY($1::smallint[])
+  AND NOT (o.task_id = ANY($3::uuid[]))
   AND NOT EXISTS (
       SELECT 1 FROM outbox d
       WHERE d.task_id = o.task_id AND d.id <= o.id

@@ -10,6 +10,8 @@ then the locks are released so a standby takes over at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 from services.relay.housekeeping import Housekeeping
 from services.relay.outbox_sql import OutboxRow
@@ -49,6 +51,7 @@ class Relay:
         """Set by NOTIFY on the session: a commit wrote outbox rows."""
         self._db_errors: dict[str, str | None] = {"session": None, "stats": None}
         self._broker_ready = asyncio.Event()
+        self._in_flight: _Batch | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Run until `stopping` is set; returns once leadership is released."""
@@ -78,29 +81,43 @@ class Relay:
             except DependencyUnavailable as exc:
                 self._state.owned = self._session.owned
                 self._database_down("session", exc)
+                await self._abandon_in_flight()
                 await _sleep(stopping, backoff.next())
+        try:
+            await self._settle_in_flight()  # SIGTERM: finish the batch in flight
+        except DependencyUnavailable as exc:
+            self._database_down("session", exc)
 
     async def _step(self, stopping: asyncio.Event) -> None:
         before = self._state.owned
         owned = self._state.owned = await self._session.acquire()
         if owned != before:
             log.info("relay_role", role=self._state.role, partitions=sorted(owned))
-        if not owned:
-            await _sleep(stopping, STANDBY_POLL_SECONDS)
+        if not owned or not self._publisher.connected:
+            await self._settle_in_flight()
+            if not owned:
+                await _sleep(stopping, STANDBY_POLL_SECONDS)
+            else:
+                await self._session.probe()
+                await _wait_any(stopping, self._broker_ready, within=0.5)
             return
-        if not self._publisher.connected:
-            await self._session.probe()
-            await _wait_any(stopping, self._broker_ready, within=0.5)
-            return
+        # Pipelined: claim and send the next batch while the previous one awaits its confirms.
+        # A task never has rows in two batches in flight, so its order never depends on them.
         self._wake.clear()
-        rows = await self._session.claim(self._settings.batch_size)
-        if rows:
-            await self._publish(rows)
-        else:
+        busy = self._in_flight.task_ids if self._in_flight else []
+        rows = await self._session.claim(self._settings.batch_size, busy)
+        sending = _Batch(rows, self._publisher.publish(rows)) if rows else None
+        await self._settle_in_flight()
+        self._in_flight = sending
+        if sending is None:
             await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
 
-    async def _publish(self, rows: list[OutboxRow]) -> None:
-        outcome = await self._publisher.publish(rows)
+    async def _settle_in_flight(self) -> None:
+        """Wait for the batch in flight, mark what was confirmed, schedule what failed."""
+        batch, self._in_flight = self._in_flight, None
+        if batch is None:
+            return
+        rows, outcome = batch.rows, await batch.outcome
         done = outcome.confirmed + outcome.unroutable
         latencies = await self._session.mark_published(done)
         for seconds in latencies:
@@ -111,6 +128,12 @@ class Relay:
         )
         if outcome.lost:
             self._metrics.failed.labels("connection").inc(len(rows) - len(done))
+
+    async def _abandon_in_flight(self) -> None:
+        """The session is gone: whatever was sent will be published again by the next owner."""
+        batch, self._in_flight = self._in_flight, None
+        if batch is not None:
+            await batch.outcome
 
     def _count(self, rows: list[OutboxRow], outcome: BatchOutcome, marked: int) -> None:
         kinds = {row.id: row.kind for row in rows}
@@ -201,6 +224,15 @@ class Relay:
             log.info("database_up", source=source)
         self._db_errors[source] = None
         self._state.database_error = self._db_errors["session"] or self._db_errors["stats"]
+
+
+class _Batch:
+    """A batch whose frames are on their way; `outcome` resolves when every confirm is in."""
+
+    def __init__(self, rows: list[OutboxRow], publishing: Coroutine[Any, Any, BatchOutcome]):
+        self.rows = rows
+        self.task_ids = sorted({row.task_id for row in rows})
+        self.outcome: asyncio.Future[BatchOutcome] = asyncio.ensure_future(publishing)
 
 
 async def _sleep(stopping: asyncio.Event, seconds: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -115,11 +116,12 @@ class OutboxSession:
         async with self._translated("probe"):
             await self._conn.fetchval("SELECT 1", timeout=2.0)
 
-    async def claim(self, limit: int) -> list[OutboxRow]:
-        """Up to `limit` due rows of the owned partitions, in id (commit) order per task."""
+    async def claim(self, limit: int, busy: Sequence[UUID] = ()) -> list[OutboxRow]:
+        """Up to `limit` due rows of the owned partitions, in id (commit) order per task,
+        skipping the `busy` tasks (those with rows in flight)."""
         async with self._translated("claim"):
             records = await self._conn.fetch(
-                CLAIM, self._scheme.buckets(self.owned), limit, timeout=self._timeout
+                CLAIM, self._scheme.buckets(self.owned), limit, list(busy), timeout=self._timeout
             )
         return [row_from(r) for r in records]
 
