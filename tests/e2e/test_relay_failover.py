@@ -1,4 +1,5 @@
-"""Two relays: one active, one standby; the standby takes over within 5 s of a SIGKILL.
+"""Two relays: one active, one standby; the standby takes over within 5 s of a SIGKILL, or of
+the active relay losing the database.
 
 Who is active is checked twice: by `/health` and by who actually published. A SIGTERM finishes,
 releases leadership at once and exits 0.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from shared.db import UnitOfWorkFactory
 from tests.support.processes import Process
+from tests.support.proxy import TcpProxy
 from tests.support.relay import Ledger, Writer, health, start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
@@ -86,3 +89,36 @@ async def test_sigterm_releases_leadership_and_exits_zero(resources: Resources) 
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_standby_takes_over_when_the_active_loses_the_database(
+    resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    parts = urlsplit(resources.database_url)
+    via_proxy = urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}"))
+    ledger = await Ledger().open(resources.amqp_url)
+    writer = Writer(uow_factory)
+    await writer.create_tasks(3)
+    first = await asyncio.to_thread(start_relay, resources.env(DATABASE_URL=via_proxy), "cut-a")
+    second: Process | None = None
+    try:
+        await wait_until(lambda: _health(first, role="active"), what="relay A active")
+        second = await asyncio.to_thread(start_relay, resources.env(), "cut-b")
+        await wait_until(lambda: _health(second, role="standby", status="ok"), what="B standby")
+        proxy.cut()
+        cut_at = time.monotonic()
+        await wait_until(lambda: _health(second, role="active"), within=5, what="B active")
+        takeover = time.monotonic() - cut_at
+        await writer.write(100, rollback_rate=0)
+        await wait_until(lambda: _arrived(ledger, writer.committed), what="rows via relay B")
+        a = await _health(first)
+        assert a is not None
+        assert (a["role"], a["database"]) == ("standby", "down")
+        print(f"\nfailover: standby active {takeover:.2f} s after the active lost the database")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        proxy.close()
+        await ledger.close()
