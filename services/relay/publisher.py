@@ -2,9 +2,9 @@
 
 The rows are sent concurrently but in id order on a single channel, so the broker routes them
 in that order; a row counts as published only once its confirm arrives. The outcome separates
-row failures (a nack, a timeout on a live link, a row too large to send), which are retried and
-eventually parked, from a lost connection, which is an outage: nothing is charged to the rows.
-A returned notification reached no queue because none was bound; it counts as published.
+row failures (a nack, a returned job, a row too large to send), which are retried and
+eventually parked, from a lost or stuck connection (no confirm in time), which is an outage:
+nothing is charged to the rows, and the link is reopened. A returned notification reached no queue because none was bound; it counts as published.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class BatchOutcome:
     unroutable: list[int] = field(default_factory=list)
     """Notifications returned by the broker: no queue was bound to receive them."""
     failed: list[tuple[OutboxRow, str]] = field(default_factory=list)
-    """Rows that failed on their own; retried with backoff, then parked."""
+    """Rows that failed on their own (nack, job returned, too large); retried, then parked."""
     held_back: list[int] = field(default_factory=list)
     """Rows not sent because an earlier row of the same task failed before sending."""
     lost: str | None = None
@@ -152,6 +152,11 @@ class Publisher:
             error, aiormq.exceptions.AMQPConnectionError | ConnectionError
         ):
             outcome.lost = outcome.lost or _describe(error)
+        elif isinstance(error, TimeoutError):
+            # No confirm in time: the link is stuck (a silent peer, a blocked broker), not the
+            # row. Count it as an outage and reconnect rather than charge the row an attempt.
+            outcome.lost = outcome.lost or _describe(error)
+            self.lost.set()
         else:
             outcome.failed.append((row, _describe(error)))
 
