@@ -4,7 +4,8 @@ The rows are sent concurrently but in id order on a single channel, so the broke
 in that order; a row counts as published only once its confirm arrives. The outcome separates
 row failures (a nack, a returned job, a row too large to send), which are retried and
 eventually parked, from a lost or stuck connection (no confirm in time), which is an outage:
-nothing is charged to the rows, and the link is reopened. A returned notification reached no queue because none was bound; it counts as published.
+nothing is charged to the rows, and the link is reopened. A returned notification reached no
+queue because none was bound; it counts as published.
 """
 
 from __future__ import annotations

@@ -106,15 +106,18 @@ class Relay:
         self._wake.clear()
         busy = self._in_flight.task_ids if self._in_flight else []
         rows = await self._session.claim(self._settings.batch_size, busy)
-        sending = _Batch(rows, self._publisher.publish(rows)) if rows else None
-        await self._settle_in_flight()
-        self._in_flight = sending
-        if sending is None:
+        previous = self._in_flight
+        self._in_flight = _Batch(rows, self._publisher.publish(rows)) if rows else None
+        await self._settle(previous)
+        if not rows:
             await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
 
     async def _settle_in_flight(self) -> None:
-        """Wait for the batch in flight, mark what was confirmed, schedule what failed."""
         batch, self._in_flight = self._in_flight, None
+        await self._settle(batch)
+
+    async def _settle(self, batch: _Batch | None) -> None:
+        """Wait for a batch's confirms, mark what was confirmed, schedule what failed."""
         if batch is None:
             return
         rows, outcome = batch.rows, await batch.outcome
