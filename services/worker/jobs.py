@@ -20,6 +20,7 @@ import redis
 from rq import Callback, Queue, get_current_job
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.content import ContentGenerator, load_generator
 from shared.db import UnitOfWorkFactory, create_engine
@@ -133,13 +134,29 @@ def on_job_failure(
     exc_value: BaseException | None,
     _traceback: TracebackType | None,
 ) -> None:
-    """RQ's failure callback: the job raised or was abandoned; fail its task if still ours."""
+    """RQ's failure callback: the job raised or was abandoned; fail its task if still ours.
+
+    A lost dependency (the database or Redis went away mid-job) is not the task's fault: the
+    task is left to its lease, which lapses, and the watchdog resumes it once things are back
+    (a task that keeps losing its jobs is failed after `max_resumes`).
+    """
     task_id = job.kwargs.get("task_id")
     why = str(exc_value) or (exc_type.__name__ if exc_type else "unknown error")
     with bound_context(task_id=task_id, job_id=job.id):
+        if _is_lost_dependency(exc_value):
+            log.warning("content_job_interrupted", error=why)
+            return
         log.error("content_job_raised", error=why)
         if task_id is not None:
             asyncio.run(_fail(UUID(task_id), job.id, why))
+
+
+def _is_lost_dependency(exc: BaseException | None) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, OSError | redis.ConnectionError | redis.TimeoutError)
 
 
 async def _fail(task_id: UUID, job_id: str, why: str) -> None:

@@ -1,0 +1,119 @@
+"""The worker when its links break: real sockets cut by a proxy between it and a dependency.
+
+- PostgreSQL vanishes mid-job: the job fails, its failure callback cannot reach the database
+  either, the lease lapses, and once the database is back the watchdog resumes the task, which
+  ends `completed` with no item generated more than twice.
+- RabbitMQ vanishes: the consumer reconnects by itself and takes the job messages published
+  while it was away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID, uuid4
+
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from shared.service.tasks import NewTask, create_task
+from tests.support import generators
+from tests.support.processes import Process
+from tests.support.proxy import TcpProxy
+from tests.support.resources import Resources
+from tests.support.wait import wait_until, wait_until_sync
+from tests.support.worker import (
+    item_counts,
+    log_lines,
+    start_relay,
+    start_worker,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.slow
+OWNER = "worker-faults"
+
+
+@pytest.fixture(name="relay", scope="module")
+def relay_fixture(resources: Resources) -> Iterator[Process]:
+    proc = start_relay(resources.env(), name="relay-for-worker-faults")
+    yield proc
+    proc.stop()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """The same URL, but to the proxy's port."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def env_for(resources: Resources, **extra: str) -> dict[str, str]:
+    return resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_WORKER_LEASE_SECONDS="6",
+        TASKRELAY_WORKER_WATCHDOG_INTERVAL_SECONDS="1",
+        **extra,
+    )
+
+
+async def create(uows: UnitOfWorkFactory, concepts: list[str]) -> UUID:
+    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, c) for c in concepts], ["tutorial"])
+    async with uows() as uow:
+        view = await create_task(uow, OWNER, new)
+        await uow.commit()
+    return UUID(view["task_id"])
+
+
+async def test_the_database_lost_mid_job_then_back_the_task_still_completes(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    concepts = [f"d{i:02d}" for i in range(20)]
+    env = env_for(
+        resources,
+        DATABASE_URL=through(resources.database_url, proxy),
+        TASKRELAY_TEST_GENERATOR_DELAY="0.2",
+    )
+    try:
+        with start_worker(env, name="worker-db-cut") as worker:
+            task_id = await create(uow_factory, concepts)
+
+            async def started() -> bool:
+                return (await item_counts(uow_factory, task_id))["completed"] >= 4
+
+            await wait_until(started, within=60, interval=0.1, what="4 items completed")
+            proxy.cut()
+            wait_until_sync(
+                lambda: any(e.get("event") == "content_job_interrupted" for e in log_lines(worker)),
+                within=30,
+                what="the job to fail on the lost database",
+            )
+            proxy.restore()
+            row = await wait_for_status(uow_factory, task_id, within=120)
+            assert row.status == "completed"
+    finally:
+        proxy.close()
+    calls = generators.calls(resources.redis_url, task_id)
+    assert set(calls) == {f"{c}/tutorial" for c in concepts}
+    assert max(calls.values()) <= 2
+
+
+async def test_the_broker_lost_then_back_the_consumer_takes_what_was_published_meanwhile(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    env = env_for(resources, AMQP_URL=through(resources.amqp_url, proxy))
+    try:
+        with start_worker(env, name="worker-amqp-cut"):
+            before = await create(uow_factory, ["b1", "b2"])
+            assert (await wait_for_status(uow_factory, before)).status == "completed"
+            proxy.cut()
+            during = await create(uow_factory, ["m1", "m2", "m3"])
+            proxy.restore()
+            row = await wait_for_status(uow_factory, during, within=60)
+            assert row.status == "completed"
+    finally:
+        proxy.close()
+    assert set(generators.calls(resources.redis_url, during).values()) == {1}
