@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -167,7 +168,7 @@ async def run_one(
         open_seconds = time.perf_counter() - opened_at
         per_socket = (rss_bytes(api.pid) - rss_before) / sockets
         readers = [asyncio.create_task(fanout.read(ws)) for ws in conns]
-        cpu = cpu_seconds(api.pid)
+        cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
         published = await publish(amqp, fanout, tasks, rate, seconds)
         watchers = dict.fromkeys(tasks, 0)
         for i in range(sockets):
@@ -180,16 +181,19 @@ async def run_one(
         with contextlib.suppress(Timeout):  # a shortfall is printed, not hidden
             await wait_until(all_in, within=30, interval=0.1, what="the last frames")
         api_cpu = cpu_seconds(api.pid) - cpu
+        client_cpu = time.process_time() - own_cpu
         lat = sorted(fanout.latencies)
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000
         print(
             f"{sockets:>5} sockets ({len(tasks)} tasks, {per_task}/task, "
-            f"compression {'on' if compression else 'off'}): {published} notifications at "
+            f"client offers deflate: {'yes' if compression else 'no'}, load average "
+            f"{os.getloadavg()[0]:.1f}): {published} notifications at "
             f"{rate:.0f}/s -> {fanout.frames}/{want} frames, {fanout.resyncs} resyncs; "
             f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms; API memory "
-            f"{per_socket / 1024:.1f} KiB/socket; API CPU {100 * api_cpu / seconds:.0f}% of a "
-            f"core; {sockets / open_seconds:.0f} sockets opened/s"
+            f"{per_socket / 1024:.1f} KiB/socket; CPU (% of a core) "
+            f"API {100 * api_cpu / seconds:.0f}, this client {100 * client_cpu / seconds:.0f}; "
+            f"{sockets / open_seconds:.0f} sockets opened/s"
         )
         for reader in readers:
             reader.cancel()

@@ -54,6 +54,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         ws_max_size=settings.api.ws_max_frame_bytes,
         ws_ping_interval=settings.api.ws_ping_interval_seconds,
         ws_ping_timeout=settings.api.ws_ping_interval_seconds,
+        ws_per_message_deflate=False,  # frames are small; deflate doubled memory per socket
     )
     return 0
 

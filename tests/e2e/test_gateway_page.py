@@ -1,0 +1,63 @@
+"""The task page over HTTP: who may see it, what it is sent with, and that it escapes the task.
+
+The page's live behaviour is `test_browser.py`'s; this checks the server side of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from shared.auth import issue_token
+from shared.db import UnitOfWorkFactory
+from shared.service import NewTask, create_task
+from tests.support.processes import start_api
+from tests.support.resources import SECRET, Resources
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(name="api", scope="module")
+def api_fixture(resources: Resources) -> Iterator[str]:
+    proc = start_api(resources.env(), name="api-page")
+    try:
+        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+    finally:
+        proc.stop()
+
+
+async def test_task_page_access_headers_and_escaping(
+    api: str, uow_factory: UnitOfWorkFactory
+) -> None:
+    hostile = '<script>alert("x")</script>'
+    async with uow_factory() as uow:
+        view = await create_task(uow, "pat", NewTask(hostile, [("c1", "One")], ["quiz"]))
+        await uow.commit()
+    task_id = view["task_id"]
+    token = issue_token(SECRET, "pat", 600)
+    async with httpx.AsyncClient(base_url=api) as client:
+        page = await client.get(f"/tasks/{task_id}", params={"token": token})
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"
+        assert "script-src" not in page.headers["content-security-policy"]  # 'self' only
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert hostile not in page.text
+        assert "&lt;script&gt;" in page.text
+        assert 'aria-live="polite"' in page.text
+        assert 'role="progressbar"' in page.text
+        for asset in ("/static/task.js", "/static/task.css"):
+            assert (await client.get(asset)).status_code == 200
+
+        assert (await client.get(f"/tasks/{task_id}")).status_code == 401
+        bad = await client.get(f"/tasks/{task_id}", params={"token": "forged"})
+        assert bad.status_code == 401
+        other = issue_token(SECRET, "someone-else", 600)
+        assert (await client.get(f"/tasks/{task_id}", params={"token": other})).status_code == 404
+        for unknown in (uuid4(), "not-a-uuid"):
+            missing = await client.get(f"/tasks/{unknown}", params={"token": token})
+            assert missing.status_code == 404
