@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -22,7 +22,7 @@ from services.worker.jobs import JobQueue, job_id_for
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
-from shared.db.work import LeaseRepository, WorkItemRepository
+from shared.db.work import InboxRepository, LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
 from shared.service.generation import ContentJob, Stop
 from shared.service.recovery import fail_for_job, sweep_lapsed_leases
@@ -264,3 +264,26 @@ async def test_a_job_whose_lease_was_taken_stops_after_recording_its_item(
     assert outcome.stop is Stop.LEASE_LOST
     assert outcome.generated == 2  # "second" was still pending: its result is kept
     assert (await task_row(uow_factory, task_id)).status == "processing"
+
+
+async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    old, recent, task_id = uuid4(), uuid4(), uuid4()
+    async with uow_factory() as uow:
+        inbox = InboxRepository(uow.connection)
+        await inbox.record(old, task_id, "job-old")
+        await inbox.record(recent, task_id, "job-recent")
+        await uow.connection.execute(
+            update(job_inbox)
+            .where(job_inbox.c.message_id == old)
+            .values(received_at=datetime.now(UTC) - timedelta(days=8))
+        )
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        inbox = InboxRepository(uow.connection)
+        assert await inbox.purge(older_than_seconds=7 * 24 * 3600) >= 1
+        await uow.commit()
+        assert not await inbox.seen(old)
+        assert await inbox.seen(recent)
