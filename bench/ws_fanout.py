@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -132,9 +135,24 @@ async def publish(
     return count
 
 
-async def run_one(
-    sockets: int, per_task: int, rate: float, seconds: float, compression: bool
-) -> None:
+@dataclass
+class Result:
+    sockets: int
+    tasks: int
+    published: int
+    frames: int
+    want: int
+    resyncs: int
+    latencies: list[float]
+    kib_per_socket: float
+    api_cpu: float
+    client_cpu: float
+    opened_per_second: float
+
+
+@contextlib.asynccontextmanager
+async def isolated_api(tasks: int) -> AsyncIterator[tuple[Process, list[str], str]]:
+    """A fresh database (with `tasks` tasks) and vhost, and an API on them; removed after."""
     run = res.run_id()
     db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
     dsn = await res.create_database(db_name)
@@ -144,60 +162,11 @@ async def run_one(
     )
     api: Process | None = None
     try:
-        subprocess.run(
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        tasks = [str(t) for t in await seed(dsn, "bench", max(1, sockets // per_task))]
+        migrate = [sys.executable, "-m", "services.cli", "migrate"]
+        subprocess.run(migrate, env=env, check=True, capture_output=True)
+        ids = [str(t) for t in await seed(dsn, "bench", tasks)]
         api = start_api(env, name="bench-ws-api")
-        base = f"ws://127.0.0.1:{api.port}/ws/tasks"  # type: ignore[attr-defined]
-        token = issue_token(res.SECRET, "bench", 3600)
-        fanout = Fanout()
-        limit = asyncio.Semaphore(200)
-
-        async def open_one(task: str) -> ClientConnection:
-            async with limit:
-                return await fanout.open(f"{base}/{task}?token={token}", compression)
-
-        warm = await open_one(tasks[0])  # the first socket pays one-off start-up costs
-        rss_before = rss_bytes(api.pid)
-        opened_at = time.perf_counter()
-        conns = await asyncio.gather(*(open_one(tasks[i % len(tasks)]) for i in range(sockets)))
-        open_seconds = time.perf_counter() - opened_at
-        per_socket = (rss_bytes(api.pid) - rss_before) / sockets
-        readers = [asyncio.create_task(fanout.read(ws)) for ws in conns]
-        cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
-        published = await publish(amqp, fanout, tasks, rate, seconds)
-        watchers = dict.fromkeys(tasks, 0)
-        for i in range(sockets):
-            watchers[tasks[i % len(tasks)]] += 1
-        want = sum(watchers[task] for task, _ in fanout.sent)  # frames every socket should get
-
-        async def all_in() -> bool:
-            return fanout.frames >= want
-
-        with contextlib.suppress(Timeout):  # a shortfall is printed, not hidden
-            await wait_until(all_in, within=30, interval=0.1, what="the last frames")
-        api_cpu = cpu_seconds(api.pid) - cpu
-        client_cpu = time.process_time() - own_cpu
-        lat = sorted(fanout.latencies)
-        p50 = statistics.median(lat) * 1000
-        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-        print(
-            f"{sockets:>5} sockets ({len(tasks)} tasks, {per_task}/task, "
-            f"client offers deflate: {'yes' if compression else 'no'}, load average "
-            f"{os.getloadavg()[0]:.1f}): {published} notifications at "
-            f"{rate:.0f}/s -> {fanout.frames}/{want} frames, {fanout.resyncs} resyncs; "
-            f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms; API memory "
-            f"{per_socket / 1024:.1f} KiB/socket; CPU (% of a core) "
-            f"API {100 * api_cpu / seconds:.0f}, this client {100 * client_cpu / seconds:.0f}; "
-            f"{sockets / open_seconds:.0f} sockets opened/s"
-        )
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*(ws.close() for ws in [warm, *conns]), return_exceptions=True)
+        yield api, ids, amqp
     finally:
         if api is not None:
             api.stop()
@@ -205,11 +174,63 @@ async def run_one(
         res.delete_vhost(vhost)
 
 
+async def measure(
+    api: Process, tasks: list[str], amqp: str, args: argparse.Namespace, sockets: int
+) -> Result:
+    base = f"ws://127.0.0.1:{api.port}/ws/tasks"  # type: ignore[attr-defined]
+    token = issue_token(res.SECRET, "bench", 3600)
+    fanout = Fanout()
+    limit = asyncio.Semaphore(200)
+
+    async def open_one(task: str) -> ClientConnection:
+        async with limit:
+            return await fanout.open(f"{base}/{task}?token={token}", not args.no_compression)
+
+    warm = await open_one(tasks[0])  # the first socket pays one-off start-up costs
+    rss_before, opened_at = rss_bytes(api.pid), time.perf_counter()
+    watching = [tasks[i % len(tasks)] for i in range(sockets)]
+    conns = await asyncio.gather(*(open_one(task) for task in watching))
+    open_seconds = time.perf_counter() - opened_at
+    kib = (rss_bytes(api.pid) - rss_before) / sockets / 1024
+    readers = [asyncio.create_task(fanout.read(ws)) for ws in conns]
+    cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
+    published = await publish(amqp, fanout, tasks, args.rate, args.seconds)
+    watchers = collections.Counter(watching)
+    want = sum(watchers[task] for task, _ in fanout.sent)  # frames the sockets should get
+
+    async def all_in() -> bool:
+        return fanout.frames >= want
+
+    with contextlib.suppress(Timeout):  # a shortfall is printed, not hidden
+        await wait_until(all_in, within=30, interval=0.1, what="the last frames")
+    api_cpu, client_cpu = cpu_seconds(api.pid) - cpu, time.process_time() - own_cpu
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*(ws.close() for ws in [warm, *conns]), return_exceptions=True)
+    return Result(
+        sockets, len(tasks), published, fanout.frames, want, fanout.resyncs,
+        sorted(fanout.latencies), kib, api_cpu / args.seconds, client_cpu / args.seconds,
+        sockets / open_seconds,
+    )  # fmt: skip
+
+
+def report(r: Result, args: argparse.Namespace) -> None:
+    lat = r.latencies
+    p50, p99 = statistics.median(lat) * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
+    print(
+        f"{r.sockets:>5} sockets on {r.tasks} tasks (load average {os.getloadavg()[0]:.1f}): "
+        f"{r.published} notifications at {args.rate:.0f}/s -> {r.frames}/{r.want} frames, "
+        f"{r.resyncs} resyncs; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {lat[-1] * 1000:.1f} ms; API memory {r.kib_per_socket:.1f} KiB/socket; "
+        f"CPU (% of a core) API {100 * r.api_cpu:.0f}, this client {100 * r.client_cpu:.0f}; "
+        f"{r.opened_per_second:.0f} sockets opened/s"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     for sockets in args.sockets:
-        await run_one(
-            sockets, args.watchers_per_task, args.rate, args.seconds, not args.no_compression
-        )
+        async with isolated_api(max(1, sockets // args.watchers_per_task)) as (api, tasks, amqp):
+            report(await measure(api, tasks, amqp, args, sockets), args)
 
 
 if __name__ == "__main__":
@@ -218,5 +239,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=200.0, help="notifications per second")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--watchers-per-task", type=int, default=2)
-    parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    parser.add_argument("--no-compression", action="store_true", help="offer no permessage-deflate")
     asyncio.run(main(parser.parse_args()))
