@@ -87,6 +87,7 @@ def bootstrap(settings: Settings) -> ContentWorker:
 
 def main() -> int:
     die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the supervisor too
     configure_logging("worker-rq")
     try:
         worker = bootstrap(Settings.from_env())

@@ -5,10 +5,13 @@
   ends `completed` with no item generated more than twice.
 - RabbitMQ vanishes: the consumer reconnects by itself and takes the job messages published
   while it was away.
+- Ctrl-C (SIGINT to the whole process group, as a terminal sends it): a clean exit, status 0.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -25,6 +28,7 @@ from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
     item_counts,
     log_lines,
+    process_alive,
     start_relay,
     start_worker,
     wait_for_status,
@@ -117,3 +121,13 @@ async def test_the_broker_lost_then_back_the_consumer_takes_what_was_published_m
     finally:
         proxy.close()
     assert set(generators.calls(resources.redis_url, during).values()) == {1}
+
+
+def test_ctrl_c_stops_the_worker_and_its_rq_processes_cleanly(resources: Resources) -> None:
+    worker = start_worker(env_for(resources), processes=2, name="worker-ctrl-c")
+    rq_pids = next(line["rq_pids"] for line in log_lines(worker) if "rq_pids" in line)
+    for pid in [worker.pid, *rq_pids]:  # what a terminal does: SIGINT to every process of it
+        os.kill(pid, signal.SIGINT)
+    assert worker.popen.wait(30) == 0
+    assert not any(process_alive(pid) for pid in rq_pids)  # type: ignore[union-attr]
+    worker.stop()
