@@ -1,0 +1,71 @@
+"""Several `taskrelay worker` processes at once, with every job message delivered twice.
+
+Two workers (two RQ processes each) share the job queue; while they generate, each task's job
+message is published again with the same `message_id`, so the duplicate usually reaches the other
+worker while the first job still runs. The inbox, the RQ job id and the task lease between them
+must make every item of every task generated exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from uuid import UUID, uuid4
+
+import pytest
+
+from shared.db import UnitOfWorkFactory
+from shared.service.tasks import NewTask, create_task
+from tests.support import generators
+from tests.support.processes import Process
+from tests.support.resources import Resources
+from tests.support.worker import (
+    job_rows,
+    republish,
+    start_relay,
+    start_worker,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.slow
+TASKS = 4
+CONCEPTS = 12
+
+
+@pytest.fixture(name="relay", scope="module")
+def relay_fixture(resources: Resources) -> Iterator[Process]:
+    proc = start_relay(resources.env(), name="relay-for-worker-concurrency")
+    yield proc
+    proc.stop()
+
+
+async def create(uows: UnitOfWorkFactory, n: int) -> UUID:
+    concepts = [(f"p{n}-{i:02d}", f"Concept {i}") for i in range(CONCEPTS)]
+    new = NewTask(f"roadmap-{uuid4().hex[:6]}", concepts, ["tutorial", "quiz"])
+    async with uows() as uow:
+        view = await create_task(uow, "worker-concurrency", new)
+        await uow.commit()
+    return UUID(view["task_id"])
+
+
+async def test_two_workers_and_duplicate_messages_generate_each_item_once(
+    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
+) -> None:
+    env = resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY="0.05",
+    )
+    with (
+        start_worker(env, processes=2, name="worker-one"),
+        start_worker(env, processes=2, name="worker-two"),
+    ):
+        tasks = [await create(uow_factory, n) for n in range(TASKS)]
+        for task_id in tasks:
+            await republish(resources.amqp_url, (await job_rows(uow_factory, task_id))[0])
+        rows = await asyncio.gather(*(wait_for_status(uow_factory, t, within=120) for t in tasks))
+
+    assert [row.status for row in rows] == ["completed"] * TASKS
+    for task_id in tasks:
+        calls = generators.calls(resources.redis_url, task_id)
+        assert len(calls) == CONCEPTS * 2
+        assert set(calls.values()) == {1}
