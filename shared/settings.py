@@ -131,7 +131,8 @@ class WorkerSettings:
     prefetch: int = 16
     """Job messages the consumer may hold unacknowledged at once."""
     lease_seconds: float = 30.0
-    """A running job renews its task's lease this often x3; a lapsed lease means a lost worker."""
+    """How long a job's hold on its task lasts unless renewed (at each item boundary, and every
+    third of it while one item runs); a lapsed lease means the job's worker was lost."""
     watchdog_interval_seconds: float = 5.0
     """How often each worker looks for lapsed leases to resume or fail."""
     max_resumes: int = 3
