@@ -24,6 +24,8 @@ from shared.errors import DependencyUnavailable
 IDEMPOTENCY_TTL = timedelta(hours=24)
 """Stored Idempotency-Key responses older than this are purged (the API honours 24 h)."""
 
+QUERY_TIMEOUT = 10.0
+"""Bound on each query, connecting included: a silent network must not hold up a stop."""
 _DB_ERRORS = (DBAPIError, InterfaceError, OperationalError, OSError, TimeoutError)
 
 
@@ -45,8 +47,8 @@ class Housekeeping:
 
     async def backlog(self) -> Backlog:
         try:
-            async with self._engine.connect() as conn:
-                row = (await asyncio.wait_for(conn.execute(text(STATS)), 10)).one()
+            async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:
+                row = (await conn.execute(text(STATS))).one()
         except _DB_ERRORS as exc:
             raise self._unavailable("backlog", exc) from exc
         return Backlog(int(row.backlog), row.oldest_age, int(row.parked))
@@ -70,15 +72,18 @@ class Housekeeping:
             await asyncio.sleep(0.05)  # let the claims through between batches
         return total
 
+    async def close(self) -> None:
+        await self._engine.dispose()
+
     async def _delete_published(self) -> int:
-        async with self._engine.begin() as conn:
+        async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
             result = await conn.execute(
                 text(DELETE_PUBLISHED), {"retention": self._retention, "batch": self._batch}
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def _purge_idempotency(self) -> int:
-        async with self._engine.begin() as conn:
+        async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
             return await IdempotencyRepository(conn).purge(IDEMPOTENCY_TTL, limit=self._batch)
 
     def _unavailable(self, what: str, exc: BaseException) -> DependencyUnavailable:

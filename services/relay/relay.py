@@ -65,6 +65,7 @@ class Relay:
             await self._session.close()
             self._state.owned = frozenset()
             await self._publisher.close()
+            await self._housekeeping.close()
             log.info("relay_stopped", published_total=self._state.published_total)
 
     # --- leadership and batches -------------------------------------------------------------
