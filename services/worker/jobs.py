@@ -152,7 +152,7 @@ def on_job_failure(
 
 
 def _is_lost_dependency(exc: BaseException | None) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, DependencyUnavailable | OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated)

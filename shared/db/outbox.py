@@ -6,14 +6,13 @@ publishes. A trigger on the table sends NOTIFY on commit so relays wake at once.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from shared.db.tables import PARTITION_BUCKETS, outbox
+from shared.db.tables import PARTITION_BUCKETS
 from shared.domain import JobDispatch, Notification
 from shared.messaging import job_routing_key, notification_routing_key
 
@@ -24,9 +23,10 @@ def partition_key(task_id: UUID) -> int:
 
 
 class OutboxWriter:
-    def __init__(self, conn: AsyncConnection, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, conn: Any, headers: Mapping[str, str] | None = None) -> None:
         self._conn = conn
-        self._headers = dict(headers or {})
+        """An asyncpg connection inside the unit of work's transaction."""
+        self._headers = json.dumps(dict(headers or {}))
         """Carried on every row this unit of work writes (`traceparent` of the request)."""
 
     async def add_notification(self, notification: Notification) -> UUID:
@@ -38,24 +38,20 @@ class OutboxWriter:
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
         """Write the messages as rows, in this order, in one statement; their message ids."""
         rows = [self._row(message) for message in messages]
-        await self._conn.execute(_INSERT, rows)
-        return [row["message_id"] for row in rows]
+        await self._conn.executemany(_INSERT, rows)
+        return [row[0] for row in rows]
 
-    def _row(self, message: Notification | JobDispatch) -> dict[str, Any]:
+    def _row(self, message: Notification | JobDispatch) -> tuple[Any, ...]:
         if isinstance(message, Notification):
             kind, routing_key = "notification", notification_routing_key(message.task_id)
         else:
             kind, routing_key = "job", job_routing_key(message.name)
-        return {
-            "message_id": uuid4(),
-            "task_id": message.task_id,
-            "partition_key": partition_key(message.task_id),
-            "kind": kind,
-            "routing_key": routing_key,
-            "payload": message.as_body(),
-            "headers": self._headers,
-        }
+        task_id = message.task_id
+        payload = json.dumps(message.as_body())
+        return (uuid4(), task_id, partition_key(task_id), kind, routing_key, payload, self._headers)
 
 
-# Built once: a constant statement keeps SQLAlchemy's compiled-statement cache hot.
-_INSERT = outbox.insert()
+_INSERT = (
+    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, headers) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)

@@ -1,20 +1,42 @@
-"""The unit of work: one transaction, its repositories, and its outbox.
+"""The unit of work: one connection, one transaction, its repositories and its outbox.
 
 It rolls back unless `commit()` is called, so a failure anywhere before the commit leaves
 neither the change nor any outbox row behind. Services write through it; whoever opened it
 (an HTTP handler, a job) commits, and only then answers or logs.
+
+The transaction is asyncpg's own, on the connection SQLAlchemy's pool hands out (the pool
+pings idle connections and replaces dead ones). The hot-path repositories (tasks, items,
+outbox) run prepared SQL on that asyncpg connection; SQLAlchemy Core statements
+(`uow.connection`) run on the same connection inside the same transaction, because the
+SQLAlchemy side is told not to BEGIN on its own. Losing PostgreSQL inside a unit of work is
+reported as DependencyUnavailable, whichever side noticed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.idempotency import IdempotencyRepository
+from shared.db.migrate import START_HINT
 from shared.db.outbox import OutboxWriter
 from shared.db.repositories import ItemRepository, TaskRepository
+from shared.errors import DependencyUnavailable
+
+CONNECTION_LOST = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+"""asyncpg's ways of saying the server or the link went away."""
 
 
 class UnitOfWork:
@@ -33,22 +55,37 @@ class UnitOfWork:
         self._headers = headers
         self._outbox_class = outbox_class
         self._conn: AsyncConnection | None = None
-        self._tx: AsyncTransaction | None = None
+        self._tx: Any = None
         self._on_commit: list[Callable[[], None]] = []
 
     @property
     def connection(self) -> AsyncConnection:
+        """SQLAlchemy's view of the same connection and transaction, for Core statements."""
         if self._conn is None:
             raise RuntimeError("the unit of work is not open")
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
-        self._conn = await self._engine.connect()
-        self._tx = await self._conn.begin()
-        self.tasks = TaskRepository(self._conn)
-        self.items = ItemRepository(self._conn)
-        self.outbox = self._outbox_class(self._conn, self._headers)
-        self.idempotency = IdempotencyRepository(self._conn)
+        try:
+            conn = await self._engine.connect()
+        except (DBAPIError, *CONNECTION_LOST) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            self._tx = driver.transaction()
+            await self._tx.start()
+        except BaseException as exc:
+            await conn.invalidate()
+            await conn.close()
+            if isinstance(exc, CONNECTION_LOST):
+                raise self._unavailable(exc) from exc
+            raise
+        self._conn = conn
+        self.tasks = TaskRepository(driver)
+        self.items = ItemRepository(driver)
+        self.outbox = self._outbox_class(driver, self._headers)
+        self.idempotency = IdempotencyRepository(conn)
         return self
 
     async def __aexit__(
@@ -57,13 +94,21 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
+        if conn is None:
+            return
         try:
-            if self._tx is not None and self._tx.is_active:
-                await self._tx.rollback()
+            if tx is not None:
+                await tx.rollback()
+        except (asyncpg.PostgresError, *CONNECTION_LOST):
+            await conn.invalidate()  # its state is unknown: the pool must not reuse it
         finally:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = self._tx = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+        if isinstance(exc, CONNECTION_LOST) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            raise self._unavailable(exc) from exc
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (a log line, say); never before."""
@@ -72,10 +117,15 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self._tx is None:
             raise RuntimeError("the unit of work is not open")
-        await self._tx.commit()
+        tx, self._tx = self._tx, None
+        await tx.commit()
         callbacks, self._on_commit = self._on_commit, []
         for callback in callbacks:
             callback()
+
+    def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
+        url = self._engine.url.render_as_string(hide_password=True)
+        return DependencyUnavailable("PostgreSQL", url, str(exc) or type(exc).__name__, START_HINT)
 
 
 class UnitOfWorkFactory:

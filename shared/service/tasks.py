@@ -128,16 +128,16 @@ async def _view(uow: UnitOfWork, task_id: UUID) -> dict[str, Any]:
         raise NotFound(f"task {task_id} not found")
     row, counts = found
     return {
-        "task_id": str(row.task_id),
-        "roadmap_id": row.roadmap_id,
-        "owner_id": row.owner_id,
-        "status": row.status,
-        "current_step": row.current_step,
-        "error_message": row.error_message,
-        "completed_at": _iso(row.completed_at),
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
-        "seq": row.seq,
+        "task_id": str(row["task_id"]),
+        "roadmap_id": row["roadmap_id"],
+        "owner_id": row["owner_id"],
+        "status": row["status"],
+        "current_step": row["current_step"],
+        "error_message": row["error_message"],
+        "completed_at": _iso(row["completed_at"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "seq": row["seq"],
         "items": counts.as_dict(),
     }
 
