@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.tables import content_items, job_inbox, roadmap_tasks
@@ -30,6 +30,41 @@ class PendingItem:
     """Tries counted so far; the next one is attempt `attempts + 1`."""
 
 
+_PENDING = (content_items.c.task_id == bindparam("b_task_id")) & (
+    content_items.c.status == ItemStatus.PENDING.value
+)
+_NEXT_PENDING = (
+    select(
+        content_items.c.concept_id,
+        content_items.c.content_type,
+        content_items.c.concept_title,
+        content_items.c.attempts,
+    )
+    .where(_PENDING)
+    .order_by(content_items.c.position)
+    .limit(1)
+)
+_PENDING_KEYS = (
+    select(content_items.c.concept_id, content_items.c.content_type)
+    .where(_PENDING)
+    .order_by(content_items.c.position)
+)
+_STORE = (
+    update(content_items)
+    .where(_PENDING)
+    .where(content_items.c.concept_id == bindparam("b_concept_id"))
+    .where(content_items.c.content_type == bindparam("b_content_type"))
+    .values(
+        status=bindparam("status"),
+        attempts=content_items.c.attempts + 1,
+        last_error=bindparam("last_error"),
+        content=bindparam("content", type_=JSONB(none_as_null=True)),
+        updated_at=bindparam("updated_at"),
+    )
+)
+"""Built once: the worker runs these for every item."""
+
+
 class WorkItemRepository:
     """The worker's view of content items: the next one to generate, and storing a result."""
 
@@ -37,19 +72,7 @@ class WorkItemRepository:
         self._conn = conn
 
     async def next_pending(self, task_id: UUID) -> PendingItem | None:
-        query = (
-            select(
-                content_items.c.concept_id,
-                content_items.c.content_type,
-                content_items.c.concept_title,
-                content_items.c.attempts,
-            )
-            .where(content_items.c.task_id == task_id)
-            .where(content_items.c.status == ItemStatus.PENDING.value)
-            .order_by(content_items.c.position)
-            .limit(1)
-        )
-        row = (await self._conn.execute(query)).first()
+        row = (await self._conn.execute(_NEXT_PENDING, {"b_task_id": task_id})).first()
         if row is None:
             return None
         return PendingItem(
@@ -57,36 +80,66 @@ class WorkItemRepository:
         )
 
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]:
-        query = (
-            select(content_items.c.concept_id, content_items.c.content_type)
-            .where(content_items.c.task_id == task_id)
-            .where(content_items.c.status == ItemStatus.PENDING.value)
-            .order_by(content_items.c.position)
-        )
-        return [ItemKey(r.concept_id, r.content_type) for r in await self._conn.execute(query)]
+        rows = await self._conn.execute(_PENDING_KEYS, {"b_task_id": task_id})
+        return [ItemKey(r.concept_id, r.content_type) for r in rows]
 
     async def store_result(
         self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
     ) -> bool:
         """Store a pending item's result and count the attempt; False if it was not pending."""
         done = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
-        values: dict[str, Any] = {
-            "status": done.value,
-            "attempts": content_items.c.attempts + 1,
-            "last_error": error,
-            "updated_at": now,
-        }
-        if error is None:
-            values["content"] = content
         result = await self._conn.execute(
-            update(content_items)
-            .where(content_items.c.task_id == task_id)
-            .where(content_items.c.concept_id == key.concept_id)
-            .where(content_items.c.content_type == key.content_type)
-            .where(content_items.c.status == ItemStatus.PENDING.value)
-            .values(**values)
+            _STORE,
+            {
+                "b_task_id": task_id,
+                "b_concept_id": key.concept_id,
+                "b_content_type": key.content_type,
+                "status": done.value,
+                "last_error": error,
+                "content": content if error is None else None,
+                "updated_at": now,
+            },
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+# Lease statements, built once; every time is the database's clock (`now()`).
+_ACQUIRE = text(
+    "INSERT INTO task_leases (task_id, holder, expires_at, updated_at) "
+    "VALUES (:t, :h, now() + make_interval(secs => :s), now()) "
+    "ON CONFLICT (task_id) DO UPDATE SET holder = EXCLUDED.holder, "
+    "expires_at = EXCLUDED.expires_at, updated_at = now() "
+    "WHERE task_leases.holder IS NULL OR task_leases.holder = EXCLUDED.holder "
+    "OR task_leases.expires_at < now() RETURNING task_id"
+)
+
+_RENEW = text(
+    "UPDATE task_leases SET expires_at = now() + make_interval(secs => :s), "
+    "updated_at = now() WHERE task_id = :t AND holder = :h"
+)
+
+_RELEASE = text(
+    "UPDATE task_leases SET holder = NULL, expires_at = NULL, updated_at = now(), "
+    "resumes = CASE WHEN :keep THEN resumes ELSE 0 END "
+    "WHERE task_id = :t AND holder = :h"
+)
+
+_FORGET = text(
+    "UPDATE task_leases SET holder = NULL, expires_at = NULL, resumes = 0, "
+    "updated_at = now() WHERE task_id = :t"
+)
+
+_LAPSED = text(
+    "SELECT task_id FROM task_leases WHERE holder IS NOT NULL AND expires_at < now() "
+    "ORDER BY expires_at LIMIT :n"
+)
+
+_TAKE_LAPSED = text(
+    "UPDATE task_leases t SET holder = NULL, expires_at = NULL, "
+    "resumes = t.resumes + 1, updated_at = now() FROM task_leases old "
+    "WHERE t.task_id = :t AND old.task_id = t.task_id AND t.holder IS NOT NULL "
+    "AND t.expires_at < now() RETURNING old.holder, old.resumes"
+)
 
 
 class LeaseRepository:
@@ -97,74 +150,33 @@ class LeaseRepository:
 
     async def acquire(self, task_id: UUID, holder: str, seconds: float) -> bool:
         """Take the lease if it is free, lapsed, or already ours."""
-        result = await self._conn.execute(
-            text(
-                "INSERT INTO task_leases (task_id, holder, expires_at, updated_at) "
-                "VALUES (:t, :h, now() + make_interval(secs => :s), now()) "
-                "ON CONFLICT (task_id) DO UPDATE SET holder = EXCLUDED.holder, "
-                "expires_at = EXCLUDED.expires_at, updated_at = now() "
-                "WHERE task_leases.holder IS NULL OR task_leases.holder = EXCLUDED.holder "
-                "OR task_leases.expires_at < now() RETURNING task_id"
-            ),
-            {"t": task_id, "h": holder, "s": seconds},
-        )
+        result = await self._conn.execute(_ACQUIRE, {"t": task_id, "h": holder, "s": seconds})
         return result.first() is not None
 
     async def renew(self, task_id: UUID, holder: str, seconds: float) -> bool:
         """Extend our lease; False if it is no longer ours (taken back by the watchdog)."""
-        result = await self._conn.execute(
-            text(
-                "UPDATE task_leases SET expires_at = now() + make_interval(secs => :s), "
-                "updated_at = now() WHERE task_id = :t AND holder = :h"
-            ),
-            {"t": task_id, "h": holder, "s": seconds},
-        )
+        result = await self._conn.execute(_RENEW, {"t": task_id, "h": holder, "s": seconds})
         return bool(getattr(result, "rowcount", 0))
 
     async def release(self, task_id: UUID, holder: str, *, keep_resumes: bool) -> bool:
         """Free the lease if `holder` has it; True if it did."""
         result = await self._conn.execute(
-            text(
-                "UPDATE task_leases SET holder = NULL, expires_at = NULL, updated_at = now(), "
-                "resumes = CASE WHEN :keep THEN resumes ELSE 0 END "
-                "WHERE task_id = :t AND holder = :h"
-            ),
-            {"t": task_id, "h": holder, "keep": keep_resumes},
+            _RELEASE, {"t": task_id, "h": holder, "keep": keep_resumes}
         )
         return bool(getattr(result, "rowcount", 0))
 
     async def forget(self, task_id: UUID) -> None:
         """No holder and no losses counted: the task is out of `processing`."""
-        await self._conn.execute(
-            text(
-                "UPDATE task_leases SET holder = NULL, expires_at = NULL, resumes = 0, "
-                "updated_at = now() WHERE task_id = :t"
-            ),
-            {"t": task_id},
-        )
+        await self._conn.execute(_FORGET, {"t": task_id})
 
     async def lapsed(self, limit: int) -> list[UUID]:
         """Tasks whose lease holder stopped renewing in time."""
-        result = await self._conn.execute(
-            text(
-                "SELECT task_id FROM task_leases WHERE holder IS NOT NULL AND expires_at < now() "
-                "ORDER BY expires_at LIMIT :n"
-            ),
-            {"n": limit},
-        )
+        result = await self._conn.execute(_LAPSED, {"n": limit})
         return [row[0] for row in result]
 
     async def take_lapsed(self, task_id: UUID) -> tuple[str, int] | None:
         """Take a lapsed lease back: (its dead holder, resumes so far), or None if alive/free."""
-        result = await self._conn.execute(
-            text(
-                "UPDATE task_leases t SET holder = NULL, expires_at = NULL, "
-                "resumes = t.resumes + 1, updated_at = now() FROM task_leases old "
-                "WHERE t.task_id = :t AND old.task_id = t.task_id AND t.holder IS NOT NULL "
-                "AND t.expires_at < now() RETURNING old.holder, old.resumes"
-            ),
-            {"t": task_id},
-        )
+        result = await self._conn.execute(_TAKE_LAPSED, {"t": task_id})
         row = result.first()
         return (str(row[0]), int(row[1])) if row else None
 

@@ -244,6 +244,11 @@ async def test_timeouts_and_bad_results_fail_only_their_item(
     assert errors["slow"] == "generation timed out after 0.3 s"
     assert errors["odd"] == "generator returned int, not str or dict"
     assert errors["fine"] is None
+    async with uow_factory() as uow:
+        query = select(content_items.c.concept_id).where(
+            content_items.c.task_id == task_id, content_items.c.content.is_(None)
+        )
+        assert {r.concept_id for r in await uow.connection.execute(query)} == {"slow", "odd"}
     row = await task_row(uow_factory, task_id)
     assert (row.status, row.error_message) == ("partial_failure", "2 of 3 content items failed")
 
