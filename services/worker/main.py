@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import aio_pika
 import redis
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import REDIS_HINT, JobQueue
@@ -87,15 +89,31 @@ async def bootstrap(settings: Settings, processes: int) -> Worker:
     """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
     load_generator(settings.worker.content_generator)  # fail now, not in every job
     await probe_database(settings.database)
-    client = await asyncio.to_thread(_probe_redis, settings)
-    broker = await _connect_broker(settings)
     engine = create_engine(settings.database, pool_size=5)
+    try:
+        await _check_worker_schema(engine, settings)
+        client = await asyncio.to_thread(_probe_redis, settings)
+        broker = await _connect_broker(settings)
+    except BaseException:
+        await engine.dispose()
+        raise
     return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine))
 
 
 async def run_worker(settings: Settings, processes: int) -> int:
     worker = await bootstrap(settings, processes)
     return await worker.run()
+
+
+async def _check_worker_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """A database migrated before the worker's tables existed needs `taskrelay migrate`."""
+    async with engine.connect() as conn:
+        present = await conn.scalar(text("SELECT to_regclass('task_leases') IS NOT NULL"))
+    if not present:
+        where = safe_url(settings.database.asyncpg_dsn)
+        raise DependencyUnavailable(
+            "PostgreSQL", where, "the worker's tables are missing", "Run: taskrelay migrate"
+        )
 
 
 def _probe_redis(settings: Settings) -> redis.Redis:

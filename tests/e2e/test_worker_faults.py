@@ -6,22 +6,26 @@
 - RabbitMQ vanishes: the consumer reconnects by itself and takes the job messages published
   while it was away.
 - Ctrl-C (SIGINT to the whole process group, as a terminal sends it): a clean exit, status 0.
+- A database migrated before the worker's tables existed: one line asking for `migrate`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
 from shared.db import UnitOfWorkFactory
 from shared.service.tasks import NewTask, create_task
 from tests.support import generators
-from tests.support.processes import Process
+from tests.support import resources as res
+from tests.support.processes import TASKRELAY, Process
 from tests.support.proxy import TcpProxy
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
@@ -131,3 +135,27 @@ def test_ctrl_c_stops_the_worker_and_its_rq_processes_cleanly(resources: Resourc
     assert worker.popen.wait(30) == 0
     assert not any(process_alive(pid) for pid in rq_pids)  # type: ignore[union-attr]
     worker.stop()
+
+
+async def test_a_database_without_the_worker_tables_ends_start_up_with_one_line(
+    resources: Resources,
+) -> None:
+    name = f"taskrelay_test_noworker_{uuid4().hex[:8]}"
+    url = await res.create_database(name)
+    env = env_for(resources, DATABASE_URL=url)
+    try:
+        migrate = subprocess.run([*TASKRELAY, "migrate"], env=env, capture_output=True, timeout=60)
+        assert migrate.returncode == 0, migrate.stderr
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP TABLE task_leases")
+        finally:
+            await conn.close()
+        done = subprocess.run(
+            [*TASKRELAY, "worker"], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        await res.drop_database(name)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "the worker's tables are missing. Run: taskrelay migrate" in done.stderr
