@@ -18,7 +18,7 @@ from uuid import UUID
 
 import redis
 from rq import Callback, Queue, get_current_job
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import AbandonedJobError, DuplicateJobError
 from rq.job import Job
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -146,7 +146,10 @@ def on_job_failure(
         if _is_lost_dependency(exc_value):
             log.warning("content_job_interrupted", error=why)
             return
-        log.error("content_job_raised", error=why)
+        if isinstance(exc_value, AbandonedJobError):  # its worker died; usually resumed by now
+            log.warning("content_job_abandoned")
+        else:
+            log.error("content_job_raised", error=why)
         if task_id is not None:
             asyncio.run(_fail(UUID(task_id), job.id, why))
 

@@ -1,0 +1,100 @@
+"""RQ's failure callback, called as RQ calls it, against the real PostgreSQL and Redis.
+
+`on_job_failure` runs synchronously in an RQ process and opens its own event loop, so the tests
+call it from a thread. What it must do: fail the task of a job that raised while holding it,
+leave alone a task whose job was abandoned after the watchdog resumed it, and leave a job that
+lost a dependency to the lease and the watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from uuid import UUID, uuid4
+
+import pytest
+import redis
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+from sqlalchemy.exc import OperationalError
+
+from services.worker.jobs import JOB_FUNCTION, JobContext, install, job_id_for, on_job_failure
+from shared.content import placeholder_generator
+from shared.db import UnitOfWorkFactory
+from shared.db.work import LeaseRepository
+from shared.domain import Status
+from shared.service.tasks import NewTask, create_task
+from shared.service.transitions import transition
+from shared.settings import Settings
+from tests.support.resources import Resources
+from tests.support.worker import task_row
+
+
+@pytest.fixture(name="connection")
+def connection_fixture(resources: Resources, settings: Settings) -> Iterator[redis.Redis]:
+    install(JobContext(settings, placeholder_generator, lambda: False))
+    client = redis.Redis.from_url(resources.redis_url)
+    yield client
+    client.close()
+
+
+async def running_task(uows: UnitOfWorkFactory, holder: str) -> UUID:
+    """A task in processing whose lease `holder` holds, as when its job is running."""
+    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [("a", "A"), ("b", "B")], ["quiz"])
+    async with uows() as uow:
+        task_id = UUID((await create_task(uow, "callbacks", new))["task_id"])
+        await uow.commit()
+    async with uows() as uow:
+        state = await uow.tasks.lock(task_id)
+        assert state is not None
+        assert await LeaseRepository(uow.connection).acquire(task_id, holder, 30)
+        await transition(uow, state, Status.PROCESSING, step="started", message="go")
+        await uow.commit()
+    return task_id
+
+
+def rq_job(connection: redis.Redis, task_id: UUID, job_id: str) -> Job:
+    return Job.create(
+        JOB_FUNCTION, kwargs={"task_id": str(task_id)}, id=job_id, connection=connection
+    )
+
+
+async def fail(job: Job, connection: redis.Redis, exc: BaseException) -> None:
+    await asyncio.to_thread(on_job_failure, job, connection, type(exc), exc, None)
+
+
+async def test_a_job_that_raised_while_holding_its_task_fails_it(
+    uow_factory: UnitOfWorkFactory, connection: redis.Redis
+) -> None:
+    job_id = job_id_for(uuid4())
+    task_id = await running_task(uow_factory, job_id)
+
+    await fail(rq_job(connection, task_id, job_id), connection, JobTimeoutException("too slow"))
+
+    row = await task_row(uow_factory, task_id)
+    assert (row.status, row.error_message) == ("failed", "Content generation failed: too slow")
+
+
+async def test_an_abandoned_job_whose_task_another_job_holds_changes_nothing(
+    uow_factory: UnitOfWorkFactory, connection: redis.Redis
+) -> None:
+    task_id = await running_task(uow_factory, "generate-resumed-job")
+
+    await fail(rq_job(connection, task_id, job_id_for(uuid4())), connection, AbandonedJobError())
+
+    assert (await task_row(uow_factory, task_id)).status == "processing"
+
+
+async def test_a_job_that_lost_the_database_is_left_to_its_lease(
+    uow_factory: UnitOfWorkFactory, connection: redis.Redis
+) -> None:
+    job_id = job_id_for(uuid4())
+    task_id = await running_task(uow_factory, job_id)
+    lost = OperationalError("UPDATE content_items ...", {}, ConnectionResetError("gone"))
+
+    await fail(rq_job(connection, task_id, job_id), connection, lost)
+
+    assert (await task_row(uow_factory, task_id)).status == "processing"
+    async with uow_factory() as uow:  # still held: the watchdog takes it when it lapses
+        assert await LeaseRepository(uow.connection).renew(task_id, job_id, 30)
