@@ -1,4 +1,5 @@
-"""The seed's fixed flow in a real browser: Retry on a partly failed task goes live at once.
+"""The seed's fixed flow in a real browser: Retry on a partly failed task goes live at once;
+and a page whose API restarts reconnects and catches up without a reload.
 
 Playwright drives Debian's headless Chromium (`/usr/bin/chromium`; Playwright's own browser
 download is not used) against real API, relay and worker processes. The page of a
@@ -9,6 +10,7 @@ temporary folder (its path is printed) for a person to look at.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_token
-from tests.support.processes import Process, start_api, stop_all
+from tests.support.processes import Process, free_port, start_api, stop_all
 from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
 from tests.support.wait import wait_until_sync
@@ -47,12 +49,16 @@ RECORD_BAR = """() => {
 }"""
 
 
-@pytest.fixture(name="system", scope="module")
-def system_fixture(resources: Resources) -> Iterator[str]:
-    env = resources.env(
+@pytest.fixture(name="env", scope="module")
+def env_fixture(resources: Resources) -> dict[str, str]:
+    return resources.env(
         TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY="0.25",
     )
+
+
+@pytest.fixture(name="system", scope="module")
+def system_fixture(env: dict[str, str]) -> Iterator[str]:
     processes: list[Process] = []
     try:
         processes.append(start_relay(env, name="relay-browser"))
@@ -131,3 +137,43 @@ async def test_retry_goes_live_without_a_reload(system: str) -> None:
         finally:
             await browser.close()
     print(f"screenshots: {shots}")
+
+
+async def test_the_page_reconnects_and_resyncs_after_an_api_restart(
+    system: str, env: dict[str, str]
+) -> None:
+    token = issue_token(SECRET, "browser-user-2", 3600)
+    port = free_port()
+    api = start_api(env, port=port, name="api-browser-restart")
+    concepts = [{"concept_id": f"ok-{i}", "title": f"Concept {i}"} for i in range(7)]
+    body = {"roadmap_id": "rm-restart", "concepts": concepts}
+    task = _call("POST", f"{system}/api/v1/tasks", token, body)
+    status_url = f"{system}/api/v1/tasks/{task['task_id']}"
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/tasks/{task['task_id']}?token={token}")
+            connection = page.locator("#connection")
+            expect = playwright.expect
+            await expect(connection).to_have_attribute("data-state", "live")
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+            assert await page.locator("#status").text_content() != "completed"  # 21 x 0.25 s
+            await asyncio.to_thread(api.stop)  # its sockets are closed with 1012
+            await expect(connection).to_have_attribute("data-state", "reconnecting")
+            await asyncio.to_thread(
+                wait_until_sync,
+                lambda: _call("GET", status_url, token)["status"] == "completed",
+                within=60,
+                what="the task to complete while its page is cut off",
+            )
+            api = start_api(env, port=port, name="api-browser-restarted")
+            await expect(connection).to_have_attribute("data-state", "live", timeout=30_000)
+            await expect(page.locator("#status")).to_have_text("completed")
+            await expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+            assert navigations == []
+        finally:
+            await browser.close()
+            api.stop()
