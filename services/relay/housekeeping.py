@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.relay.outbox_sql import DELETE_PUBLISHED, STATS
+from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
 from shared.db.idempotency import IdempotencyRepository
 from shared.db.migrate import START_HINT
 from shared.errors import DependencyUnavailable
@@ -51,7 +51,10 @@ class Housekeeping:
                 row = (await conn.execute(text(STATS))).one()
         except _DB_ERRORS as exc:
             raise self._unavailable("backlog", exc) from exc
-        return Backlog(int(row.backlog), row.oldest_age, int(row.parked))
+        pending = int(row.counted)
+        if pending > EXACT_BACKLOG_LIMIT:
+            pending = max(pending, int(row.last_id) - int(row.first_id) + 1)
+        return Backlog(pending, row.oldest_age, int(row.parked))
 
     async def cleanup(self, stopping: asyncio.Event) -> tuple[int, int]:
         """Delete expired published rows and idempotency records; returns (rows, records)."""

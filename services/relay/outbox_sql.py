@@ -48,13 +48,23 @@ FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(id, error, delay)
 WHERE o.id = f.id AND o.published_at IS NULL
 """
 
-STATS = """
+EXACT_BACKLOG_LIMIT = 10_000
+"""Up to this many pending rows the backlog is counted exactly; beyond, it is estimated."""
+
+STATS = f"""
 SELECT
-  (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL) AS backlog,
+  (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL AND parked_at IS NULL
+     LIMIT {EXACT_BACKLOG_LIMIT + 1}) AS capped) AS counted,
+  (SELECT id FROM outbox WHERE published_at IS NULL AND parked_at IS NULL
+     ORDER BY id LIMIT 1) AS first_id,
+  (SELECT max(id) FROM outbox) AS last_id,
   (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox
      WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1) AS oldest_age,
   (SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL) AS parked
 """
+"""An exact count of a large backlog reads every pending row (0.5 s a second at 1M rows, on
+the machine that is draining it); past EXACT_BACKLOG_LIMIT the id span of the pending rows
+stands in for it (ids are dense, so it errs only by rolled-back ids and rows already done)."""
 
 DELETE_PUBLISHED = """
 DELETE FROM outbox WHERE id IN (
