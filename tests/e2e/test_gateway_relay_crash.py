@@ -78,6 +78,8 @@ async def test_watchers_see_each_seq_once_across_a_relay_crash(
         task_id = await taskflow.new_task(uow_factory, "carol", concepts=40)
         token = issue_token(SECRET, "carol", 600)
         watches = [await Watch.open(api, task_id, token) for _ in range(5)]
+        for watch in watches:
+            await watch.wait_frames(1)  # the snapshot: seq 0
         final = await _generate_with_crash(uow_factory, task_id, relays)
         for watch in watches:
             await watch.wait_seq(final, within=60)
