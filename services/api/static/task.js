@@ -92,7 +92,7 @@
     const bar = $("progress");
     bar.setAttribute("aria-valuenow", String(percent));
     bar.setAttribute("aria-valuetext", `${percent}% done: ${completed} completed, ${failed} failed, ${total} in all`);
-    $("percent").textContent = `${percent}%`;
+    $("percent").textContent = `${percent}% done`;
     $("count-completed").textContent = String(completed);
     $("count-failed").textContent = String(failed);
     $("count-total").textContent = String(total);
