@@ -33,6 +33,7 @@ CLOSE_GOING_AWAY = 1012
 """Service restart: the client should reconnect, to this instance or another."""
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_TIMEOUT_SECONDS = 10.0
 _REASONS = {4008: "too slow: reconnect and resync", 4404: "task not found", 1009: "frame too big"}
 _encoder = msgspec.json.Encoder()
 
@@ -69,8 +70,10 @@ class Gateway:
             code = await self._stream(socket, user_id, task_uuid)
         if code != CLOSE_CLIENT_GONE:
             log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
-            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-                await socket.close(code, _REASONS.get(code))
+            # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await socket.close(code, _REASONS.get(code))
 
     async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
         key = str(task_id)
