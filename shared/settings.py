@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.errors import ConfigurationError
 
@@ -180,40 +181,17 @@ class Settings:
 
 def _api_settings(env: Mapping[str, str], origins: tuple[str, ...]) -> ApiSettings:
     """The gateway's limits are overridable as `TASKRELAY_WS_<NAME>` (e.g. `_QUEUE_LIMIT`)."""
-    values: dict[str, int | float] = {}
-    for name in ("ws_queue_limit", "ws_max_frame_bytes", "ws_gap_grace_seconds"):
-        variable = f"TASKRELAY_{name.upper()}"
-        raw = env.get(variable)
-        if not raw:
-            continue
-        kind = type(getattr(ApiSettings(), name))
-        try:
-            values[name] = kind(raw)
-        except ValueError:
-            raise ConfigurationError(f"{variable} must be a {kind.__name__}, got {raw!r}") from None
-        if values[name] <= 0:
-            raise ConfigurationError(f"{variable} must be positive")
-    return ApiSettings(allowed_origins=origins, **values)  # type: ignore[arg-type]
+    names = ("ws_queue_limit", "ws_max_frame_bytes", "ws_gap_grace_seconds")
+    values = _overrides(env, ApiSettings(), "TASKRELAY_", names, allow_zero=False)
+    return ApiSettings(allowed_origins=origins, **values)
 
 
 def _relay_settings(env: Mapping[str, str]) -> RelaySettings:
     """Every `RelaySettings` field, overridable as `TASKRELAY_RELAY_<FIELD NAME IN CAPITALS>`."""
-    values: dict[str, int | float] = {}
-    for name in RelaySettings.__dataclass_fields__:
-        raw = env.get(f"TASKRELAY_RELAY_{name.upper()}")
-        if raw is None or raw == "":
-            continue
-        kind = type(getattr(RelaySettings(), name))
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigurationError(
-                f"TASKRELAY_RELAY_{name.upper()} must be a {kind.__name__}, got {raw!r}"
-            ) from None
-        if value < 0:
-            raise ConfigurationError(f"TASKRELAY_RELAY_{name.upper()} must not be negative")
-        values[name] = value
-    relay = RelaySettings(**values)  # type: ignore[arg-type]
+    names = tuple(RelaySettings.__dataclass_fields__)
+    relay = RelaySettings(
+        **_overrides(env, RelaySettings(), "TASKRELAY_RELAY_", names, allow_zero=True)
+    )
     if relay.partitions < 1 or relay.batch_size < 1:
         raise ConfigurationError("TASKRELAY_RELAY_PARTITIONS and _BATCH_SIZE must be at least 1")
     return relay
@@ -222,21 +200,34 @@ def _relay_settings(env: Mapping[str, str]) -> RelaySettings:
 def _worker_settings(env: Mapping[str, str]) -> WorkerSettings:
     """Every `WorkerSettings` field, overridable as `TASKRELAY_WORKER_<FIELD NAME IN CAPITALS>`;
     the generator is `TASKRELAY_CONTENT_GENERATOR` (CONTRACT §3)."""
-    defaults = WorkerSettings()
-    values: dict[str, str | int | float] = {
-        "content_generator": env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
-    }
-    for name in WorkerSettings.__dataclass_fields__:
-        variable = f"TASKRELAY_WORKER_{name.upper()}"
+    names = tuple(n for n in WorkerSettings.__dataclass_fields__ if n != "content_generator")
+    values = _overrides(env, WorkerSettings(), "TASKRELAY_WORKER_", names, allow_zero=False)
+    generator = env.get("TASKRELAY_CONTENT_GENERATOR") or DEFAULT_GENERATOR
+    return WorkerSettings(content_generator=generator, **values)
+
+
+def _overrides(
+    env: Mapping[str, str],
+    defaults: object,
+    prefix: str,
+    names: tuple[str, ...],
+    *,
+    allow_zero: bool,
+) -> dict[str, Any]:
+    """`{name: value}` for each `<prefix><NAME>` set in `env`, typed like the default's field."""
+    values: dict[str, Any] = {}
+    for name in names:
+        variable = f"{prefix}{name.upper()}"
         raw = env.get(variable)
-        if name == "content_generator" or not raw:
+        if not raw:
             continue
         kind = type(getattr(defaults, name))
         try:
             value = kind(raw)
         except ValueError:
             raise ConfigurationError(f"{variable} must be a {kind.__name__}, got {raw!r}") from None
-        if not isinstance(value, str) and value <= 0:
-            raise ConfigurationError(f"{variable} must be positive")
+        if isinstance(value, int | float) and (value < 0 or (value == 0 and not allow_zero)):
+            bound = "zero or more" if allow_zero else "positive"
+            raise ConfigurationError(f"{variable} must be {bound}, got {raw!r}")
         values[name] = value
-    return WorkerSettings(**values)  # type: ignore[arg-type]
+    return values

@@ -1,0 +1,58 @@
+"""Settings are read once from the environment: defaults, accepted forms, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.settings import Settings
+
+
+def test_defaults_are_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.database.url == "postgresql://postgres@127.0.0.1:5432/taskrelay"
+    assert settings.broker.url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
+    assert settings.auth.secret is None
+    assert settings.worker.content_generator == "shared.content:placeholder_generator"
+    assert settings.api.allowed_origins == ()
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h:5432/db", "postgresql+asyncpg://u@h:5432/db"])
+def test_both_database_url_forms(url: str) -> None:
+    database = Settings.from_env({"DATABASE_URL": url}).database
+    assert database.sqlalchemy_url == "postgresql+asyncpg://u@h:5432/db"
+    assert database.asyncpg_dsn == "postgresql://u@h:5432/db"
+
+
+def test_overrides_are_typed_like_their_defaults() -> None:
+    settings = Settings.from_env(
+        {
+            "TASKRELAY_RELAY_BATCH_SIZE": "50",
+            "TASKRELAY_RELAY_POLL_INTERVAL_SECONDS": "0.25",
+            "TASKRELAY_WORKER_QUEUE_NAME": "other-queue",
+            "TASKRELAY_WS_QUEUE_LIMIT": "8",
+            "TASKRELAY_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
+        }
+    )
+    assert settings.relay.batch_size == 50
+    assert settings.relay.poll_interval_seconds == 0.25
+    assert settings.worker.queue_name == "other-queue"
+    assert settings.api.ws_queue_limit == 8
+    assert settings.api.allowed_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+        ("TASKRELAY_RELAY_BATCH_SIZE", "many", "must be a int"),
+        ("TASKRELAY_RELAY_BATCH_SIZE", "0", "at least 1"),
+        ("TASKRELAY_RELAY_RETENTION_SECONDS", "-1", "zero or more"),
+        ("TASKRELAY_WORKER_LEASE_SECONDS", "0", "positive"),
+        ("TASKRELAY_WS_MAX_FRAME_BYTES", "-5", "positive"),
+    ],
+)
+def test_malformed_values_are_refused(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({variable: value})
