@@ -24,7 +24,7 @@ class ApiHealth(msgspec.Struct):
     sockets: int
 
 
-@get("/health", tags=["operations"], sync_to_thread=False)
+@get("/health", tags=["operations"])
 async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
     """Liveness and readiness of this API instance."""
     factory: UnitOfWorkFactory = request.app.state.uow_factory

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from services.api.schemas import CreateTask, RetryView, TaskView
 from services.api.security import SECURITY, authenticate, require_json
@@ -24,8 +24,8 @@ from shared.settings import Settings
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         max_length=255,
         description="Repeat a POST safely: the same key returns the first response.",
