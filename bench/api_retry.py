@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.loadgen import post_all
+from bench.procstat import cpu_seconds
 from shared.auth import issue_token
 from tests.support import resources as res
 from tests.support.processes import Process, free_port, http_ready, start_api
@@ -72,12 +72,6 @@ async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:
     return ids
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(
     port: int, prefix: str, ids: list[uuid.UUID], headers: dict[str, str], concurrency: int
 ) -> float:
@@ -93,19 +87,16 @@ SUFFIX = {"/api/v1/tasks": "/retry", "/retry": ""}
 
 
 async def main(tasks: int, concurrency: int, rounds: int) -> None:
-    run = res.run_id()
-    name = f"taskrelay_bench_{run}"
-    dsn = await res.create_database(name)
+    with res.isolated("taskrelay_bench") as resources:
+        await compare(resources, tasks, concurrency, rounds)
+
+
+async def compare(resources: res.Resources, tasks: int, concurrency: int, rounds: int) -> None:
+    dsn = resources.database_url
     # taskrelay logs at its default level (INFO, JSON): two lines a retry, as in production.
-    env = res.Resources(dsn, res.AMQP_BASE + "/", f"{res.REDIS_BASE}/0", "/", 0).env()
+    env = resources.env()
     procs: list[Process | subprocess.Popen[bytes]] = []
     try:
-        subprocess.run(
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
         real = start_api(env, name="bench-api")
         procs.append(real)
         bare_port = free_port()
@@ -145,7 +136,6 @@ async def main(tasks: int, concurrency: int, rounds: int) -> None:
             else:
                 proc.terminate()
                 proc.wait(10)
-        await res.drop_database(name)
 
 
 if __name__ == "__main__":

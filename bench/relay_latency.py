@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 
@@ -72,28 +70,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="commits per second")
     args = parser.parse_args()
 
-    run = res.run_id()
-    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
-    dsn = asyncio.run(res.create_database(db_name))
-    amqp_url = res.create_vhost(vhost)
-    env = res.Resources(dsn, amqp_url, f"{res.REDIS_BASE}/15", vhost, 15).env()
-    relay = None
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+    with res.isolated("taskrelay_bench") as resources:
+        env = resources.env()
         relay = start_relay(env, "bench-latency")
-        port = relay.port  # type: ignore[attr-defined]
-        wait_until_sync(lambda: (health(port) or {}).get("status") == "ok", what="relay ok")
-        latencies = sorted(asyncio.run(measure(env, args.commits, args.rate)))
-    finally:
-        if relay is not None:
+        try:
+            port = relay.port  # type: ignore[attr-defined]
+            wait_until_sync(lambda: (health(port) or {}).get("status") == "ok", what="relay ok")
+            latencies = sorted(asyncio.run(measure(env, args.commits, args.rate)))
+        finally:
             relay.stop()
-        asyncio.run(res.drop_database(db_name))
-        res.delete_vhost(vhost)
     ms = [seconds * 1000 for seconds in latencies]
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     print(

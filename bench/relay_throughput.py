@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
 import zlib
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import cast
 
 import aio_pika
 import aiormq
 import asyncpg
 
+from bench.procstat import rss_kib
 from tests.support import resources as res
 from tests.support.relay import health, start_relay
 from tests.support.wait import wait_until_sync
@@ -146,13 +144,6 @@ async def raw_publish(dsn: str, amqp_url: str, batch: int, *, underlay: bool) ->
     return len(rows) / elapsed
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def drain_with_relay(env: dict[str, str], rows: int) -> list[tuple[int, int]]:
     """Start a relay, wait for the backlog to reach 0; (remaining backlog, RSS KiB) samples."""
     relay = start_relay(env, "bench-relay")
@@ -205,51 +196,41 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="only drain with the relay")
     args = parser.parse_args()
 
-    run = res.run_id()
-    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
-    dsn = asyncio.run(res.create_database(db_name))
-    amqp_url = res.create_vhost(vhost)
-    env = res.Resources(dsn, amqp_url, f"{res.REDIS_BASE}/15", vhost, 15).env(
+    with res.isolated("taskrelay_bench") as resources:
+        drain(resources, args)
+
+
+def drain(resources: res.Resources, args: argparse.Namespace) -> None:
+    dsn, amqp_url = resources.database_url, resources.amqp_url
+    env = resources.env(
         TASKRELAY_RELAY_BATCH_SIZE=str(args.batch),
         TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="36000",
     )
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        asyncio.run(prepare_sink(amqp_url))
-        started = time.perf_counter()
-        asyncio.run(write_backlog(dsn, args.rows))
-        print(f"backlog: {args.rows} rows written in {time.perf_counter() - started:.1f} s")
-        best: dict[str, float] = {}
-        for round_ in range(1, args.rounds + 1):
-            rates: dict[str, float] = {}
-            if not args.no_baseline:
-                for name, underlay in (("Exchange.publish", False), ("basic_publish", True)):
-                    rates[name] = asyncio.run(
-                        raw_publish(dsn, amqp_url, args.batch, underlay=underlay)
-                    )
-            samples = drain_with_relay(env, args.rows)
-            rates["relay"], count = asyncio.run(relay_rate(dsn))
-            print(f"round {round_}: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in rates.items()))
-            for name, rate in rates.items():
-                best[name] = max(best.get(name, 0.0), rate)
-            if round_ < args.rounds:
-                asyncio.run(reset(dsn, amqp_url))
-        print(f"relay: {count} rows drained, best {best['relay']:,.0f} msg/s")
-        for name, raw in best.items():
-            if name != "relay":
-                print(
-                    f"raw aio-pika confirmed publish ({name}), best: {raw:,.0f} msg/s; "
-                    f"ratio relay / raw: {best['relay'] / raw:.2f} (target >= 0.8)"
-                )
-        report_rss(samples)
-    finally:
-        asyncio.run(res.drop_database(db_name))
-        res.delete_vhost(vhost)
+    asyncio.run(prepare_sink(amqp_url))
+    started = time.perf_counter()
+    asyncio.run(write_backlog(dsn, args.rows))
+    print(f"backlog: {args.rows} rows written in {time.perf_counter() - started:.1f} s")
+    best: dict[str, float] = {}
+    for round_ in range(1, args.rounds + 1):
+        rates: dict[str, float] = {}
+        if not args.no_baseline:
+            for name, underlay in (("Exchange.publish", False), ("basic_publish", True)):
+                rates[name] = asyncio.run(raw_publish(dsn, amqp_url, args.batch, underlay=underlay))
+        samples = drain_with_relay(env, args.rows)
+        rates["relay"], count = asyncio.run(relay_rate(dsn))
+        print(f"round {round_}: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in rates.items()))
+        for name, rate in rates.items():
+            best[name] = max(best.get(name, 0.0), rate)
+        if round_ < args.rounds:
+            asyncio.run(reset(dsn, amqp_url))
+    print(f"relay: {count} rows drained, best {best['relay']:,.0f} msg/s")
+    for name, raw in best.items():
+        if name != "relay":
+            print(
+                f"raw aio-pika confirmed publish ({name}), best: {raw:,.0f} msg/s; "
+                f"ratio relay / raw: {best['relay'] / raw:.2f} (target >= 0.8)"
+            )
+    report_rss(samples)
 
 
 def report_rss(samples: list[tuple[int, int]]) -> None:

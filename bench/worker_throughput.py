@@ -19,12 +19,11 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 from uuid import UUID
 
+from bench.procstat import cpu_seconds
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
@@ -67,23 +66,17 @@ async def measure(
     worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
     try:
         pids = [worker.pid, *_rq_pids(worker.output())]
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        cpu_before = sum(cpu_seconds(pid, children=True) for pid in pids)
         started = time.monotonic()
         ids = await create_tasks(uows, args.tasks, args.items)
         await wait_final(uows, ids, limit=600)
         elapsed = time.monotonic() - started
-        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        cpu = sum(cpu_seconds(pid, children=True) for pid in pids) - cpu_before
     finally:
         worker.stop()
         await engine.dispose()
     items = args.tasks * args.items
     return items / elapsed, 1000.0 * cpu / items
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process and of its children it has waited for (work horses)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _rq_pids(log: str) -> list[int]:
@@ -100,15 +93,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     configure_logging("bench", level="WARNING")  # the figures, not every task_created line
-    run = res.run_id()
-    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
-    database_url = asyncio.run(res.create_database(db_name))
-    redis_db = res.claim_redis_db(run)
-    redis_url = f"{res.REDIS_BASE}/{redis_db}"
-    resources = res.Resources(database_url, res.create_vhost(vhost), redis_url, vhost, redis_db)
-    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant")
-    try:
-        subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, check=True)
+    with res.isolated("taskrelay_bench") as resources:
+        env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant")
         relay = start_relay(env, name="bench-relay")
         try:
             settings = Settings.from_env(env)
@@ -124,10 +110,6 @@ def main() -> int:
             print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         finally:
             relay.stop()
-    finally:
-        asyncio.run(res.drop_database(db_name))
-        res.delete_vhost(vhost)
-        res.release_redis_db(redis_db, run)
     return 0
 
 

@@ -22,35 +22,21 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aio_pika
 import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.procstat import cpu_seconds, rss_kib
 from shared.auth import issue_token
 from shared.messaging import EXCHANGE, notification_routing_key
 from tests.support import resources as res
 from tests.support.processes import Process, start_api
 from tests.support.wait import Timeout, wait_until
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
 
 
 async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:
@@ -153,25 +139,14 @@ class Result:
 @contextlib.asynccontextmanager
 async def isolated_api(tasks: int) -> AsyncIterator[tuple[Process, list[str], str]]:
     """A fresh database (with `tasks` tasks) and vhost, and an API on them; removed after."""
-    run = res.run_id()
-    db_name, vhost = f"taskrelay_bench_{run}", f"taskrelay-bench-{run}"
-    dsn = await res.create_database(db_name)
-    amqp = res.create_vhost(vhost)
-    env = res.Resources(dsn, amqp, f"{res.REDIS_BASE}/0", vhost, 0).env(
-        TASKRELAY_LOG_LEVEL="WARNING"
-    )
-    api: Process | None = None
-    try:
-        migrate = [sys.executable, "-m", "services.cli", "migrate"]
-        subprocess.run(migrate, env=env, check=True, capture_output=True)
-        ids = [str(t) for t in await seed(dsn, "bench", tasks)]
+    with res.isolated("taskrelay_bench") as resources:
+        env = resources.env(TASKRELAY_LOG_LEVEL="WARNING")
+        ids = [str(t) for t in await seed(resources.database_url, "bench", tasks)]
         api = start_api(env, name="bench-ws-api")
-        yield api, ids, amqp
-    finally:
-        if api is not None:
+        try:
+            yield api, ids, resources.amqp_url
+        finally:
             api.stop()
-        await res.drop_database(db_name)
-        res.delete_vhost(vhost)
 
 
 async def measure(
@@ -187,11 +162,11 @@ async def measure(
             return await fanout.open(f"{base}/{task}?token={token}", not args.no_compression)
 
     warm = await open_one(tasks[0])  # the first socket pays one-off start-up costs
-    rss_before, opened_at = rss_bytes(api.pid), time.perf_counter()
+    rss_before, opened_at = rss_kib(api.pid) * 1024, time.perf_counter()
     watching = [tasks[i % len(tasks)] for i in range(sockets)]
     conns = await asyncio.gather(*(open_one(task) for task in watching))
     open_seconds = time.perf_counter() - opened_at
-    kib = (rss_bytes(api.pid) - rss_before) / sockets / 1024
+    kib = (rss_kib(api.pid) * 1024 - rss_before) / sockets / 1024
     readers = [asyncio.create_task(fanout.read(ws)) for ws in conns]
     cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
     published = await publish(amqp, fanout, tasks, args.rate, args.seconds)

@@ -6,8 +6,6 @@ all of it is removed when the run ends.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,34 +17,8 @@ from tests.support import resources as res
 
 @pytest.fixture(name="resources", scope="session")
 def resources_fixture() -> Iterator[res.Resources]:
-    run = res.run_id()
-    db_name, vhost = f"taskrelay_test_{run}", f"taskrelay-test-{run}"
-    import asyncio
-
-    database_url = asyncio.run(res.create_database(db_name))
-    amqp_url = res.create_vhost(vhost)
-    redis_db = res.claim_redis_db(run)
-    resources = res.Resources(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        redis_url=f"{res.REDIS_BASE}/{redis_db}",
-        vhost=vhost,
-        redis_db=redis_db,
-    )
-    try:
-        migrated = subprocess.run(
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=resources.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    with res.isolated("taskrelay_test") as resources:
         yield resources
-    finally:
-        asyncio.run(res.drop_database(db_name))
-        res.delete_vhost(vhost)
-        res.release_redis_db(redis_db, run)
 
 
 @pytest.fixture(name="settings", scope="session")

@@ -140,12 +140,9 @@ def test_ctrl_c_stops_the_worker_and_its_rq_processes_cleanly(resources: Resourc
 async def test_a_database_without_the_worker_tables_ends_start_up_with_one_line(
     resources: Resources,
 ) -> None:
-    name = f"taskrelay_test_noworker_{uuid4().hex[:8]}"
-    url = await res.create_database(name)
-    env = env_for(resources, DATABASE_URL=url)
-    try:
-        migrate = subprocess.run([*TASKRELAY, "migrate"], env=env, capture_output=True, timeout=60)
-        assert migrate.returncode == 0, migrate.stderr
+    with res.database("taskrelay_test_noworker") as url:
+        env = env_for(resources, DATABASE_URL=url)
+        res.migrate(env)
         conn = await asyncpg.connect(url)
         try:
             await conn.execute("DROP TABLE task_leases")
@@ -154,8 +151,6 @@ async def test_a_database_without_the_worker_tables_ends_start_up_with_one_line(
         done = subprocess.run(
             [*TASKRELAY, "worker"], env=env, capture_output=True, text=True, timeout=60
         )
-    finally:
-        await res.drop_database(name)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert "the worker's tables are missing. Run: taskrelay migrate" in done.stderr

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import json
 import random
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -200,19 +198,6 @@ class Writer:
 @contextlib.asynccontextmanager
 async def isolated_database(resources: Resources) -> AsyncIterator[str]:
     """A migrated database of its own, for tests that must see no other test's outbox rows."""
-    name = f"taskrelay_test_relay_{uuid4().hex[:10]}"
-    url = await res.create_database(name)
-    try:
-        env = resources.env(DATABASE_URL=url)
-        migrated = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "services.cli", "migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    with res.database("taskrelay_test_relay") as url:
+        await asyncio.to_thread(res.migrate, resources.env(DATABASE_URL=url))
         yield url
-    finally:
-        await res.drop_database(name)

@@ -5,10 +5,16 @@ Parallel or repeated runs never see each other's data, and everything is removed
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import subprocess
+import sys
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote
 
 import asyncpg
@@ -18,6 +24,9 @@ PG_ADMIN = os.environ.get("TASKRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:
 AMQP_BASE = os.environ.get("TASKRELAY_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 REDIS_BASE = os.environ.get("TASKRELAY_TEST_REDIS", "redis://127.0.0.1:6379")
 SECRET = "test-secret-" + "x" * 40
+
+
+T = TypeVar("T")
 
 
 def run_id() -> str:
@@ -98,3 +107,52 @@ def release_redis_db(db: int, owner: str) -> None:
             client.delete(f"taskrelay-test:db:{db}")
     finally:
         client.close()
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Run `taskrelay migrate` as an operator would; its error output if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"taskrelay migrate failed:\n{done.stdout}{done.stderr}")
+
+
+@contextlib.contextmanager
+def database(prefix: str) -> Iterator[str]:
+    """An empty database of its own (its URL), dropped on exit. Safe inside a running loop."""
+    name = f"{prefix}_{run_id()}"
+    url = _blocking(lambda: create_database(name))
+    try:
+        yield url
+    finally:
+        _blocking(lambda: drop_database(name))
+
+
+@contextlib.contextmanager
+def isolated(prefix: str) -> Iterator[Resources]:
+    """A migrated database, a RabbitMQ vhost and a Redis db of their own; removed on exit."""
+    run = run_id()
+    vhost = f"{prefix.replace('_', '-')}-{run}"
+    with database(prefix) as database_url, contextlib.ExitStack() as cleanup:
+        amqp_url = create_vhost(vhost)
+        cleanup.callback(delete_vhost, vhost)
+        redis_db = claim_redis_db(run)
+        cleanup.callback(release_redis_db, redis_db, run)
+        resources = Resources(database_url, amqp_url, f"{REDIS_BASE}/{redis_db}", vhost, redis_db)
+        migrate(resources.env())
+        yield resources
+
+
+def _blocking(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, even when an event loop is running."""
+
+    async def run() -> T:
+        return await make()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
