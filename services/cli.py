@@ -21,10 +21,11 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.db.migrate import migrate, safe_url
+    from shared.db.migrate import migrate
+    from shared.dependencies import redact
 
     created = migrate(settings.database)
-    where = safe_url(settings.database.asyncpg_dsn)
+    where = redact(settings.database.asyncpg_dsn)
     print(f"database {'created and ' if created else ''}migrated to head: {where}")
     return 0
 

@@ -19,8 +19,8 @@ from services.relay.relay import Relay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
 from shared.db import create_engine
-from shared.db.migrate import safe_url
 from shared.db.probe import probe_database
+from shared.dependencies import redact
 from shared.errors import ConfigurationError
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -56,7 +56,7 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
         create_engine(settings.database, pool_size=2),
         retention_seconds=relay_settings.retention_seconds,
         batch_size=relay_settings.cleanup_batch_size,
-        where=safe_url(settings.database.asyncpg_dsn),
+        where=redact(settings.database.asyncpg_dsn),
     )
     relay = Relay(relay_settings, session, publisher, housekeeping, state, metrics, wake)
     return RelayProcess(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
 from shared.db.idempotency import IdempotencyRepository
-from shared.db.migrate import START_HINT
+from shared.dependencies import POSTGRES, START
 from shared.errors import DependencyUnavailable
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -91,4 +91,4 @@ class Housekeeping:
 
     def _unavailable(self, what: str, exc: BaseException) -> DependencyUnavailable:
         reason = f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        return DependencyUnavailable("PostgreSQL", self._where, reason, START_HINT)
+        return DependencyUnavailable(POSTGRES, self._where, reason, START[POSTGRES])

@@ -22,11 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
-from shared.db.migrate import safe_url
-from shared.errors import DependencyUnavailable
+from shared.dependencies import RABBITMQ, redact, unavailable
 from shared.topology import declare_topology
-
-BROKER_HINT = "Start it with: rabbitmq-server -detached (or docker compose up rabbitmq)"
 
 
 @dataclass(slots=True)
@@ -63,7 +60,7 @@ class Publisher:
         return self._exchange is not None and not self.lost.is_set()
 
     def where(self) -> str:
-        return safe_url(self._url)
+        return redact(self._url)
 
     async def connect(self) -> None:
         """Open the connection and a confirm channel, and declare the topology."""
@@ -71,9 +68,7 @@ class Publisher:
         try:
             connection = await aio_pika.connect(self._url, timeout=5)
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-            raise DependencyUnavailable(
-                "RabbitMQ", self.where(), str(exc) or type(exc).__name__, BROKER_HINT
-            ) from exc
+            raise unavailable(RABBITMQ, self._url, exc) from exc
         lost = self.lost = asyncio.Event()
         self._link_down = False
 
@@ -90,9 +85,7 @@ class Publisher:
             self._channel = channel
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
             await connection.close()
-            raise DependencyUnavailable(
-                "RabbitMQ", self.where(), f"declare topology: {exc}", BROKER_HINT
-            ) from exc
+            raise unavailable(RABBITMQ, self._url, f"declare topology: {exc}") from exc
         self._connection = connection
 
     async def close(self) -> None:

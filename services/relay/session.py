@@ -17,9 +17,8 @@ import asyncpg
 
 from services.relay.outbox_sql import CLAIM, MARK_FAILED, MARK_PUBLISHED, OutboxRow, row_from
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
-from shared.db.migrate import START_HINT, safe_url
 from shared.db.tables import OUTBOX_CHANNEL
-from shared.errors import DependencyUnavailable
+from shared.dependencies import POSTGRES, unavailable
 
 _SESSION_SETTINGS = {
     "application_name": "taskrelay-relay",
@@ -170,15 +169,11 @@ class _Translate:
 
     async def __aenter__(self) -> None:
         if self._what != "connect" and not self._session.connected:
-            raise DependencyUnavailable(
-                "PostgreSQL", safe_url(self._session._dsn), "not connected", START_HINT
-            )
+            raise unavailable(POSTGRES, self._session._dsn, "not connected")
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
         if exc is None or not isinstance(exc, _DB_ERRORS):
             return
         self._session.drop()
         reason = f"{self._what}: {str(exc) or type(exc).__name__}"
-        raise DependencyUnavailable(
-            "PostgreSQL", safe_url(self._session._dsn), reason, START_HINT
-        ) from exc
+        raise unavailable(POSTGRES, self._session._dsn, reason) from exc

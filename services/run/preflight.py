@@ -13,22 +13,10 @@ import aio_pika
 import asyncpg
 import redis.asyncio as redis
 
-from shared.db.migrate import START_HINT as POSTGRES_HINT
-from shared.errors import DependencyUnavailable
+from shared.dependencies import POSTGRES, RABBITMQ, REDIS, unavailable
 from shared.settings import Settings
 
-RABBITMQ_HINT = "Start it with: rabbitmq-server -detached"
-REDIS_HINT = (
-    'Start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save ""'
-)
 TIMEOUT = 5.0
-
-
-def without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)))
-    return url
 
 
 async def check_postgres(settings: Settings) -> None:
@@ -38,7 +26,7 @@ async def check_postgres(settings: Settings) -> None:
     try:
         conn = await asyncpg.connect(admin, timeout=TIMEOUT)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise _unavailable("PostgreSQL", dsn, exc, POSTGRES_HINT) from exc
+        raise unavailable(POSTGRES, dsn, exc) from exc
     await conn.close()
 
 
@@ -46,7 +34,7 @@ async def check_rabbitmq(settings: Settings) -> None:
     try:
         connection = await asyncio.wait_for(aio_pika.connect(settings.broker.url), TIMEOUT)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-        raise _unavailable("RabbitMQ", settings.broker.url, exc, RABBITMQ_HINT) from exc
+        raise unavailable(RABBITMQ, settings.broker.url, exc) from exc
     await connection.close()
 
 
@@ -55,7 +43,7 @@ async def check_redis(settings: Settings) -> None:
     try:
         await client.ping()
     except (OSError, redis.RedisError) as exc:
-        raise _unavailable("Redis", settings.redis.url, exc, REDIS_HINT) from exc
+        raise unavailable(REDIS, settings.redis.url, exc) from exc
     finally:
         await client.aclose()
 
@@ -64,8 +52,3 @@ async def check_all(settings: Settings) -> None:
     """Raise DependencyUnavailable for the first service that does not answer."""
     for check in (check_postgres, check_rabbitmq, check_redis):
         await check(settings)
-
-
-def _unavailable(service: str, url: str, exc: BaseException, hint: str) -> DependencyUnavailable:
-    reason = str(exc) or type(exc).__name__
-    return DependencyUnavailable(service, without_password(url), reason, hint)

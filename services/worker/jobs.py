@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.content import ContentGenerator, load_generator
 from shared.db import UnitOfWorkFactory, create_engine
+from shared.dependencies import REDIS, unavailable
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.service.generation import ContentJob
@@ -34,7 +35,6 @@ log = get_logger(__name__)
 
 JOB_FUNCTION = "services.worker.jobs.generate_content"
 FAILURE_CALLBACK = "services.worker.jobs.on_job_failure"
-REDIS_HINT = "Start it with: redis-server --daemonize yes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +96,7 @@ class JobQueue:
         except DuplicateJobError:
             log.info("rq_job_already_enqueued", job_id=job_id)
         except redis.RedisError as exc:
-            raise DependencyUnavailable(
-                "Redis", self._settings.redis.url, str(exc) or type(exc).__name__, REDIS_HINT
-            ) from exc
+            raise unavailable(REDIS, self._settings.redis.url, exc) from exc
         return job_id
 
 

@@ -22,20 +22,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.consumer import JobConsumer
-from services.worker.jobs import REDIS_HINT, JobQueue
+from services.worker.jobs import JobQueue
 from services.worker.pool import RqProcessPool
 from services.worker.watchdog import run_watchdog
 from shared.content import load_generator
 from shared.db import UnitOfWorkFactory, create_engine
-from shared.db.migrate import safe_url
 from shared.db.probe import probe_database
+from shared.dependencies import POSTGRES, RABBITMQ, REDIS, redact, unavailable
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
-AMQP_HINT = "Start it with: rabbitmq-server -detached (or: service rabbitmq-server start)"
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
@@ -110,9 +109,9 @@ async def _check_worker_schema(engine: AsyncEngine, settings: Settings) -> None:
     async with engine.connect() as conn:
         present = await conn.scalar(text("SELECT to_regclass('task_leases') IS NOT NULL"))
     if not present:
-        where = safe_url(settings.database.asyncpg_dsn)
+        where = redact(settings.database.asyncpg_dsn)
         raise DependencyUnavailable(
-            "PostgreSQL", where, "the worker's tables are missing", "Run: taskrelay migrate"
+            POSTGRES, where, "the worker's tables are missing", "Run: taskrelay migrate"
         )
 
 
@@ -122,7 +121,7 @@ def _probe_redis(settings: Settings) -> redis.Redis:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        raise DependencyUnavailable("Redis", settings.redis.url, str(exc), REDIS_HINT) from exc
+        raise unavailable(REDIS, settings.redis.url, exc) from exc
     return client
 
 
@@ -135,7 +134,6 @@ async def _connect_broker(settings: Settings) -> AbstractRobustConnection:
     try:
         return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DependencyUnavailable("RabbitMQ", safe_url(url), reason, AMQP_HINT) from exc
+        raise unavailable(RABBITMQ, url, exc) from exc
     finally:
         transport_log.setLevel(level)

@@ -14,7 +14,7 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from shared.errors import DependencyUnavailable
+from shared.dependencies import POSTGRES, unavailable
 from shared.settings import DatabaseSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,9 +35,7 @@ async def ensure_database(settings: DatabaseSettings) -> bool:
     try:
         conn = await asyncpg.connect(admin_dsn, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise DependencyUnavailable(
-            "PostgreSQL", safe_url(settings.asyncpg_dsn), str(exc) or type(exc).__name__, START_HINT
-        ) from exc
+        raise unavailable(POSTGRES, settings.asyncpg_dsn, exc) from exc
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -56,17 +54,3 @@ def migrate(settings: DatabaseSettings) -> bool:
     created = asyncio.run(ensure_database(settings))
     command.upgrade(alembic_config(settings), "head")
     return created
-
-
-def safe_url(dsn: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return dsn
-
-
-START_HINT = (
-    "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.db.migrate import START_HINT, safe_url
+from shared.dependencies import POSTGRES, redact, unavailable
 from shared.errors import DependencyUnavailable
 from shared.settings import DatabaseSettings
 
@@ -13,14 +13,12 @@ async def probe_database(settings: DatabaseSettings, *, connect_timeout: float =
     try:
         conn = await asyncpg.connect(settings.asyncpg_dsn, timeout=connect_timeout)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise DependencyUnavailable(
-            "PostgreSQL", safe_url(settings.asyncpg_dsn), str(exc) or type(exc).__name__, START_HINT
-        ) from exc
+        raise unavailable(POSTGRES, settings.asyncpg_dsn, exc) from exc
     try:
         if not await conn.fetchval("SELECT to_regclass('roadmap_tasks') IS NOT NULL"):
             raise DependencyUnavailable(
-                "PostgreSQL",
-                safe_url(settings.asyncpg_dsn),
+                POSTGRES,
+                redact(settings.asyncpg_dsn),
                 "the schema is missing",
                 "Run: taskrelay migrate",
             )

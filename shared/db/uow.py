@@ -24,9 +24,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.idempotency import IdempotencyRepository
-from shared.db.migrate import START_HINT
 from shared.db.outbox import OutboxWriter
 from shared.db.repositories import ItemRepository, TaskRepository
+from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable
 
 CONNECTION_LOST = (
@@ -124,8 +124,7 @@ class UnitOfWork:
             callback()
 
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
-        url = self._engine.url.render_as_string(hide_password=True)
-        return DependencyUnavailable("PostgreSQL", url, str(exc) or type(exc).__name__, START_HINT)
+        return unavailable(POSTGRES, self._engine.url.render_as_string(hide_password=False), exc)
 
 
 class UnitOfWorkFactory:

@@ -264,7 +264,7 @@ def test_api_exits_with_one_line_when_the_broker_is_unreachable(resources: Resou
     assert done.returncode == 1
     reason = done.stderr.strip().splitlines()[-1]  # log lines may come before it
     assert reason.startswith("taskrelay api: RabbitMQ is unreachable at amqp://guest:***@127.0.0.1")
-    assert "Start RabbitMQ" in reason
+    assert "Start it with: rabbitmq-server -detached" in reason
 
 
 async def test_a_socket_that_falls_behind_is_closed_with_4008(

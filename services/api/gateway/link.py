@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueu
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
-from shared.errors import DependencyUnavailable
+from shared.dependencies import RABBITMQ, unavailable
 from shared.logging import get_logger
 from shared.messaging import EXCHANGE
 from shared.settings import BrokerSettings
@@ -32,7 +32,6 @@ from shared.settings import BrokerSettings
 log = get_logger(__name__)
 
 BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
-START_HINT = "Start RabbitMQ (e.g. `rabbitmq-server -detached`) or set AMQP_URL"
 HEARTBEAT_SECONDS = 10
 """AMQP heartbeat, so a silently dead link is noticed within seconds."""
 
@@ -43,19 +42,12 @@ class LinkListener(Protocol):
     def on_link_down(self) -> None: ...
 
 
-def safe_amqp_url(url: str) -> str:
-    parsed = URL(url)
-    return str(parsed.with_password("***")) if parsed.password else url
-
-
 async def probe_broker(settings: BrokerSettings, *, connect_timeout: float = 5.0) -> None:
     """Connect once and close; DependencyUnavailable naming the broker when it cannot."""
     try:
         connection = await aio_pika.connect(settings.url, timeout=connect_timeout)
     except BROKER_ERRORS as exc:
-        raise DependencyUnavailable(
-            "RabbitMQ", safe_amqp_url(settings.url), str(exc) or type(exc).__name__, START_HINT
-        ) from exc
+        raise unavailable(RABBITMQ, settings.url, exc) from exc
     await connection.close()
 
 
