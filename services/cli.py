@@ -120,45 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_migrate)
 
     p = sub.add_parser("api", help="HTTP API, WebSocket gateway and task page")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    _listen_options(p)
     p.set_defaults(run=cmd_api)
 
     p = sub.add_parser("relay", help="publish the outbox to RabbitMQ; several may run at once")
-    p.add_argument(
-        "--health-port",
-        type=int,
-        default=8001,
-        metavar="P",
-        help="port of /health and /metrics on 127.0.0.1 (default 8001)",
-    )
+    _health_port_option(p)
     p.set_defaults(run=cmd_relay)
 
     p = sub.add_parser(
         "worker", help="turn job messages into RQ jobs and run them; several may run at once"
     )
-    p.add_argument(
-        "--processes",
-        type=_positive,
-        default=None,
-        metavar="N",
-        help="RQ worker processes to run (default: the CPU count)",
-    )
+    _processes_option(p)
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser("run", help="migrate, then run api + relay + worker in the foreground")
-    p.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    p.add_argument(
-        "--health-port", type=int, default=8001, metavar="P", help="relay health port (8001)"
-    )
-    p.add_argument(
-        "--processes",
-        type=_positive,
-        default=None,
-        metavar="N",
-        help="worker processes (default: the CPU count)",
-    )
+    _listen_options(p)
+    _health_port_option(p)
+    _processes_option(p)
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser(
@@ -183,6 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_token)
     return parser
+
+
+def _listen_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+
+
+def _health_port_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=8001,
+        metavar="P",
+        help="port of the relay's /health and /metrics on 127.0.0.1 (default 8001)",
+    )
+
+
+def _processes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="RQ worker processes to run (default: the CPU count)",
+    )
 
 
 def _positive(raw: str) -> int:
