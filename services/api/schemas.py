@@ -12,16 +12,19 @@ from typing import Annotated, Literal
 import msgspec
 
 ContentType = Literal["tutorial", "resources", "quiz"]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+NO_NUL = "^[^\\x00]*$"
+"""PostgreSQL text cannot hold a NUL character: refuse it as bad input, not as a 500."""
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=NO_NUL)]
 
 
 class Concept(msgspec.Struct, forbid_unknown_fields=True):
-    concept_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    concept_id: Identifier
     title: Text
 
 
 class CreateTask(msgspec.Struct, forbid_unknown_fields=True):
-    roadmap_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    roadmap_id: Identifier
     concepts: Annotated[list[Concept], msgspec.Meta(min_length=1, max_length=1000)]
     content_types: Annotated[list[ContentType], msgspec.Meta(min_length=1, max_length=3)] | None = (
         None

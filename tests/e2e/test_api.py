@@ -221,6 +221,11 @@ def _bad_requests(task_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("unknown content_types", "/api/v1/tasks", {"json": dict(BODY, content_types=["poem"])}),
         ("empty content_types", "/api/v1/tasks", {"json": dict(BODY, content_types=[])}),
         ("empty roadmap_id", "/api/v1/tasks", {"json": dict(BODY, roadmap_id="")}),
+        (
+            "NUL in a title",
+            "/api/v1/tasks",
+            {"json": dict(BODY, concepts=[{"concept_id": "c", "title": "a\u0000b"}])},
+        ),
         ("long roadmap_id", "/api/v1/tasks", {"json": dict(BODY, roadmap_id="r" * 201)}),
         (
             "12 MiB body",
