@@ -14,14 +14,16 @@ reported as DependencyUnavailable, whichever side noticed.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from shared.db.idempotency import IdempotencyRepository
 from shared.db.outbox import OutboxWriter
@@ -43,7 +45,6 @@ class UnitOfWork:
     tasks: TaskRepository
     items: ItemRepository
     outbox: OutboxWriter
-    idempotency: IdempotencyRepository
 
     def __init__(
         self,
@@ -54,38 +55,48 @@ class UnitOfWork:
         self._engine = engine
         self._headers = headers
         self._outbox_class = outbox_class
+        self._raw: PoolProxiedConnection | None = None
         self._conn: AsyncConnection | None = None
         self._tx: Any = None
         self._on_commit: list[Callable[[], None]] = []
 
     @property
     def connection(self) -> AsyncConnection:
-        """SQLAlchemy's view of the same connection and transaction, for Core statements."""
-        if self._conn is None:
+        """SQLAlchemy's view of the same connection and transaction, for Core statements.
+
+        Made on first use: most units of work never need it. It is in AUTOCOMMIT mode so that
+        SQLAlchemy issues no BEGIN of its own; its statements run in the asyncpg transaction.
+        """
+        if self._raw is None:
             raise RuntimeError("the unit of work is not open")
+        if self._conn is None:
+            sync = Connection(self._engine.sync_engine, connection=self._raw)
+            sync.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = AsyncConnection(self._engine, sync)
         return self._conn
+
+    @property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.connection)
 
     async def __aenter__(self) -> UnitOfWork:
         try:
-            conn = await self._engine.connect()
+            raw = await self._engine.raw_connection()
         except (DBAPIError, *CONNECTION_LOST) as exc:
             raise self._unavailable(exc) from exc
+        driver: Any = raw.driver_connection
         try:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            driver: Any = (await conn.get_raw_connection()).driver_connection
             self._tx = driver.transaction()
             await self._tx.start()
         except BaseException as exc:
-            await conn.invalidate()
-            await conn.close()
+            await greenlet_spawn(raw.invalidate)
             if isinstance(exc, CONNECTION_LOST):
                 raise self._unavailable(exc) from exc
             raise
-        self._conn = conn
+        self._raw = raw
         self.tasks = TaskRepository(driver)
         self.items = ItemRepository(driver)
         self.outbox = self._outbox_class(driver, self._headers)
-        self.idempotency = IdempotencyRepository(conn)
         return self
 
     async def __aexit__(
@@ -94,17 +105,22 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
-        if conn is None:
+        raw, conn, tx = self._raw, self._conn, self._tx
+        self._raw = self._conn = self._tx = None
+        if raw is None:
             return
+        broken = False
         try:
             if tx is not None:
                 await tx.rollback()
         except (asyncpg.PostgresError, *CONNECTION_LOST):
-            await conn.invalidate()  # its state is unknown: the pool must not reuse it
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            broken = True  # its state is unknown: the pool must not reuse it
+        if broken:
+            await greenlet_spawn(raw.invalidate)
+        elif conn is not None:
+            await conn.close()  # gives the connection back to the pool
+        else:
+            await greenlet_spawn(raw.close)
         if isinstance(exc, CONNECTION_LOST) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
