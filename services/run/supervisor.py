@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.client import ApiClient, ApiError
 from services.run import state
@@ -118,6 +120,14 @@ async def _greet(
     print(_banner(options, client, task["task_id"], token), flush=True)
 
 
+def _command() -> str:
+    """How to call `taskrelay` from another terminal: by name if it is on PATH."""
+    installed = Path(sys.executable).parent / "taskrelay"
+    if shutil.which("taskrelay") == str(installed) or not installed.exists():
+        return "taskrelay"
+    return str(installed)
+
+
 def _banner(options: RunOptions, client: ApiClient, task_id: str, token: str) -> str:
     return "\n".join(
         [
@@ -127,7 +137,7 @@ def _banner(options: RunOptions, client: ApiClient, task_id: str, token: str) ->
             f"  relay      http://127.0.0.1:{options.health_port}/health   and /metrics",
             f"  demo task  {client.page_url(task_id)}",
             f"  token      {token}   (user 'demo')",
-            "  try        taskrelay demo",
+            f"  try        {_command()} demo",
             "",
         ]
     )
