@@ -89,7 +89,7 @@ class UnitOfWork:
             self._tx = driver.transaction()
             await self._tx.start()
         except BaseException as exc:
-            await greenlet_spawn(raw.invalidate)
+            await greenlet_spawn(_discard, raw)
             if isinstance(exc, CONNECTION_LOST):
                 raise self._unavailable(exc) from exc
             raise
@@ -109,18 +109,20 @@ class UnitOfWork:
         self._raw = self._conn = self._tx = None
         if raw is None:
             return
-        broken = False
         try:
             if tx is not None:
                 await tx.rollback()
-        except (asyncpg.PostgresError, *CONNECTION_LOST):
-            broken = True  # its state is unknown: the pool must not reuse it
-        if broken:
-            await greenlet_spawn(raw.invalidate)
-        elif conn is not None:
-            await conn.close()  # gives the connection back to the pool
+        except BaseException as error:
+            # The connection's state is unknown (lost, or cancelled mid-rollback): the pool
+            # must not hand it out again.
+            await greenlet_spawn(_discard, raw)
+            if not isinstance(error, (asyncpg.PostgresError, *CONNECTION_LOST)):
+                raise
         else:
-            await greenlet_spawn(raw.close)
+            if conn is not None:
+                await conn.close()  # gives the connection back to the pool
+            else:
+                await greenlet_spawn(raw.close)
         if isinstance(exc, CONNECTION_LOST) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
@@ -133,14 +135,19 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self._tx is None:
             raise RuntimeError("the unit of work is not open")
-        tx, self._tx = self._tx, None
-        await tx.commit()
+        await self._tx.commit()  # if this fails, __aexit__ finds the transaction and discards
+        self._tx = None
         callbacks, self._on_commit = self._on_commit, []
         for callback in callbacks:
             callback()
 
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
         return unavailable(POSTGRES, self._engine.url.render_as_string(hide_password=False), exc)
+
+
+def _discard(raw: PoolProxiedConnection) -> None:
+    if raw.dbapi_connection is not None:
+        raw.invalidate()
 
 
 class UnitOfWorkFactory:

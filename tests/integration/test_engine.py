@@ -1,13 +1,16 @@
-"""The engine replaces a pooled connection that died while idle (a PostgreSQL restart, a cut
-link) before handing it out, so the first request after the outage does not fail."""
+"""Connections lost under the engine and the unit of work: a connection that died while idle
+is replaced before use, and one lost mid-transaction is reported and never reused."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
+from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import text
 
-from shared.db import create_engine
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.errors import DependencyUnavailable
 from shared.settings import DatabaseSettings, Settings
 from tests.support.proxy import TcpProxy
 
@@ -28,6 +31,40 @@ async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> No
         proxy.restore()
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT 2"))).scalar() == 2
+    finally:
+        await engine.dispose()
+        proxy.close()
+
+
+async def lock_cut_commit(uows: UnitOfWorkFactory, proxy: TcpProxy, task_id: UUID) -> None:
+    async with uows() as uow:
+        await uow.tasks.lock(task_id)
+        proxy.cut()
+        await uow.commit()
+
+
+async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_broken_one(
+    settings: Settings,
+) -> None:
+    """The link drops before COMMIT: DependencyUnavailable, nothing committed, and the next
+    unit of work gets a working connection (the broken one never went back to the pool)."""
+    parts = urlsplit(settings.database.asyncpg_dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    via_proxy = DatabaseSettings(
+        url=settings.database.url.replace(
+            f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
+        )
+    )
+    engine = create_engine(via_proxy, pool_size=1, idle_ping_seconds=1e9)
+    uows = UnitOfWorkFactory(engine)
+    task_id = uuid4()
+    try:
+        with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
+            await lock_cut_commit(uows, proxy, task_id)
+        proxy.restore()
+        async with uows() as uow:
+            assert await uow.tasks.lock(task_id) is None
+            await uow.commit()
     finally:
         await engine.dispose()
         proxy.close()
