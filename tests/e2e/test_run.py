@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,17 @@ def _call(url: str, token: str, body: Any = None) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=10) as response:
         parsed: dict[str, Any] = json.loads(response.read())
         return parsed
+
+
+def started_children(proc: Process, every: bool = False) -> Any:
+    """{child name: its latest pid} from the supervisor's `child_started` lines (or all)."""
+    started = [
+        (entry["child"], entry["pid"])
+        for line in proc.output().splitlines()
+        if line.startswith("{") and '"child_started"' in line
+        for entry in [json.loads(line)]
+    ]
+    return started if every else dict(started)
 
 
 def _alive(pid: int) -> bool:
@@ -60,13 +72,13 @@ def system_fixture(resources: Resources, tmp_path: Path) -> Any:
         )
         assert proc.alive(), proc.output()[-3000:]
         wait_until_sync(lambda: http_ready(f"http://127.0.0.1:{health}/health"), within=30)
-        yield proc, port, env
+        yield proc, port, health, env
     finally:
         proc.stop()
 
 
 def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
-    proc, port, env = system
+    proc, port, health, env = system
     base = f"http://127.0.0.1:{port}"
     token = re.search(r"token\s+(\S+)", proc.output())
     assert token, proc.output()[-2000:]
@@ -96,12 +108,16 @@ def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
     assert "status: completed (21 of 21 completed)" in out
     assert f"task page: {base}/tasks/" in out
 
-    children = [
-        json.loads(line)["pid"]
-        for line in proc.output().splitlines()
-        if line.startswith("{") and '"child_started"' in line
-    ]
-    assert len(children) >= 3
+    relay = started_children(proc)["relay"]
+    os.kill(relay, signal.SIGKILL)  # a child that dies is reported and restarted
+    wait_until_sync(
+        lambda: started_children(proc)["relay"] != relay, within=30, what="the relay restarted"
+    )
+    assert '"child_exited"' in proc.output()
+    wait_until_sync(lambda: http_ready(f"http://127.0.0.1:{health}/health"), within=30)
+
+    children = [pid for name, pid in started_children(proc, every=True)]
+    assert len(children) >= 4
     started = time.monotonic()
     assert proc.stop(timeout=40) == 0, proc.output()[-3000:]
     assert time.monotonic() - started < 30
