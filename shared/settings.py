@@ -116,6 +116,8 @@ class RelaySettings:
     lag_alert_seconds: float = 60.0
     """`/health` says degraded when the oldest pending row is older than this."""
     broker_heartbeat_seconds: int = 5
+    health_host: str = "127.0.0.1"
+    """Address of `/health` and `/metrics`; 0.0.0.0 lets a scraper in another container in."""
     """AMQP heartbeat, so a silently dead broker link is noticed within a few seconds."""
 
 

@@ -27,8 +27,6 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-HEALTH_HOST = "127.0.0.1"
-
 
 @dataclass(frozen=True, slots=True)
 class RelayProcess:
@@ -60,7 +58,10 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
     )
     relay = Relay(relay_settings, session, publisher, housekeeping, state, metrics, wake)
     return RelayProcess(
-        relay, HealthServer(state, metrics, HEALTH_HOST, health_port), publisher, state
+        relay,
+        HealthServer(state, metrics, relay_settings.health_host, health_port),
+        publisher,
+        state,
     )
 
 
@@ -93,7 +94,7 @@ async def serve(settings: Settings, health_port: int) -> int:
     await process.health.start()
     log.info(
         "relay_started",
-        health=f"http://{HEALTH_HOST}:{health_port}/health",
+        health=f"http://{settings.relay.health_host}:{health_port}/health",
         partitions=process.state.partitions,
     )
     try:

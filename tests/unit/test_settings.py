@@ -31,6 +31,7 @@ def test_overrides_are_typed_like_their_defaults() -> None:
             "TASKRELAY_RELAY_BATCH_SIZE": "50",
             "TASKRELAY_RELAY_POLL_INTERVAL_SECONDS": "0.25",
             "TASKRELAY_WORKER_QUEUE_NAME": "other-queue",
+            "TASKRELAY_RELAY_HEALTH_HOST": "0.0.0.0",
             "TASKRELAY_WS_QUEUE_LIMIT": "8",
             "TASKRELAY_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
         }
@@ -38,6 +39,7 @@ def test_overrides_are_typed_like_their_defaults() -> None:
     assert settings.relay.batch_size == 50
     assert settings.relay.poll_interval_seconds == 0.25
     assert settings.worker.queue_name == "other-queue"
+    assert settings.relay.health_host == "0.0.0.0"
     assert settings.api.ws_queue_limit == 8
     assert settings.api.allowed_origins == ("https://a.example", "https://b.example")
 
