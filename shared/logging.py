@@ -66,6 +66,19 @@ def get_logger(name: str) -> Any:
 
 
 @contextmanager
+def silenced(logger_name: str) -> Iterator[None]:
+    """Mute a library logger for a moment: a failed first AMQP connect, say, that the caller
+    reports itself in one line."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def bound_context(**values: Any) -> Iterator[None]:
     """Bind values (task_id, message_id, job_id) to every log line inside, then clear them."""
     tokens = structlog.contextvars.bind_contextvars(**values)

@@ -14,6 +14,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from shared.dependencies import POSTGRES, RABBITMQ, REDIS, unavailable
+from shared.logging import silenced
 from shared.settings import Settings
 
 TIMEOUT = 5.0
@@ -32,7 +33,8 @@ async def check_postgres(settings: Settings) -> None:
 
 async def check_rabbitmq(settings: Settings) -> None:
     try:
-        connection = await asyncio.wait_for(aio_pika.connect(settings.broker.url), TIMEOUT)
+        with silenced("aiormq.connection"):  # the one line we raise says it all
+            connection = await asyncio.wait_for(aio_pika.connect(settings.broker.url), TIMEOUT)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
         raise unavailable(RABBITMQ, settings.broker.url, exc) from exc
     await connection.close()

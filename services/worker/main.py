@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from shared.db import UnitOfWorkFactory, create_engine
 from shared.db.probe import probe_database
 from shared.dependencies import POSTGRES, RABBITMQ, REDIS, redact, unavailable
 from shared.errors import DependencyUnavailable
-from shared.logging import get_logger
+from shared.logging import get_logger, silenced
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -128,12 +127,8 @@ def _probe_redis(settings: Settings) -> redis.Redis:
 async def _connect_broker(settings: Settings) -> AbstractRobustConnection:
     url = settings.broker.url
     # aiormq logs a failed first connect itself; the one line below already says it all.
-    transport_log = logging.getLogger("aiormq.connection")
-    level = transport_log.level
-    transport_log.setLevel(logging.CRITICAL)
     try:
-        return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
+        with silenced("aiormq.connection"):
+            return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
         raise unavailable(RABBITMQ, url, exc) from exc
-    finally:
-        transport_log.setLevel(level)

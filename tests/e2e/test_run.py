@@ -122,3 +122,31 @@ def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
     assert proc.stop(timeout=40) == 0, proc.output()[-3000:]
     assert time.monotonic() - started < 30
     assert not [pid for pid in children if _alive(pid)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "service", "start"),
+    [
+        ("DATABASE_URL", "PostgreSQL", "pg_ctlcluster"),
+        ("AMQP_URL", "RabbitMQ", "rabbitmq-server -detached"),
+        ("REDIS_URL", "Redis", "redis-server --daemonize yes"),
+    ],
+)
+def test_run_names_the_missing_service_and_how_to_start_it(
+    resources: Resources, variable: str, service: str, start: str
+) -> None:
+    scheme = {"DATABASE_URL": "postgresql", "AMQP_URL": "amqp", "REDIS_URL": "redis"}[variable]
+    env = resources.env(**{variable: f"{scheme}://u:secret@127.0.0.1:{free_port()}/x"})
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"taskrelay run: {service} is unreachable at {scheme}://u:***@")
+    assert start in lines[0]
