@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -21,7 +22,7 @@ from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue, job_id_for
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
-from shared.db.tables import job_inbox, outbox, task_leases
+from shared.db.tables import job_inbox, task_leases
 from shared.db.work import InboxRepository, LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
 from shared.service.generation import ContentJob, Stop
@@ -32,7 +33,7 @@ from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
-from tests.support.worker import task_row
+from tests.support.worker import outbox_payloads, task_row
 
 OWNER = "recovery-tests"
 MAX_RESUMES = 3
@@ -67,14 +68,8 @@ async def recover(uows: UnitOfWorkFactory, task_id: UUID) -> str:
     return await wait_until(swept, within=10, what="the lapsed lease to be recovered")
 
 
-async def job_payloads(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, object]]:
-    async with uows() as uow:
-        query = (
-            select(outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
-            .order_by(outbox.c.id)
-        )
-        return [row[0] for row in await uow.connection.execute(query)]
+async def job_payloads(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+    return await outbox_payloads(uows, task_id, "job")
 
 
 async def test_a_lost_job_is_resumed_and_after_too_many_losses_the_task_fails(

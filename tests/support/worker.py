@@ -131,14 +131,21 @@ async def republish(amqp_url: str, row: Any) -> None:
         await connection.close()
 
 
-async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+async def outbox_payloads(
+    uows: UnitOfWorkFactory, task_id: UUID, kind: str
+) -> list[dict[str, Any]]:
+    """The payloads of the task's outbox rows of one kind, in commit order."""
     async with uows() as uow:
         query = (
             select(outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "notification")
+            .where(outbox.c.task_id == task_id, outbox.c.kind == kind)
             .order_by(outbox.c.id)
         )
         return [row[0] for row in await uow.connection.execute(query)]
+
+
+async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+    return await outbox_payloads(uows, task_id, "notification")
 
 
 async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
