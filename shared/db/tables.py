@@ -46,6 +46,11 @@ roadmap_tasks = Table(
         name="roadmap_tasks_status_check",
     ),
     Index("roadmap_tasks_owner_idx", "owner_id", "created_at"),
+    Index(
+        "roadmap_tasks_active_idx",
+        "updated_at",
+        postgresql_where=text("status IN ('pending', 'processing')"),
+    ),
 )
 
 content_items = Table(
@@ -111,6 +116,7 @@ outbox = Table(
         ),
     ),
     Index("outbox_parked_idx", "id", postgresql_where=text("parked_at IS NOT NULL")),
+    Index("outbox_task_jobs_idx", "task_id", "id", postgresql_where=text("kind = 'job'")),
 )
 
 idempotency_keys = Table(
@@ -154,7 +160,8 @@ task_leases = Table(
     ),
     Column("holder", Text),
     Column("expires_at", DateTime(timezone=True)),
-    Column("resumes", Integer, nullable=False, server_default=text("0")),
+    Column("recoveries", Integer, nullable=False, server_default=text("0")),
+    Column("generation", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("task_leases_expiry_idx", "expires_at", postgresql_where=text("holder IS NOT NULL")),
 )

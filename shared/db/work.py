@@ -120,12 +120,12 @@ _RENEW = text(
 
 _RELEASE = text(
     "UPDATE task_leases SET holder = NULL, expires_at = NULL, updated_at = now(), "
-    "resumes = CASE WHEN :keep THEN resumes ELSE 0 END "
+    "recoveries = CASE WHEN :keep THEN recoveries ELSE 0 END "
     "WHERE task_id = :t AND holder = :h"
 )
 
 _FORGET = text(
-    "UPDATE task_leases SET holder = NULL, expires_at = NULL, resumes = 0, "
+    "UPDATE task_leases SET holder = NULL, expires_at = NULL, recoveries = 0, "
     "updated_at = now() WHERE task_id = :t"
 )
 
@@ -136,9 +136,9 @@ _LAPSED = text(
 
 _TAKE_LAPSED = text(
     "UPDATE task_leases t SET holder = NULL, expires_at = NULL, "
-    "resumes = t.resumes + 1, updated_at = now() FROM task_leases old "
+    "recoveries = t.recoveries + 1, updated_at = now() FROM task_leases old "
     "WHERE t.task_id = :t AND old.task_id = t.task_id AND t.holder IS NOT NULL "
-    "AND t.expires_at < now() RETURNING old.holder, old.resumes"
+    "AND t.expires_at < now() RETURNING old.holder, old.recoveries"
 )
 
 

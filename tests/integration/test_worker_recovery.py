@@ -92,7 +92,7 @@ async def test_a_lost_job_is_resumed_and_after_too_many_losses_the_task_fails(
     assert "lost 4 times" in row.error_message
     assert "dead-last" in row.error_message
     async with uow_factory() as uow:
-        query = select(task_leases.c.holder, task_leases.c.resumes).where(
+        query = select(task_leases.c.holder, task_leases.c.recoveries).where(
             task_leases.c.task_id == task_id
         )
         assert tuple((await uow.connection.execute(query)).one()) == (None, 0)
