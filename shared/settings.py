@@ -135,11 +135,18 @@ class WorkerSettings:
     """Job messages the consumer may hold unacknowledged at once."""
     lease_seconds: float = 30.0
     """How long a job's hold on its task lasts unless renewed (at each item boundary, and every
-    third of it while one item runs); a lapsed lease means the job's worker was lost."""
-    watchdog_interval_seconds: float = 5.0
-    """How often each worker looks for lapsed leases to resume or fail."""
-    max_resumes: int = 3
-    """Lost workers one task survives (resumed each time) before the watchdog fails it."""
+    third of it by a heartbeat thread while one item runs)."""
+    reconcile_interval_seconds: float = 5.0
+    """How often each worker's reconciler looks for tasks without live work."""
+    stale_after_seconds: float = 30.0
+    """How long work may show no sign of life (a job message nobody took, an RQ job started but
+    holding no lease, a lapsed lease whose job still runs) before the reconciler recovers it.
+    Counted only while PostgreSQL, Redis and RabbitMQ answer this worker."""
+    max_recoveries: int = 3
+    """Recoveries in a row without an item done before the reconciler fails the task."""
+    outage_patience_seconds: float = 600.0
+    """How long a job waits (with backoff) for PostgreSQL before it gives up; its generated
+    result is kept meanwhile, and a job that gives up is recovered like a lost one."""
     job_timeout_seconds: int = 24 * 3600
     """RQ's hard limit on one job; the per-item timeout and the lease normally act first."""
     inbox_retention_seconds: float = 7 * 24 * 3600.0

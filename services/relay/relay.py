@@ -16,9 +16,9 @@ from typing import Any
 from services.relay.housekeeping import Housekeeping
 from services.relay.outbox_sql import OutboxRow
 from services.relay.publisher import BatchOutcome, Publisher
-from services.relay.retry import Backoff, backoff_delay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
+from shared.backoff import Backoff, backoff_delay
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.settings import RelaySettings

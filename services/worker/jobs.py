@@ -118,6 +118,7 @@ async def generate_content(task_id: str) -> dict[str, Any]:
                 item_timeout=worker.item_timeout_seconds,
                 lease_seconds=worker.lease_seconds,
                 should_stop=context.handback_requested,
+                outage_patience=worker.outage_patience_seconds,
             ).run()
         finally:
             await engine.dispose()
@@ -132,22 +133,20 @@ def on_job_failure(
     exc_value: BaseException | None,
     _traceback: TracebackType | None,
 ) -> None:
-    """RQ's failure callback: the job raised or was abandoned; fail its task if still ours.
+    """RQ's failure callback: the job raised; fail its task if the job still holds it.
 
-    A lost dependency (the database or Redis went away mid-job) is not the task's fault: the
-    task is left to its lease, which lapses, and the watchdog resumes it once things are back
-    (a task that keeps losing its jobs is failed after `max_resumes`).
+    A job that lost a dependency for longer than its patience, or whose worker died
+    (`AbandonedJobError`), did nothing wrong: the reconciler gives its task work again. This
+    callback is a fast path, not a guarantee: when it cannot reach PostgreSQL either, the
+    reconciler finds the task without live work all the same.
     """
     task_id = job.kwargs.get("task_id")
     why = str(exc_value) or (exc_type.__name__ if exc_type else "unknown error")
     with bound_context(task_id=task_id, job_id=job.id):
-        if _is_lost_dependency(exc_value):
+        if _is_lost_dependency(exc_value) or isinstance(exc_value, AbandonedJobError):
             log.warning("content_job_interrupted", error=why)
             return
-        if isinstance(exc_value, AbandonedJobError):  # its worker died; usually resumed by now
-            log.warning("content_job_abandoned")
-        else:
-            log.error("content_job_raised", error=why)
+        log.error("content_job_raised", error=why)
         if task_id is not None:
             asyncio.run(_fail(UUID(task_id), job.id, why))
 

@@ -2,9 +2,10 @@
 
 The supervisor checks its dependencies once (one clear line and exit 1 when PostgreSQL,
 RabbitMQ or Redis is unreachable, or the generator cannot be imported), then runs three things
-until SIGTERM or SIGINT: the job consumer, the lease watchdog, and the pool of RQ worker
-processes. Shutdown order: stop taking messages, let the RQ workers hand their running jobs
-back at the next item boundary, then close connections; all within the configured grace.
+until SIGTERM or SIGINT: the job consumer, the reconciler (no task stays without live work),
+and the pool of RQ worker processes. Shutdown order: stop taking messages, let the RQ workers
+hand their running jobs back at the next item boundary, then close connections; all within the
+configured grace.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue
 from services.worker.pool import RqProcessPool
-from services.worker.watchdog import run_watchdog
+from services.worker.reconciler import run_reconciler
 from shared.content import load_generator
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.db.probe import probe_database
@@ -61,14 +62,21 @@ class Worker:
             prefetch=self.settings.worker.prefetch,
         )
         await consumer.start(await self.broker.channel())
-        watchdog = asyncio.create_task(run_watchdog(self.uow_factory, self.settings.worker))
+        reconciler = asyncio.create_task(
+            run_reconciler(
+                self.uow_factory,
+                self.redis,
+                self.settings.worker,
+                broker_connected=self.broker.connected.is_set,
+            )
+        )
         log.info("worker_started", processes=self.processes, rq_pids=pool.pids)
         await stopping.wait()
         log.info("worker_stopping")
         grace = self.settings.worker.shutdown_grace_seconds
         await consumer.stop(drain_seconds=3.0)
         await pool.stop(grace)
-        for task in (supervisor, watchdog):
+        for task in (supervisor, reconciler):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -2,8 +2,9 @@
 
 Each is a fresh interpreter (`python -m services.worker.rq_process`), not a fork of the
 supervisor, so it inherits no event loop, engine or broker socket. One that dies unexpectedly is
-restarted after a short pause; on shutdown each gets SIGTERM (a warm shutdown: its running job
-hands the rest back at the next item boundary) and, past the grace period, SIGKILL.
+restarted after a pause that grows while restarts keep failing (Redis away, say) and starts
+over once a child has run for a while; on shutdown each gets SIGTERM (a warm shutdown: its
+running job hands the rest back at the next item boundary) and, past the grace period, SIGKILL.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
+from shared.backoff import Backoff
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-RESTART_PAUSE_SECONDS = 1.0
+HEALTHY_RUN_SECONDS = 30.0
+"""A child that ran this long before dying was healthy: the next restart is quick again."""
 
 
 class RqProcessPool:
@@ -25,6 +29,8 @@ class RqProcessPool:
         self._size = size
         self._env = env
         self._children: list[asyncio.subprocess.Process] = []
+        self._started: dict[int, float] = {}
+        self._restarts = Backoff(base=1.0, cap=15.0)
         self._stopping = False
 
     @property
@@ -46,8 +52,17 @@ class RqProcessPool:
                 return
             for future in done:
                 dead = waits[future]
-                log.error("rq_worker_exited", pid=dead.pid, returncode=dead.returncode)
-                await asyncio.sleep(RESTART_PAUSE_SECONDS)
+                ran = time.monotonic() - self._started.pop(dead.pid, 0.0)
+                if ran > HEALTHY_RUN_SECONDS:
+                    self._restarts.reset()
+                pause = self._restarts.next()
+                log.error(
+                    "rq_worker_exited",
+                    pid=dead.pid,
+                    returncode=dead.returncode,
+                    restart_in=round(pause, 1),
+                )
+                await asyncio.sleep(pause)
                 if self._stopping:
                     return
                 self._children[self._children.index(dead)] = await self._spawn()
@@ -74,5 +89,6 @@ class RqProcessPool:
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.worker.rq_process", env=self._env
         )
+        self._started[child.pid] = time.monotonic()
         log.info("rq_worker_started", pid=child.pid)
         return child

@@ -1,11 +1,13 @@
 """One RQ worker process, started (N times) and stopped by the `taskrelay worker` supervisor.
 
-It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with three changes:
+It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with four changes:
 - SIGTERM is a warm shutdown that also tells the running work horse to hand its job back at the
   next item boundary (SIGUSR1), instead of RQ's default of waiting for the whole job;
   SIGINT is ignored, because the supervisor forwards a Ctrl-C as SIGTERM.
 - the process and each work horse die with their parent (PR_SET_PDEATHSIG), so a SIGKILLed
   supervisor leaves no orphan generating behind the watchdog's back.
+- a heartbeat that cannot reach Redis while a job runs is logged and skipped: RQ would otherwise
+  quit, and its work horse die with it, in the middle of a job that needs only PostgreSQL;
 - before any job runs, `bootstrap()` installs the settings and the imported content generator
   for the jobs (`services.worker.jobs.install`); each fork inherits them.
 """
@@ -23,6 +25,8 @@ from types import FrameType
 
 import redis
 from rq import Worker
+from rq.executions import Execution
+from rq.job import Job
 
 from services.worker.jobs import JobContext, install
 from shared.content import load_generator
@@ -69,6 +73,12 @@ class ContentWorker(Worker):
         if self.horse_pid:
             with contextlib.suppress(ProcessLookupError):  # the horse may have just finished
                 os.kill(self.horse_pid, HANDBACK_SIGNAL)
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("rq_heartbeat_skipped", job_id=job.id, error=str(exc))
 
     def setup_work_horse_signals(self) -> None:
         die_with_parent()

@@ -18,7 +18,7 @@ from shared.domain import ItemCounts, ItemKey, Status, TaskState
 
 _STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {_STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
-_LOCK_NOWAIT = f"{_LOCK} NOWAIT"
+_LOCK_UNLESS_BUSY = f"{_LOCK} SKIP LOCKED"
 _ADD = (
     "INSERT INTO roadmap_tasks (task_id, roadmap_id, owner_id, status, current_step, seq, "
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
@@ -78,9 +78,14 @@ class TaskRepository:
             now,
         )
 
-    async def lock(self, task_id: UUID, *, nowait: bool = False) -> TaskState | None:
+    async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""
-        row = await self._conn.fetchrow(_LOCK_NOWAIT if nowait else _LOCK, task_id)
+        row = await self._conn.fetchrow(_LOCK, task_id)
+        return _state(row) if row else None
+
+    async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
+        """Like `lock`, but None at once if another transaction holds the row."""
+        row = await self._conn.fetchrow(_LOCK_UNLESS_BUSY, task_id)
         return _state(row) if row else None
 
     async def save(self, state: TaskState, now: datetime) -> None:

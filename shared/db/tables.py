@@ -146,6 +146,7 @@ job_inbox = Table(
     Column("job_id", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("job_inbox_received_idx", "received_at"),
+    Index("job_inbox_task_idx", "task_id", "received_at"),
 )
 """Job messages the worker turned into RQ jobs, by AMQP `message_id` (the dedupe record)."""
 

@@ -103,25 +103,29 @@ class WorkItemRepository:
         return bool(getattr(result, "rowcount", 0))
 
 
-# Lease statements, built once; every time is the database's clock (`now()`).
+# Lease statements, built once; every time is the database's clock (`now()`). A lease's
+# `generation` grows each time a job takes it: a job writes only while the lease still carries
+# the generation it took (fencing), so a job whose lease was taken back can write nothing.
 _ACQUIRE = text(
-    "INSERT INTO task_leases (task_id, holder, expires_at, updated_at) "
-    "VALUES (:t, :h, now() + make_interval(secs => :s), now()) "
+    "INSERT INTO task_leases (task_id, holder, expires_at, generation, updated_at) "
+    "VALUES (:t, :h, now() + make_interval(secs => :s), 1, now()) "
     "ON CONFLICT (task_id) DO UPDATE SET holder = EXCLUDED.holder, "
-    "expires_at = EXCLUDED.expires_at, updated_at = now() "
+    "expires_at = EXCLUDED.expires_at, generation = task_leases.generation + 1, "
+    "updated_at = now() "
     "WHERE task_leases.holder IS NULL OR task_leases.holder = EXCLUDED.holder "
-    "OR task_leases.expires_at < now() RETURNING task_id"
+    "OR task_leases.expires_at < now() RETURNING generation"
 )
 
 _RENEW = text(
-    "UPDATE task_leases SET expires_at = now() + make_interval(secs => :s), "
-    "updated_at = now() WHERE task_id = :t AND holder = :h"
+    "UPDATE task_leases SET expires_at = now() + make_interval(secs => :s), updated_at = now(), "
+    "recoveries = CASE WHEN :progress THEN 0 ELSE recoveries END "
+    "WHERE task_id = :t AND holder = :h AND generation = :g"
 )
 
 _RELEASE = text(
     "UPDATE task_leases SET holder = NULL, expires_at = NULL, updated_at = now(), "
     "recoveries = CASE WHEN :keep THEN recoveries ELSE 0 END "
-    "WHERE task_id = :t AND holder = :h"
+    "WHERE task_id = :t AND holder = :h AND generation = :g"
 )
 
 _FORGET = text(
@@ -129,17 +133,27 @@ _FORGET = text(
     "updated_at = now() WHERE task_id = :t"
 )
 
-_LAPSED = text(
-    "SELECT task_id FROM task_leases WHERE holder IS NOT NULL AND expires_at < now() "
-    "ORDER BY expires_at LIMIT :n"
+_HELD_BY = text("SELECT generation FROM task_leases WHERE task_id = :t AND holder = :h FOR UPDATE")
+
+_TAKE_BACK = text(
+    "INSERT INTO task_leases (task_id, holder, expires_at, generation, recoveries, updated_at) "
+    "VALUES (:t, NULL, NULL, 1, 1, now()) "
+    "ON CONFLICT (task_id) DO UPDATE SET holder = NULL, expires_at = NULL, "
+    "generation = task_leases.generation + 1, recoveries = task_leases.recoveries + 1, "
+    "updated_at = now() "
+    "WHERE task_leases.generation = :g "
+    "AND (task_leases.holder IS NULL OR task_leases.expires_at < now()) "
+    "RETURNING recoveries"
 )
 
-_TAKE_LAPSED = text(
-    "UPDATE task_leases t SET holder = NULL, expires_at = NULL, "
-    "recoveries = t.recoveries + 1, updated_at = now() FROM task_leases old "
-    "WHERE t.task_id = :t AND old.task_id = t.task_id AND t.holder IS NOT NULL "
-    "AND t.expires_at < now() RETURNING old.holder, old.recoveries"
-)
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job's hold on its task: who, and which taking of the lease (the fencing token)."""
+
+    task_id: UUID
+    holder: str
+    generation: int
 
 
 class LeaseRepository:
@@ -148,37 +162,54 @@ class LeaseRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def acquire(self, task_id: UUID, holder: str, seconds: float) -> bool:
-        """Take the lease if it is free, lapsed, or already ours."""
+    async def acquire(self, task_id: UUID, holder: str, seconds: float) -> Lease | None:
+        """Take the lease if it is free, lapsed, or already ours; None if a live job holds it."""
         result = await self._conn.execute(_ACQUIRE, {"t": task_id, "h": holder, "s": seconds})
-        return result.first() is not None
+        generation = result.scalar()
+        return None if generation is None else Lease(task_id, holder, int(generation))
 
-    async def renew(self, task_id: UUID, holder: str, seconds: float) -> bool:
-        """Extend our lease; False if it is no longer ours (taken back by the watchdog)."""
-        result = await self._conn.execute(_RENEW, {"t": task_id, "h": holder, "s": seconds})
-        return bool(getattr(result, "rowcount", 0))
+    async def renew(self, lease: Lease, seconds: float, *, progress: bool = False) -> bool:
+        """Extend the lease if it is still this one (even lapsed, if nobody took it back).
 
-    async def release(self, task_id: UUID, holder: str, *, keep_resumes: bool) -> bool:
-        """Free the lease if `holder` has it; True if it did."""
+        False means it was taken back: the job must write nothing more for the task. `progress`
+        (an item done) also clears the count of recoveries without progress.
+        """
         result = await self._conn.execute(
-            _RELEASE, {"t": task_id, "h": holder, "keep": keep_resumes}
+            _RENEW,
+            {
+                "t": lease.task_id,
+                "h": lease.holder,
+                "g": lease.generation,
+                "s": seconds,
+                "progress": progress,
+            },
         )
         return bool(getattr(result, "rowcount", 0))
 
+    async def release(self, lease: Lease, *, keep_recoveries: bool) -> bool:
+        """Free the lease if it is still this one; True if it was."""
+        result = await self._conn.execute(
+            _RELEASE,
+            {"t": lease.task_id, "h": lease.holder, "g": lease.generation, "keep": keep_recoveries},
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def held_by(self, task_id: UUID, holder: str) -> Lease | None:
+        """The lease if `holder` (an RQ job id) still has it, lapsed or not."""
+        result = await self._conn.execute(_HELD_BY, {"t": task_id, "h": holder})
+        generation = result.scalar()
+        return None if generation is None else Lease(task_id, holder, int(generation))
+
     async def forget(self, task_id: UUID) -> None:
-        """No holder and no losses counted: the task is out of `processing`."""
+        """No holder and no recoveries counted: the task left `pending`/`processing`."""
         await self._conn.execute(_FORGET, {"t": task_id})
 
-    async def lapsed(self, limit: int) -> list[UUID]:
-        """Tasks whose lease holder stopped renewing in time."""
-        result = await self._conn.execute(_LAPSED, {"n": limit})
-        return [row[0] for row in result]
-
-    async def take_lapsed(self, task_id: UUID) -> tuple[str, int] | None:
-        """Take a lapsed lease back: (its dead holder, resumes so far), or None if alive/free."""
-        result = await self._conn.execute(_TAKE_LAPSED, {"t": task_id})
-        row = result.first()
-        return (str(row[0]), int(row[1])) if row else None
+    async def take_back(self, task_id: UUID, generation: int) -> int | None:
+        """Take a free or lapsed lease from whatever job had it (fencing that job out) and count
+        one recovery; the recoveries so far, or None if the lease changed since it was read."""
+        result = await self._conn.execute(_TAKE_BACK, {"t": task_id, "g": generation})
+        recoveries = result.scalar()
+        return None if recoveries is None else int(recoveries)
 
 
 class InboxRepository:

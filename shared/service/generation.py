@@ -10,6 +10,12 @@ When nothing is pending, that same transaction moves the task to its final statu
 Only pending items are generated, and a result is stored only on a still-pending item, so a
 redelivered message, a duplicate job or an RQ retry never generates a finished item again; the
 API's retry is what makes failed items pending again (with a new job dispatch).
+
+Two rules keep a fault from costing work or doing it twice:
+- a blink is not a failure: a step that finds PostgreSQL gone is tried again with backoff (for
+  up to `outage_patience` seconds), and a generated result waits in memory until it is stored;
+- fencing: the result is stored only if the lease still carries the generation this job took,
+  checked in the same transaction, so a job whose lease was taken back writes nothing.
 """
 
 from __future__ import annotations
@@ -17,23 +23,30 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
+from shared.backoff import Backoff
 from shared.content import ContentGenerator, ContentRequest
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
-from shared.db.work import LeaseRepository, PendingItem, WorkItemRepository
+from shared.db.work import Lease, LeaseRepository, PendingItem, WorkItemRepository
 from shared.domain import ItemCounts, JobDispatch, Status, TaskState
+from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
+from shared.service.lease_keeper import LeaseKeeper
 from shared.service.transitions import emit_event, transition
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 class Stop(StrEnum):
@@ -49,7 +62,7 @@ class Stop(StrEnum):
     HANDED_BACK = "handed_back"
     """Shutdown: the rest was written back to the outbox as a `resume` job dispatch."""
     LEASE_LOST = "lease_lost"
-    """The watchdog took the task back (this job stopped renewing in time)."""
+    """The reconciler took the task back (this job stopped renewing in time): fenced out."""
     NOT_FOUND = "not_found"
 
 
@@ -108,6 +121,7 @@ class ContentJob:
         item_timeout: float,
         lease_seconds: float,
         should_stop: Callable[[], bool] = lambda: False,
+        outage_patience: float = 600.0,
     ) -> None:
         self._uow = uow_factory
         self._generator = generator
@@ -117,22 +131,46 @@ class ContentJob:
         self._item_timeout = item_timeout
         self._lease_seconds = lease_seconds
         self._should_stop = should_stop
+        self._outage_patience = outage_patience
+        self._lease: Lease | None = None
+        self._keeper: LeaseKeeper | None = None
         self._outcome = JobOutcome()
         self._roadmap_id = ""
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generator")
 
     async def run(self) -> JobOutcome:
-        heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            item = await self._begin()
+            item = await self._patiently(self._begin)
             while item is not None:
+                if self._keeper is not None and self._keeper.lost:
+                    self._outcome.stop = Stop.LEASE_LOST
+                    break
                 result = await self._generate(item)
-                item = await self._record(item, result)
+                item = await self._patiently(partial(self._record, item, result))
         finally:
-            heartbeat.cancel()
+            if self._keeper is not None:
+                await asyncio.to_thread(self._keeper.stop)
             # A sync generator stuck past its timeout keeps its thread; the horse exits anyway.
             self._executor.shutdown(wait=False, cancel_futures=True)
         return self._outcome
+
+    async def _patiently(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run one transaction; while PostgreSQL is away, wait with backoff and run it again.
+
+        Each step is safe to repeat: it re-reads what it decides on under the task row lock, and
+        a result already stored is not stored twice.
+        """
+        backoff = Backoff(base=0.2, cap=5.0)
+        deadline = time.monotonic() + self._outage_patience
+        while True:
+            try:
+                return await step()
+            except DependencyUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                delay = backoff.next()
+                log.warning("content_job_waiting", error=exc.reason, retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
 
     async def _begin(self) -> PendingItem | None:
         async with self._uow() as uow:
@@ -144,7 +182,8 @@ class ContentJob:
                 self._outcome.stop = Stop.NOT_RUNNABLE
                 return None
             leases = LeaseRepository(uow.connection)
-            if not await leases.acquire(self._task_id, self._holder, self._lease_seconds):
+            lease = await leases.acquire(self._task_id, self._holder, self._lease_seconds)
+            if lease is None:
                 self._outcome.stop = Stop.BUSY
                 return None
             if state.status is Status.PENDING:
@@ -158,42 +197,50 @@ class ContentJob:
                     data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
                 )
                 state = started.state
-            item = await self._next_or_finish(uow, state, leases)
+            item = await self._next_or_finish(uow, state, leases, lease)
             await uow.commit()
-            return item
+        if item is not None:
+            self._lease = lease
+            url = self._uow.engine.url
+            self._keeper = LeaseKeeper(url, lease, self._lease_seconds).start()
+        return item
 
     async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:
-        """ONE transaction: the result, its attempt, its notification; then the next boundary."""
+        """ONE transaction: the fencing check, the result, its attempt, its notification; then
+        the next boundary."""
+        assert self._lease is not None
         async with self._uow() as uow:
             state = await uow.tasks.lock(self._task_id)
             if state is None:
                 self._outcome.stop = Stop.NOT_FOUND
+                return None
+            leases = LeaseRepository(uow.connection)
+            lease = self._lease
+            if not await leases.renew(lease, self._lease_seconds, progress=True):
+                self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
                 return None
             now = datetime.now(UTC)
             items = WorkItemRepository(uow.connection)
             stored = await items.store_result(
                 self._task_id, item.key, content=result.content, error=result.error, now=now
             )
+            generated = 0
             if stored:
                 state = await self._notify(uow, state, item, result)
-                self._outcome.generated += 1
-            leases = LeaseRepository(uow.connection)
-            if state.status is not Status.PROCESSING:
-                await leases.release(self._task_id, self._holder, keep_resumes=False)
+                generated = 1
+            following = None
+            if state.status is Status.PROCESSING:
+                following = await self._next_or_finish(uow, state, leases, lease)
+            else:
+                await leases.release(lease, keep_recoveries=False)
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
-                await uow.commit()
-                return None
-            if not await leases.renew(self._task_id, self._holder, self._lease_seconds):
-                self._outcome.stop = Stop.LEASE_LOST
-                await uow.commit()
-                return None
-            following = await self._next_or_finish(uow, state, leases)
             await uow.commit()
-            return following
+        self._outcome.generated += generated  # counted once committed, however often tried
+        return following
 
     async def _next_or_finish(
-        self, uow: UnitOfWork, state: TaskState, leases: LeaseRepository
+        self, uow: UnitOfWork, state: TaskState, leases: LeaseRepository, lease: Lease
     ) -> PendingItem | None:
         """The item boundary, under the task row lock: hand back, finish, or the next item."""
         items = WorkItemRepository(uow.connection)
@@ -202,13 +249,13 @@ class ContentJob:
             if rest:
                 resume = JobDispatch(GENERATE_CONTENT, self._task_id, tuple(rest), "resume")
                 await uow.outbox.add_job(resume)
-            await leases.release(self._task_id, self._holder, keep_resumes=True)
+            await leases.release(lease, keep_recoveries=True)
             self._outcome.stop = Stop.HANDED_BACK
             return None
         following = await items.next_pending(self._task_id)
         if following is None:
             await finish_task(uow, state)
-            await leases.release(self._task_id, self._holder, keep_resumes=False)
+            await leases.release(lease, keep_recoveries=False)
             self._outcome.stop = Stop.FINISHED
         return following
 
@@ -257,18 +304,6 @@ class ContentJob:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._generator, request)
         return await result if inspect.isawaitable(result) else result
-
-    async def _heartbeat(self) -> None:
-        """Keep the lease while one long item runs; boundaries renew it too."""
-        while True:
-            await asyncio.sleep(self._lease_seconds / 3)
-            try:
-                async with self._uow() as uow:
-                    leases = LeaseRepository(uow.connection)
-                    await leases.renew(self._task_id, self._holder, self._lease_seconds)
-                    await uow.commit()
-            except Exception as exc:  # a missed beat only shortens the lease; log and go on
-                log.warning("lease_heartbeat_failed", task_id=str(self._task_id), error=str(exc))
 
 
 def _checked(content: Any) -> ItemResult:

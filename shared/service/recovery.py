@@ -1,85 +1,208 @@
-"""Getting a task out of `processing` when the job generating it is gone.
+"""The one owner of "nothing stays stuck" (CONTRACT §8a): the reconciler's decisions.
 
-Two ways a job goes away without finishing its task:
+Every `pending` or `processing` task must have live work: a lease held by a live job, or a job
+dispatch on its way (in the outbox, in RabbitMQ, or queued in RQ). Whatever a fault took (the
+job, its message, its RQ queue, its failure callback, its worker), the reconciler, run by every
+worker, finds the task without live work and gives it work again:
 
-- it dies (SIGKILL, OOM, a lost machine): its lease lapses, and `sweep_lapsed_leases`, run by
-  every worker's watchdog, takes the lease back under the task row lock. It writes a `resume`
-  job dispatch for the items still pending (into the outbox, like every dispatch), or, after
-  `max_resumes` lost workers in a row, fails the task saying why. A task with nothing pending
-  is simply finished.
-- it raises (a bug, the job timeout, the database gone mid-job): RQ's failure callback calls
-  `fail_for_job`, which fails the task only if that job still holds its lease, so a late
-  callback (RQ's abandoned-job cleanup runs many minutes later) never undoes a resumed run.
+- `judge` decides from the database's facts (`shared.db.liveness`) and RQ's word on the job
+  whether a task still has live work; it is pure, so each rule has a unit test.
+- `Reconciler.sweep` pages through the candidates and recovers the ones judged lost, each in its
+  own transaction under the task's row lock taken with SKIP LOCKED (one worker acts per task),
+  re-checking that the lease has not changed since it was read. A recovery takes the lease back
+  (its generation grows, fencing out any job that still thinks it holds it) and writes, through
+  the state machine and the outbox, a `resume` job dispatch with its own `message_id` and a
+  `content_generation_resumed` notification, so the browser sees that work resumed. A task with
+  nothing left pending is finished; one recovered `max_recoveries` times in a row without an
+  item done is failed, with an `error_message` that says why.
 
-Every status change goes through the state machine.
+Ages count only the time the reconciler's worker has seen its dependencies answer
+(`healthy_for`): a job message cannot be taken while RabbitMQ is away, so the wait for it
+starts again when RabbitMQ is back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from uuid import UUID
 
+from shared.db.liveness import LivenessRepository, WorkFacts
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
 from shared.db.work import LeaseRepository, WorkItemRepository
 from shared.domain import JobDispatch, Status, TaskState
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
 from shared.service.generation import finish_task, progress_data
-from shared.service.transitions import transition
+from shared.service.transitions import emit_event, transition
 
 log = get_logger(__name__)
 
-SWEEP_BATCH = 100
+PAGE = 100
+
+
+class JobStatus(StrEnum):
+    """What RQ says of a job, reduced to what matters for liveness."""
+
+    QUEUED = "queued"
+    """Waiting for an RQ worker (queued, deferred or scheduled)."""
+    STARTED = "started"
+    ENDED = "ended"
+    """Finished, failed, stopped or cancelled."""
+    GONE = "gone"
+    """Unknown to Redis: lost (Redis restarted empty) or long expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    status: JobStatus
+    started_for: float | None = None
+    """Seconds since an RQ worker started it (STARTED only)."""
+
+
+JobStates = Callable[[Sequence[str]], Awaitable[Mapping[str, JobState]]]
+"""Asks RQ about jobs by id; a job id it does not return is GONE."""
+
+
+def judge(
+    facts: WorkFacts, jobs: Mapping[str, JobState], *, healthy_for: float, stale_after: float
+) -> str | None:
+    """None when the task has live work; otherwise why it has none (for the log and the task).
+
+    `facts` is a task with no live lease (the database lists no other).
+    """
+
+    def fresh(age: float | None) -> bool:
+        return age is not None and min(age, healthy_for) < stale_after
+
+    def job(job_id: str) -> JobState:
+        return jobs.get(job_id, JobState(JobStatus.GONE))
+
+    if facts.holder is not None:
+        holder = job(facts.holder)
+        if holder.status is JobStatus.STARTED and fresh(facts.lapsed_for):
+            return None  # its job runs: it lost the database for a while and will renew
+        return f"the job running it ({facts.holder}) stopped renewing its lease"
+    if facts.dispatch_waiting:
+        return None  # the relay will publish it
+    if facts.dispatch_parked:
+        return "its job dispatch could not be published"
+    if facts.dispatch_id is not None and not facts.dispatch_taken:
+        if fresh(facts.published_for):
+            return None  # in RabbitMQ, on its way to a worker
+        return "its job message was never taken by a worker (dead-lettered or lost)"
+    if facts.job_id is None:
+        return "it has no job dispatch"
+    state = job(facts.job_id)
+    if state.status is JobStatus.QUEUED:
+        return None
+    if state.status is JobStatus.STARTED:
+        if fresh(state.started_for):
+            return None  # started, not yet at its first boundary (or waiting for PostgreSQL)
+        return f"its job ({facts.job_id}) started but never took the task"
+    if state.status is JobStatus.GONE:
+        return f"its job ({facts.job_id}) was lost from Redis"
+    return f"its job ({facts.job_id}) ended without finishing it"
+
+
+class Action(StrEnum):
+    RESUMED = "resumed"
+    FINISHED = "finished"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
     task_id: UUID
-    action: str
-    """`resumed`, `failed`, `finished` or `released` (the task had left processing)."""
+    action: Action
+    why: str
 
 
-async def sweep_lapsed_leases(uow_factory: UnitOfWorkFactory, max_resumes: int) -> list[Recovery]:
-    """Resume or fail every task whose job stopped renewing its lease; safe in many workers."""
-    async with uow_factory() as uow:
-        lapsed = await LeaseRepository(uow.connection).lapsed(SWEEP_BATCH)
-    recovered = []
-    for task_id in lapsed:
-        recovery = await _recover(uow_factory, task_id, max_resumes)
-        if recovery is not None:
-            recovered.append(recovery)
-    return recovered
+class Reconciler:
+    """Finds the tasks without live work and gives them work again; safe in many workers."""
 
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        job_states: JobStates,
+        *,
+        stale_after: float,
+        max_recoveries: int,
+        quiet_seconds: float = 5.0,
+    ) -> None:
+        self._uow = uow_factory
+        self._job_states = job_states
+        self._stale_after = stale_after
+        self._max_recoveries = max_recoveries
+        self._quiet = quiet_seconds
+        """A task changed this recently is busy: not worth asking about yet."""
 
-async def _recover(
-    uow_factory: UnitOfWorkFactory, task_id: UUID, max_resumes: int
-) -> Recovery | None:
-    async with uow_factory() as uow:
-        state = await uow.tasks.lock(task_id)
-        leases = LeaseRepository(uow.connection)
-        taken = await leases.take_lapsed(task_id)
-        if state is None or taken is None:
-            return None  # another watchdog was first, or the holder renewed just in time
-        holder, resumes = taken
-        action = "released"
-        if state.status is Status.PROCESSING:
-            pending = await WorkItemRepository(uow.connection).pending_keys(task_id)
-            if not pending:
-                await finish_task(uow, state)
-                action = "finished"
-            elif resumes >= max_resumes:
-                await _fail(uow, state, _lost_message(resumes + 1, holder))
-                action = "failed"
-            else:
-                await uow.outbox.add_job(
-                    JobDispatch(GENERATE_CONTENT, task_id, tuple(pending), "resume")
+    async def sweep(self, healthy_for: float) -> list[Recovery]:
+        """One pass over every candidate; what was recovered."""
+        recovered: list[Recovery] = []
+        cursor = None
+        while True:
+            async with self._uow() as uow:
+                page = await LivenessRepository(uow.connection).without_live_lease(
+                    self._quiet, PAGE, cursor
                 )
-                action = "resumed"
-        if action != "resumed":
-            await leases.forget(task_id)  # the task left processing: its loss count starts over
-        await uow.commit()
-    log.warning("lapsed_lease_recovered", task_id=str(task_id), job_id=holder, action=action)
-    return Recovery(task_id, action)
+            if not page:
+                return recovered
+            cursor = page[-1].cursor
+            ids = {i for f in page for i in (f.holder, f.job_id) if i is not None}
+            jobs = await self._job_states(sorted(ids)) if ids else {}
+            for facts in page:
+                why = judge(facts, jobs, healthy_for=healthy_for, stale_after=self._stale_after)
+                if why is not None and (done := await self._recover(facts, why)) is not None:
+                    recovered.append(done)
+
+    async def _recover(self, facts: WorkFacts, why: str) -> Recovery | None:
+        async with self._uow() as uow:
+            state = await uow.tasks.lock_unless_busy(facts.task_id)
+            if state is None or state.status is not facts.status:
+                return None  # busy (a job's boundary, a request, another reconciler) or moved on
+            leases = LeaseRepository(uow.connection)
+            recoveries = await leases.take_back(facts.task_id, facts.generation)
+            if recoveries is None:
+                return None  # a job took or renewed the lease since the facts were read
+            action = await self._act(uow, state, recoveries, why)
+            if action is not Action.RESUMED:
+                await leases.forget(facts.task_id)
+            await uow.commit()
+        log.warning(
+            "task_recovered",
+            task_id=str(facts.task_id),
+            action=str(action),
+            why=why,
+            recoveries=recoveries,
+        )
+        return Recovery(facts.task_id, action, why)
+
+    async def _act(self, uow: UnitOfWork, state: TaskState, recoveries: int, why: str) -> Action:
+        pending = await WorkItemRepository(uow.connection).pending_keys(state.task_id)
+        if not pending and state.status is Status.PROCESSING:
+            await finish_task(uow, state)
+            return Action.FINISHED
+        counts = await uow.items.counts(state.task_id)
+        data = {"roadmap_id": state.roadmap_id, "reason": why, **progress_data(counts)}
+        if recoveries > self._max_recoveries:
+            error = (
+                f"Content generation stopped: no progress after {recoveries - 1} recoveries "
+                f"(last: {why}); retry to continue with the items not completed"
+            )
+            await fail(uow, state, error, data)
+            return Action.FAILED
+        dispatch = JobDispatch(GENERATE_CONTENT, state.task_id, tuple(pending), "resume")
+        await emit_event(
+            uow,
+            state,
+            step="content_generation_resumed",
+            message=f"Resuming content generation after a fault ({len(pending)} items left)",
+            data={**data, "recovery": recoveries},
+            job=dispatch,
+        )
+        return Action.RESUMED
 
 
 async def fail_for_job(
@@ -89,30 +212,37 @@ async def fail_for_job(
     async with uow_factory() as uow:
         state = await uow.tasks.lock(task_id)
         leases = LeaseRepository(uow.connection)
-        if state is None or not await leases.release(task_id, job_id, keep_resumes=False):
+        lease = await leases.held_by(task_id, job_id)
+        if state is None or lease is None:
             return False
+        await leases.release(lease, keep_recoveries=False)
         if state.status is Status.PROCESSING:
-            await _fail(uow, state, f"Content generation failed: {why}")
+            counts = await uow.items.counts(task_id)
+            data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
+            await fail(uow, state, f"Content generation failed: {why}", data)
         await uow.commit()
     log.error("content_job_failed", task_id=str(task_id), job_id=job_id, error=why)
     return True
 
 
-async def _fail(uow: UnitOfWork, state: TaskState, error: str) -> None:
-    counts = await uow.items.counts(state.task_id)
+async def fail(uow: UnitOfWork, state: TaskState, error: str, data: dict[str, object]) -> None:
+    """`pending`/`processing` -> `failed`, saying why, through the state machine."""
+    if state.status is Status.PENDING:  # the state machine fails only a task that started
+        started = await transition(
+            uow,
+            state,
+            Status.PROCESSING,
+            step="content_generation_started",
+            message="Content generation could not start",
+            data=data,
+        )
+        state = started.state
     await transition(
         uow,
         state,
         Status.FAILED,
         step="content_generation_failed",
         message=error,
-        data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
+        data=data,
         error_message=error,
-    )
-
-
-def _lost_message(times: int, holder: str) -> str:
-    return (
-        f"Content generation stopped: the worker running it was lost {times} times "
-        f"(last job {holder}); retry to continue with the items not completed"
     )

@@ -54,7 +54,8 @@ def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
         TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY=str(delay),
         TASKRELAY_WORKER_LEASE_SECONDS="6",
-        TASKRELAY_WORKER_WATCHDOG_INTERVAL_SECONDS="1",
+        TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS="1",
+        TASKRELAY_WORKER_STALE_AFTER_SECONDS="5",
     )
 
 

@@ -2,8 +2,8 @@
 
 `on_job_failure` runs synchronously in an RQ process and opens its own event loop, so the tests
 call it from a thread. What it must do: fail the task of a job that raised while holding it,
-leave alone a task whose job was abandoned after the watchdog resumed it, and leave a job that
-lost a dependency to the lease and the watchdog.
+leave alone a task whose job was abandoned (its worker died: the reconciler's case), and leave
+a job that lost a dependency to the reconciler.
 """
 
 from __future__ import annotations
@@ -76,12 +76,23 @@ async def test_a_job_that_raised_while_holding_its_task_fails_it(
     assert (row.status, row.error_message) == ("failed", "Content generation failed: too slow")
 
 
-async def test_an_abandoned_job_whose_task_another_job_holds_changes_nothing(
+async def test_an_abandoned_job_is_left_to_the_reconciler(
+    uow_factory: UnitOfWorkFactory, connection: redis.Redis
+) -> None:
+    job_id = job_id_for(uuid4())
+    task_id = await running_task(uow_factory, job_id)
+
+    await fail(rq_job(connection, task_id, job_id), connection, AbandonedJobError())
+
+    assert (await task_row(uow_factory, task_id)).status == "processing"
+
+
+async def test_a_job_that_raised_after_its_task_was_taken_back_changes_nothing(
     uow_factory: UnitOfWorkFactory, connection: redis.Redis
 ) -> None:
     task_id = await running_task(uow_factory, "generate-resumed-job")
 
-    await fail(rq_job(connection, task_id, job_id_for(uuid4())), connection, AbandonedJobError())
+    await fail(rq_job(connection, task_id, job_id_for(uuid4())), connection, RuntimeError("bug"))
 
     assert (await task_row(uow_factory, task_id)).status == "processing"
 
@@ -96,5 +107,5 @@ async def test_a_job_that_lost_the_database_is_left_to_its_lease(
     await fail(rq_job(connection, task_id, job_id), connection, lost)
 
     assert (await task_row(uow_factory, task_id)).status == "processing"
-    async with uow_factory() as uow:  # still held: the watchdog takes it when it lapses
-        assert await LeaseRepository(uow.connection).renew(task_id, job_id, 30)
+    async with uow_factory() as uow:  # still held: the reconciler takes it if it lapses
+        assert await LeaseRepository(uow.connection).held_by(task_id, job_id) is not None

@@ -1,7 +1,8 @@
-"""Lost jobs and duplicate messages, against the real PostgreSQL, RabbitMQ and Redis.
+"""The reconciler, fencing and the job consumer, against the real PostgreSQL, RabbitMQ and Redis.
 
-The watchdog's sweep, RQ's failure callback and the job consumer, each driven directly: a
-"dead" job is a lease nobody renews; messages are real AMQP deliveries; jobs are real RQ jobs.
+Each fault is made real where it can be: a "dead" job is a lease nobody renews and an RQ job
+Redis does not know; a lost message is a published dispatch no worker took; a queued job is a
+real RQ job. The reconciler's sweep is driven directly, with a short `stale_after`.
 """
 
 from __future__ import annotations
@@ -9,34 +10,57 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import aio_pika
+import pytest
 import redis
 from rq import Queue
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue, job_id_for
+from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
-from shared.db.tables import job_inbox, task_leases
+from shared.db.tables import job_inbox, outbox, task_leases
 from shared.db.work import InboxRepository, LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
 from shared.service.generation import ContentJob, Stop
-from shared.service.recovery import fail_for_job, sweep_lapsed_leases
+from shared.service.recovery import Action, Reconciler
 from shared.service.tasks import NewTask, cancel_task, create_task
 from shared.service.transitions import transition
 from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
-from tests.support.worker import outbox_payloads, task_row
+from tests.support.worker import notifications, outbox_payloads, task_row
 
 OWNER = "recovery-tests"
-MAX_RESUMES = 3
+MAX_RECOVERIES = 3
+STALE_AFTER = 0.5
+
+
+@pytest.fixture(name="rq_client")
+def rq_client_fixture(resources: Resources) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(resources.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(name="reconciler")
+def reconciler_fixture(uow_factory: UnitOfWorkFactory, rq_client: redis.Redis) -> Reconciler:
+    return Reconciler(
+        uow_factory,
+        RqJobStates(rq_client),
+        stale_after=STALE_AFTER,
+        max_recoveries=MAX_RECOVERIES,
+        quiet_seconds=0,
+    )
 
 
 async def new_task(uows: UnitOfWorkFactory, concepts: tuple[str, ...] = ("a", "b", "c")) -> UUID:
@@ -45,6 +69,32 @@ async def new_task(uows: UnitOfWorkFactory, concepts: tuple[str, ...] = ("a", "b
         view = await create_task(uow, OWNER, new)
         await uow.commit()
     return UUID(view["task_id"])
+
+
+async def publish_dispatches(uows: UnitOfWorkFactory, task_id: UUID, ago: float = 60) -> None:
+    """What the relay does with the task's job rows (long ago, unless said otherwise)."""
+    async with uows() as uow:
+        await uow.connection.execute(
+            update(outbox)
+            .where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
+            .values(published_at=datetime.now(UTC) - timedelta(seconds=ago))
+        )
+        await uow.commit()
+
+
+async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> None:
+    """What the consumer does with the task's latest job message: record its RQ job."""
+    rows = await outbox_payloads(uows, task_id, "job")
+    assert rows
+    async with uows() as uow:
+        message_id = await uow.connection.scalar(
+            select(outbox.c.message_id)
+            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        )
+        await InboxRepository(uow.connection).record(message_id, task_id, job_id)
+        await uow.commit()
 
 
 async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -> None:
@@ -58,38 +108,44 @@ async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -
         await uow.commit()
 
 
-async def recover(uows: UnitOfWorkFactory, task_id: UUID) -> str:
-    """Sweep until this task's lapsed lease is recovered; returns what was done."""
+async def recover(reconciler: Reconciler, task_id: UUID, healthy_for: float = 60) -> Action:
+    """Sweep until this task is recovered; what was done."""
 
-    async def swept() -> str | None:
-        done = await sweep_lapsed_leases(uows, MAX_RESUMES)
+    async def swept() -> Action | None:
+        done = await reconciler.sweep(healthy_for)
         return next((r.action for r in done if r.task_id == task_id), None)
 
-    return await wait_until(swept, within=10, what="the lapsed lease to be recovered")
+    return await wait_until(swept, within=10, what="the task to be recovered")
 
 
-async def job_payloads(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
-    return await outbox_payloads(uows, task_id, "job")
+async def swept_ids(reconciler: Reconciler, healthy_for: float = 60) -> set[UUID]:
+    return {r.task_id for r in await reconciler.sweep(healthy_for)}
 
 
-async def test_a_lost_job_is_resumed_and_after_too_many_losses_the_task_fails(
-    uow_factory: UnitOfWorkFactory,
+async def test_a_lost_job_is_resumed_and_after_too_many_recoveries_the_task_fails(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
 ) -> None:
     task_id = await new_task(uow_factory)
-    for loss in range(1, MAX_RESUMES + 1):
+    await publish_dispatches(uow_factory, task_id)
+    for loss in range(1, MAX_RECOVERIES + 1):
         await start_dying_job(uow_factory, task_id, f"dead-{loss}")
-        assert await recover(uow_factory, task_id) == "resumed"
-        resume = (await job_payloads(uow_factory, task_id))[-1]
+        await take_dispatch(uow_factory, task_id, f"dead-{loss}")
+        assert await recover(reconciler, task_id) is Action.RESUMED
+        resume = (await outbox_payloads(uow_factory, task_id, "job"))[-1]
         assert resume["reason"] == "resume"
         assert [i["concept_id"] for i in resume["items"]] == ["a", "b", "c"]  # type: ignore[index]
-        assert (await task_row(uow_factory, task_id)).status == "processing"
+        note = (await notifications(uow_factory, task_id))[-1]
+        assert note["step"] == "content_generation_resumed"
+        assert note["data"]["recovery"] == loss
+        assert "dead-" in note["data"]["reason"]
+        await publish_dispatches(uow_factory, task_id)
 
     await start_dying_job(uow_factory, task_id, "dead-last")
-    assert await recover(uow_factory, task_id) == "failed"
+    assert await recover(reconciler, task_id) is Action.FAILED
 
     row = await task_row(uow_factory, task_id)
     assert row.status == "failed"
-    assert "lost 4 times" in row.error_message
+    assert "no progress after 3 recoveries" in row.error_message
     assert "dead-last" in row.error_message
     async with uow_factory() as uow:
         query = select(task_leases.c.holder, task_leases.c.recoveries).where(
@@ -99,7 +155,7 @@ async def test_a_lost_job_is_resumed_and_after_too_many_losses_the_task_fails(
 
 
 async def test_a_lost_job_with_nothing_left_pending_gets_its_task_finished(
-    uow_factory: UnitOfWorkFactory,
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
 ) -> None:
     task_id = await new_task(uow_factory, ("only",))
     await start_dying_job(uow_factory, task_id, "dead-after-last-item")
@@ -110,40 +166,205 @@ async def test_a_lost_job_with_nothing_left_pending_gets_its_task_finished(
         )
         await uow.commit()
 
-    assert await recover(uow_factory, task_id) == "finished"
+    assert await recover(reconciler, task_id) is Action.FINISHED
     assert (await task_row(uow_factory, task_id)).status == "completed"
 
 
-async def test_a_lost_job_of_a_cancelled_task_only_gives_the_lease_back(
-    uow_factory: UnitOfWorkFactory,
+async def test_a_cancelled_task_is_left_alone(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
 ) -> None:
     task_id = await new_task(uow_factory)
     await start_dying_job(uow_factory, task_id, "dead-cancelled")
     async with uow_factory() as uow:
         await cancel_task(uow, OWNER, task_id)
         await uow.commit()
-    jobs_before = len(await job_payloads(uow_factory, task_id))
+    jobs_before = len(await outbox_payloads(uow_factory, task_id, "job"))
 
-    assert await recover(uow_factory, task_id) == "released"
+    assert task_id not in await swept_ids(reconciler)
     assert (await task_row(uow_factory, task_id)).status == "cancelled"
-    assert len(await job_payloads(uow_factory, task_id)) == jobs_before
+    assert len(await outbox_payloads(uow_factory, task_id, "job")) == jobs_before
 
 
-async def test_the_failure_callback_fails_only_a_task_its_job_still_holds(
-    uow_factory: UnitOfWorkFactory,
+async def test_a_dispatch_in_the_outbox_or_just_published_is_live_work(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
 ) -> None:
     task_id = await new_task(uow_factory)
-    await start_dying_job(uow_factory, task_id, "job-that-raised")
+    assert task_id not in await swept_ids(reconciler)  # the relay has not published it yet
+    await publish_dispatches(uow_factory, task_id, ago=0)
+    assert task_id not in await swept_ids(reconciler, healthy_for=60)  # on its way
+    await publish_dispatches(uow_factory, task_id, ago=0)
 
-    assert not await fail_for_job(uow_factory, task_id, "some-other-job", "boom")
-    assert (await task_row(uow_factory, task_id)).status == "processing"
-    assert await fail_for_job(uow_factory, task_id, "job-that-raised", "database went away")
 
+async def test_a_job_message_nobody_took_gets_a_new_dispatch(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
+) -> None:
+    task_id = await new_task(uow_factory)  # pending: its creation message was dead-lettered
+    await publish_dispatches(uow_factory, task_id, ago=60)
+    # The worker's dependencies came back a moment ago: the message may still be on its way.
+    assert task_id not in await swept_ids(reconciler, healthy_for=0.0)
+
+    assert await recover(reconciler, task_id) is Action.RESUMED
+    jobs = await outbox_payloads(uow_factory, task_id, "job")
+    assert [j["reason"] for j in jobs] == ["create", "resume"]
     row = await task_row(uow_factory, task_id)
-    assert (row.status, row.error_message) == (
-        "failed",
-        "Content generation failed: database went away",
+    assert (row.status, row.seq) == ("pending", 1)
+
+
+async def test_a_job_queued_in_rq_is_live_work_and_one_lost_from_redis_is_not(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
+) -> None:
+    task_id = await new_task(uow_factory)
+    await publish_dispatches(uow_factory, task_id)
+    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
+    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
+    await take_dispatch(uow_factory, task_id, job.id)
+
+    assert task_id not in await swept_ids(reconciler)
+
+    queue.delete(delete_jobs=True)  # what a Redis restarted empty does to it
+    assert await recover(reconciler, task_id) is Action.RESUMED
+
+
+async def test_a_started_job_gets_time_to_take_its_task_then_is_judged_lost(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
+) -> None:
+    task_id = await new_task(uow_factory)
+    await publish_dispatches(uow_factory, task_id)
+    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
+    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
+    await take_dispatch(uow_factory, task_id, job.id)
+    rq_client.hset(job.key, mapping={"status": "started", "started_at": _rq_time(time.time())})
+
+    assert task_id not in await swept_ids(reconciler)  # started just now
+
+    rq_client.hset(job.key, "started_at", _rq_time(time.time() - 60))  # ...and its worker died
+    assert await recover(reconciler, task_id) is Action.RESUMED
+    queue.delete(delete_jobs=True)
+
+
+async def test_two_reconcilers_recover_a_task_once(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
+) -> None:
+    tasks = [await new_task(uow_factory) for _ in range(10)]
+    for task_id in tasks:
+        await publish_dispatches(uow_factory, task_id)
+        await start_dying_job(uow_factory, task_id, f"dead-{task_id}")
+    other = Reconciler(
+        uow_factory,
+        RqJobStates(rq_client),
+        stale_after=STALE_AFTER,
+        max_recoveries=MAX_RECOVERIES,
+        quiet_seconds=0,
     )
+    await asyncio.sleep(0.05)  # the leases lapse
+
+    first, second = await asyncio.gather(reconciler.sweep(60), other.sweep(60))
+
+    recovered = [r.task_id for r in [*first, *second] if r.task_id in tasks]
+    assert sorted(recovered) == sorted(tasks)  # each once, by one of the two
+    for task_id in tasks:
+        jobs = await outbox_payloads(uow_factory, task_id, "job")
+        assert [j["reason"] for j in jobs] == ["create", "resume"]
+
+
+async def test_a_job_whose_lease_was_taken_back_writes_nothing(
+    uow_factory: UnitOfWorkFactory, reconciler: Reconciler
+) -> None:
+    task_id = await new_task(uow_factory, ("first", "second", "third"))
+
+    taken_back: list[bool] = []
+
+    async def generator(request: ContentRequest) -> str:
+        if request.concept_id == "second" and not taken_back:  # judged lost meanwhile
+            taken_back.append(True)
+            async with uow_factory() as uow:
+                await uow.connection.execute(
+                    text("UPDATE task_leases SET expires_at = now() - interval '1 minute'")
+                )
+                await uow.commit()
+            assert await recover(reconciler, task_id) is Action.RESUMED
+        return "ok"
+
+    job = ContentJob(
+        uow_factory,
+        generator,
+        task_id=task_id,
+        holder="stale-job",
+        item_timeout=10,
+        lease_seconds=30,
+    )
+    outcome = await job.run()
+
+    assert outcome.stop is Stop.LEASE_LOST
+    assert outcome.generated == 1  # "second" was refused: the resumed job generates it
+    async with uow_factory() as uow:
+        items = WorkItemRepository(uow.connection)
+        assert [k.concept_id for k in await items.pending_keys(task_id)] == ["second", "third"]
+
+    resumed = ContentJob(
+        uow_factory,
+        generator,
+        task_id=task_id,
+        holder="resumed-job",
+        item_timeout=10,
+        lease_seconds=30,
+    )
+    outcome = await resumed.run()
+    assert (outcome.stop, outcome.generated) == (Stop.FINISHED, 2)
+    steps = [n["step"] for n in await notifications(uow_factory, task_id)]
+    assert steps.count("content_item_completed") == 3  # each item recorded once
+
+
+async def test_a_generator_that_blocks_the_event_loop_does_not_let_the_lease_lapse(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    task_id = await new_task(uow_factory, ("blocking", "after"))
+    lapses: list[float] = []
+    watching = threading.Event()
+
+    def watch() -> None:  # another thread, another loop: the job's loop is blocked
+        async def check() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(settings.database.asyncpg_dsn)
+            try:
+                while not watching.is_set():
+                    left = await conn.fetchval(
+                        "SELECT extract(epoch FROM expires_at - now()) FROM task_leases "
+                        "WHERE task_id = $1 AND holder IS NOT NULL",
+                        task_id,
+                    )
+                    if left is not None and left < 0:
+                        lapses.append(float(left))
+                    await asyncio.sleep(0.05)
+            finally:
+                await conn.close()
+
+        asyncio.run(check())
+
+    async def generator(request: ContentRequest) -> str:
+        if request.concept_id == "blocking":
+            time.sleep(2.5)  # CPU-bound work inside `async def`: five lease lengths
+        return "ok"
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        job = ContentJob(
+            uow_factory,
+            generator,
+            task_id=task_id,
+            holder="blocking-job",
+            item_timeout=10,
+            lease_seconds=0.5,
+        )
+        outcome = await job.run()
+    finally:
+        watching.set()
+        watcher.join()
+
+    assert lapses == []
+    assert (outcome.stop, outcome.generated) == (Stop.FINISHED, 2)
 
 
 async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest(
@@ -201,66 +422,6 @@ async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest
         await connection.close()
 
 
-async def test_a_long_item_keeps_its_lease_alive_through_the_heartbeat(
-    uow_factory: UnitOfWorkFactory,
-) -> None:
-    task_id = await new_task(uow_factory, ("long", "short"))
-    swept: list[str] = []
-
-    async def generator(request: ContentRequest) -> str:
-        if request.concept_id == "long":  # four lease lengths, while the watchdog sweeps
-            for _ in range(8):
-                await asyncio.sleep(0.25)
-                done = await sweep_lapsed_leases(uow_factory, MAX_RESUMES)
-                swept.extend(r.action for r in done if r.task_id == task_id)
-        return "ok"
-
-    job = ContentJob(
-        uow_factory,
-        generator,
-        task_id=task_id,
-        holder="slow-job",
-        item_timeout=10,
-        lease_seconds=0.5,
-    )
-    outcome = await job.run()
-
-    assert swept == []
-    assert outcome.stop is Stop.FINISHED
-    assert outcome.generated == 2
-
-
-async def test_a_job_whose_lease_was_taken_stops_after_recording_its_item(
-    uow_factory: UnitOfWorkFactory,
-) -> None:
-    task_id = await new_task(uow_factory, ("first", "second", "third"))
-
-    async def generator(request: ContentRequest) -> str:
-        if request.concept_id == "second":  # what the watchdog does to a job it thinks is lost
-            async with uow_factory() as uow:
-                await uow.connection.execute(
-                    update(task_leases)
-                    .where(task_leases.c.task_id == task_id)
-                    .values(holder="resumed-job")
-                )
-                await uow.commit()
-        return "ok"
-
-    job = ContentJob(
-        uow_factory,
-        generator,
-        task_id=task_id,
-        holder="stale-job",
-        item_timeout=10,
-        lease_seconds=30,
-    )
-    outcome = await job.run()
-
-    assert outcome.stop is Stop.LEASE_LOST
-    assert outcome.generated == 2  # "second" was still pending: its result is kept
-    assert (await task_row(uow_factory, task_id)).status == "processing"
-
-
 async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
     uow_factory: UnitOfWorkFactory,
 ) -> None:
@@ -282,3 +443,7 @@ async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
         await uow.commit()
         assert not await inbox.seen(old)
         assert await inbox.seen(recent)
+
+
+def _rq_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

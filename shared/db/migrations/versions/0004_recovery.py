@@ -7,6 +7,7 @@
   which the reconciler fails the task.
 - `outbox_task_jobs_idx`: a task's latest job dispatch, found without scanning its
   notifications.
+- `job_inbox_task_idx`: the RQ job of a task's latest job message.
 - `roadmap_tasks_active_idx`: the tasks that must have live work (`pending`, `processing`),
   oldest change first.
 
@@ -40,6 +41,7 @@ def upgrade() -> None:
         ["task_id", "id"],
         postgresql_where=sa.text("kind = 'job'"),
     )
+    op.create_index("job_inbox_task_idx", "job_inbox", ["task_id", "received_at"])
     op.create_index(
         "roadmap_tasks_active_idx",
         "roadmap_tasks",
@@ -50,6 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("roadmap_tasks_active_idx", table_name="roadmap_tasks")
+    op.drop_index("job_inbox_task_idx", table_name="job_inbox")
     op.drop_index("outbox_task_jobs_idx", table_name="outbox")
     op.alter_column("task_leases", "recoveries", new_column_name="resumes")
     op.drop_column("task_leases", "generation")
