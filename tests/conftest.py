@@ -1,7 +1,8 @@
 """Session fixtures: this run's own database, RabbitMQ vhost and Redis db, migrated once.
 
 Every name carries a run id, so parallel or repeated runs on the same servers never meet;
-all of it is removed when the run ends.
+all of it is removed when the run ends. A fault test that stops a server gets one of its own
+(`private_postgres`, `private_redis`): the shared servers are never stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import Settings
 from tests.support import resources as res
+from tests.support.servers import PrivatePostgres, PrivateRedis
 
 
 @pytest.fixture(name="resources", scope="session")
@@ -33,3 +35,17 @@ async def uow_factory_fixture(settings: Settings) -> AsyncIterator[UnitOfWorkFac
         yield UnitOfWorkFactory(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(name="private_postgres")
+def private_postgres_fixture() -> Iterator[PrivatePostgres]:
+    """A running PostgreSQL cluster of this test's own, destroyed after it."""
+    with PrivatePostgres() as server:
+        yield server
+
+
+@pytest.fixture(name="private_redis")
+def private_redis_fixture() -> Iterator[PrivateRedis]:
+    """A running redis-server of this test's own (nothing on disk), killed after it."""
+    with PrivateRedis() as server:
+        yield server

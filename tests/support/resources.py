@@ -14,11 +14,14 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 import asyncpg
 import redis
+
+if TYPE_CHECKING:
+    from tests.support.servers import PrivatePostgres, PrivateRedis
 
 PG_ADMIN = os.environ.get("TASKRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("TASKRELAY_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
@@ -55,17 +58,18 @@ class Resources:
         return env
 
 
-async def create_database(name: str) -> str:
-    conn = await asyncpg.connect(PG_ADMIN)
+async def create_database(name: str, admin: str = PG_ADMIN) -> str:
+    """CREATE DATABASE through the `admin` URL's server; the new database's URL."""
+    conn = await asyncpg.connect(admin)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
+async def drop_database(name: str, admin: str = PG_ADMIN) -> None:
+    conn = await asyncpg.connect(admin)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -126,29 +130,50 @@ def migrate(env: dict[str, str]) -> None:
 def database(prefix: str) -> Iterator[str]:
     """An empty database of its own (its URL), dropped on exit. Safe inside a running loop."""
     name = f"{prefix}_{run_id()}"
-    url = _blocking(lambda: create_database(name))
+    url = run_blocking(lambda: create_database(name))
     try:
         yield url
     finally:
-        _blocking(lambda: drop_database(name))
+        run_blocking(lambda: drop_database(name))
 
 
 @contextlib.contextmanager
 def isolated(prefix: str) -> Iterator[Resources]:
     """A migrated database, a RabbitMQ vhost and a Redis db of their own; removed on exit."""
+    with isolated_on(prefix) as resources:
+        yield resources
+
+
+@contextlib.contextmanager
+def isolated_on(
+    prefix: str, postgres: PrivatePostgres | None = None, redis: PrivateRedis | None = None
+) -> Iterator[Resources]:
+    """Like `isolated`, with the database on a private PostgreSQL and/or the private Redis.
+
+    The vhost is always a fresh one on the shared broker. A database on a private server is not
+    dropped on exit (the server may be down by then): destroying the server removes it.
+    """
     run = run_id()
     vhost = f"{prefix.replace('_', '-')}-{run}"
-    with database(prefix) as database_url, contextlib.ExitStack() as cleanup:
+    with contextlib.ExitStack() as cleanup:
+        if postgres is None:
+            database_url = cleanup.enter_context(database(prefix))
+        else:
+            database_url = postgres.create_database(f"{prefix}_{run}")
         amqp_url = create_vhost(vhost)
         cleanup.callback(delete_vhost, vhost)
-        redis_db = claim_redis_db(run)
-        cleanup.callback(release_redis_db, redis_db, run)
-        resources = Resources(database_url, amqp_url, f"{REDIS_BASE}/{redis_db}", vhost, redis_db)
+        if redis is None:
+            redis_db = claim_redis_db(run)
+            cleanup.callback(release_redis_db, redis_db, run)
+            redis_url = f"{REDIS_BASE}/{redis_db}"
+        else:
+            redis_db, redis_url = 0, redis.url(0)
+        resources = Resources(database_url, amqp_url, redis_url, vhost, redis_db)
         migrate(resources.env())
         yield resources
 
 
-def _blocking(make: Callable[[], Awaitable[T]]) -> T:
+def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to completion from sync code, even when an event loop is running."""
 
     async def run() -> T:
