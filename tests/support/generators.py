@@ -2,7 +2,8 @@
 
 `TASKRELAY_CONTENT_GENERATOR=tests.support.generators:counting` (subprocesses run with the
 repository root as their working directory). `counting` records every call in the run's Redis
-database (REDIS_URL), so a test can count how many times each item was generated and when each
+database (REDIS_URL, or TASKRELAY_TEST_COUNTS_URL when the worker's Redis is one the test
+restarts empty), so a test can count how many times each item was generated and when each
 call started; it fails the first attempt of any concept whose id contains "fail" (the seed's
 partly failing task) and sleeps `TASKRELAY_TEST_GENERATOR_DELAY` seconds per item (so a test
 can cancel, stop or kill a worker mid-job).
@@ -29,7 +30,7 @@ def item_field(concept_id: str, content_type: str) -> str:
 
 async def counting(request: ContentRequest) -> dict[str, object]:
     """A coroutine generator that counts its calls in Redis and fails first tries of "fail" ids."""
-    client = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    client = aioredis.Redis.from_url(counts_url())
     field = item_field(request.concept_id, request.content_type)
     try:
         await client.rpush(STARTS_PREFIX + request.task_id, f"{time.time()!r} {field}")
@@ -40,6 +41,10 @@ async def counting(request: ContentRequest) -> dict[str, object]:
     if "fail" in request.concept_id and request.attempt == 1:
         raise RuntimeError(f"simulated failure of {field} on attempt {request.attempt}")
     return {"markdown": f"# {request.concept_title}", "attempt": request.attempt}
+
+
+def counts_url() -> str:
+    return os.environ.get("TASKRELAY_TEST_COUNTS_URL") or os.environ["REDIS_URL"]
 
 
 def counting_sync(request: ContentRequest) -> str:

@@ -1,0 +1,307 @@
+"""Nothing stays stuck (CONTRACT §8a): real faults on servers of the test's own, real processes.
+
+Each test runs the api, relay and worker as an operator would, on a private PostgreSQL or Redis
+that it stops, restarts or empties while tasks generate, and then waits for every task to
+finish by itself: no click, no restart of a taskrelay process (except where a worker is
+SIGKILLed on purpose). The counting generator records every call in a Redis the fault does not
+touch, so the test knows how often each item was generated. Figures (time from the fault's
+end to the last task done, items generated twice) are printed for docs/worker.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import aio_pika
+import httpx
+import pytest
+
+from shared.auth import issue_token
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.settings import DatabaseSettings
+from shared.topology import JOB_QUEUE
+from tests.support import generators
+from tests.support import resources as res
+from tests.support.processes import Process, start_api
+from tests.support.resources import SECRET, Resources
+from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.wait import wait_until
+from tests.support.worker import FINAL, start_relay, start_worker, task_row
+from tests.support.ws import Watch
+
+pytestmark = pytest.mark.slow
+OWNER = "nothing-stuck"
+TOKEN = issue_token(SECRET, OWNER, 3600)
+TYPES = ["tutorial", "quiz"]
+
+
+def fault_env(resources: Resources, **extra: str) -> dict[str, str]:
+    """Short lease and staleness, so a recovery takes seconds; the rules are the defaults'."""
+    settings = {
+        "TASKRELAY_CONTENT_GENERATOR": "tests.support.generators:counting",
+        "TASKRELAY_TEST_GENERATOR_DELAY": "0.1",
+        "TASKRELAY_WORKER_LEASE_SECONDS": "6",
+        "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "1",
+        "TASKRELAY_WORKER_STALE_AFTER_SECONDS": "5",
+    }
+    return resources.env(**{**settings, **extra})
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    api: Process
+    relay: Process
+    worker: Process
+    client: httpx.AsyncClient
+    uows: UnitOfWorkFactory
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api.port}"  # type: ignore[attr-defined]
+
+    async def create(self, count: int, concepts: int) -> list[UUID]:
+        ids = []
+        for n in range(count):
+            body = {
+                "roadmap_id": f"stuck-{n}",
+                "concepts": [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)],
+                "content_types": TYPES,
+            }
+            answer = await self.client.post("/api/v1/tasks", json=body)
+            assert answer.status_code == 201, answer.text
+            ids.append(UUID(answer.json()["task_id"]))
+        return ids
+
+    async def completed_items(self, ids: list[UUID]) -> int:
+        total = 0
+        for task_id in ids:
+            answer = await self.client.get(f"/api/v1/tasks/{task_id}")
+            total += answer.json()["items"]["completed"]
+        return total
+
+    async def all_final(self, ids: list[UUID], within: float) -> dict[UUID, Any]:
+        async def final() -> dict[UUID, Any] | None:
+            rows = {task_id: await task_row(self.uows, task_id) for task_id in ids}
+            return rows if all(r.status in FINAL for r in rows.values()) else None
+
+        return await wait_until(final, within=within, interval=0.5, what="every task final")
+
+
+@contextlib.asynccontextmanager
+async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
+    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(start_api(env, name="api-stuck"))
+        relay = stack.enter_context(start_relay(env, name="relay-stuck"))
+        worker = stack.enter_context(start_worker(env, processes, name="worker-stuck"))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+            try:
+                yield System(env, api, relay, worker, client, UnitOfWorkFactory(engine))
+            finally:
+                await engine.dispose()
+
+
+async def watch_all(system: System, ids: list[UUID]) -> list[Watch]:
+    return [await Watch.open(system.base_url, task_id, TOKEN) for task_id in ids]
+
+
+async def check_watchers(watchers: list[Watch], rows: dict[UUID, Any]) -> None:
+    """Every watcher ends on the database's final seq and status, with no gap and no repeat."""
+    for watch, (task_id, row) in zip(watchers, rows.items(), strict=True):
+        await watch.wait_seq(row.seq, within=60)
+        snapshot = watch.snapshots()[0]
+        assert watch.progress_seqs == list(range(snapshot["seq"] + 1, row.seq + 1)), task_id
+        last = watch.frames[-1]
+        assert (last["seq"], last.get("status", last.get("task", {}).get("status"))) == (
+            row.seq,
+            row.status,
+        )
+        await watch.close()
+
+
+def twice(counts_url: str, ids: list[UUID], items_per_task: int) -> int:
+    """Items generated twice over all tasks; fails if any was generated more, or never."""
+    doubled = 0
+    for task_id in ids:
+        calls = generators.calls(counts_url, task_id)
+        assert len(calls) == items_per_task, (task_id, calls)
+        assert max(calls.values()) <= 2, (task_id, calls)
+        doubled += sum(1 for n in calls.values() if n == 2)
+    return doubled
+
+
+async def progress(system: System, ids: list[UUID], at_least: int) -> None:
+    async def enough() -> bool:
+        return await system.completed_items(ids) >= at_least
+
+    await wait_until(enough, within=60, interval=0.2, what=f"{at_least} items completed")
+
+
+async def answers_503_while_down(system: System, task_id: UUID) -> None:
+    """An API request during the outage: 503 with Retry-After, never a 500."""
+    answer = await system.client.get(f"/api/v1/tasks/{task_id}")
+    assert answer.status_code == 503, answer.text
+    assert answer.headers.get("retry-after")
+
+
+@pytest.fixture(name="counts_url")
+def counts_url_fixture() -> Iterator[str]:
+    """A Redis database on the shared server for the generator's counts."""
+    owner = res.run_id()
+    db = res.claim_redis_db(owner)
+    yield f"{res.REDIS_BASE}/{db}"
+    res.release_redis_db(db, owner)
+
+
+async def test_postgresql_stopped_twice_while_tasks_generate(
+    private_postgres: PrivatePostgres,
+) -> None:
+    with res.isolated_on("stuck_pg", postgres=private_postgres) as resources:
+        async with running(fault_env(resources)) as system:
+            ids = await system.create(12, concepts=4)
+            watchers = await watch_all(system, ids)
+            for outage in (1, 2):
+                await progress(system, ids, at_least=20 * outage)
+                private_postgres.stop("fast" if outage == 1 else "immediate")
+                await answers_503_while_down(system, ids[0])
+                await asyncio.sleep(2)  # the outage itself
+                private_postgres.start()
+            fault_ended = time.monotonic()
+            rows = await system.all_final(ids, within=120)
+            recovered_in = time.monotonic() - fault_ended
+            assert {r.status for r in rows.values()} == {"completed"}
+            await check_watchers(watchers, rows)
+        doubled = twice(resources.redis_url, ids, 4 * len(TYPES))
+    print(f"\nPostgreSQL stopped twice: last task done {recovered_in:.1f} s after; {doubled} twice")
+
+
+async def test_redis_restarted_empty_while_tasks_generate(
+    private_redis: PrivateRedis, counts_url: str
+) -> None:
+    with res.isolated_on("stuck_redis", redis=private_redis) as resources:
+        env = fault_env(resources, TASKRELAY_TEST_COUNTS_URL=counts_url)
+        async with running(env) as system:
+            ids = await system.create(10, concepts=4)
+            watchers = await watch_all(system, ids)
+            await progress(system, ids, at_least=15)
+            private_redis.restart()  # RQ's queues, registries and running jobs' records: gone
+            fault_ended = time.monotonic()
+            rows = await system.all_final(ids, within=120)
+            recovered_in = time.monotonic() - fault_ended
+            assert {r.status for r in rows.values()} == {"completed"}
+            await check_watchers(watchers, rows)
+    doubled = twice(counts_url, ids, 4 * len(TYPES))
+    print(f"\nRedis restarted empty: last task done {recovered_in:.1f} s after; {doubled} twice")
+
+
+async def test_a_worker_killed_while_the_database_is_down_is_replaced(
+    private_postgres: PrivatePostgres,
+) -> None:
+    with res.isolated_on("stuck_kill", postgres=private_postgres) as resources:
+        env = fault_env(resources)
+        async with running(env) as system:
+            ids = await system.create(10, concepts=4)
+            await progress(system, ids, at_least=15)
+            private_postgres.stop("immediate")
+            system.worker.kill()  # SIGKILL; its RQ processes die with it
+            private_postgres.start()
+            fault_ended = time.monotonic()
+            with start_worker(env, 2, name="worker-stuck-second"):
+                rows = await system.all_final(ids, within=150)
+            recovered_in = time.monotonic() - fault_ended
+            assert {r.status for r in rows.values()} == {"completed"}
+        doubled = twice(resources.redis_url, ids, 4 * len(TYPES))
+    print(
+        f"\nWorker SIGKILLed, DB down: last task done {recovered_in:.1f} s after; {doubled} twice"
+    )
+
+
+async def test_a_dead_lettered_job_message_still_gets_its_task_done() -> None:
+    with res.isolated("stuck_dl") as resources:
+        await _dead_letter_then_done(resources)
+
+
+async def _dead_letter_then_done(resources: Resources) -> None:
+    env = fault_env(resources)
+    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    uows = UnitOfWorkFactory(engine)
+    with start_api(env, name="api-dead-letter") as api, start_relay(env, name="relay-dl"):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+            body = {"roadmap_id": "dl", "concepts": [{"concept_id": "x", "title": "X"}]}
+            answer = await client.post("/api/v1/tasks", json=body)
+            task_id = UUID(answer.json()["task_id"])
+        await dead_letter_next_job_message(resources.amqp_url)
+        with start_worker(env, 1, name="worker-after-dead-letter"):
+            row = await wait_for_final(uows, task_id, within=90)
+    await engine.dispose()
+    assert row.status == "completed"
+
+
+async def dead_letter_next_job_message(amqp_url: str) -> None:
+    """What the broker does to a message past its delivery limit: off to the dead letters."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(JOB_QUEUE)
+
+        async def taken() -> aio_pika.abc.AbstractIncomingMessage | None:
+            return await queue.get(no_ack=False, fail=False)
+
+        message = await wait_until(taken, within=30, what="the task's job message")
+        await message.reject(requeue=False)
+    finally:
+        await connection.close()
+
+
+async def wait_for_final(uows: UnitOfWorkFactory, task_id: UUID, within: float) -> Any:
+    async def final() -> Any:
+        row = await task_row(uows, task_id)
+        return row if row.status in FINAL else None
+
+    return await wait_until(final, within=within, interval=0.5, what="the task final")
+
+
+async def test_a_job_whose_failure_callback_cannot_reach_the_database_still_ends(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """RQ kills the job at its timeout while PostgreSQL is down, so `on_job_failure` raises."""
+    with res.isolated_on("stuck_callback", postgres=private_postgres) as resources:
+        env = fault_env(
+            resources,
+            TASKRELAY_TEST_GENERATOR_DELAY="60",
+            TASKRELAY_WORKER_JOB_TIMEOUT_SECONDS="4",
+            TASKRELAY_WORKER_MAX_RECOVERIES="1",
+        )
+        async with running(env, processes=1) as system:
+            (task_id,) = await system.create(1, concepts=1)
+
+            async def generating() -> bool:
+                return bool(generators.calls(resources.redis_url, task_id))
+
+            await wait_until(generating, within=30, what="the first item to start")
+            private_postgres.stop("immediate")
+            await wait_until(
+                lambda: _logged(system.worker, "content_job_raised"),
+                within=30,
+                what="RQ's timeout and the failure callback",
+            )
+            private_postgres.start()
+            row = await wait_for_final(system.uows, task_id, within=120)
+    assert row.status == "failed"
+    assert "Content generation" in row.error_message  # the job's timeout, or no progress
+    print(f"\nFailure callback without a database: failed with {row.error_message!r}")
+
+
+async def _logged(proc: Process, event: str) -> bool:
+    return f'"event": "{event}"' in proc.output() or f'"event":"{event}"' in proc.output()
