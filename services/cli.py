@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from services.lifeline import announced_parent, die_with_parent
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -45,7 +47,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     # that was there before it; a no-op there lets a graceful stop end with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=args.host,
         port=args.port,
@@ -57,7 +59,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         ws_ping_timeout=settings.api.ws_ping_interval_seconds,
         ws_per_message_deflate=False,  # frames are small; deflate doubled memory per socket
     )
-    return 0
+    server = uvicorn.Server(config)
+    # `taskrelay run` binds the port itself and hands each API it starts the listening socket.
+    server.run(sockets=None if args.fd is None else [socket.socket(fileno=args.fd)])
+    return 0 if server.started else 1
 
 
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("api", help="HTTP API, WebSocket gateway and task page")
     _listen_options(p)
+    p.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # from `run`
     p.set_defaults(run=cmd_api)
 
     p = sub.add_parser("relay", help="publish the outbox to RabbitMQ; several may run at once")
@@ -196,6 +202,8 @@ def _positive(raw: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (parent := announced_parent()) is not None:
+        die_with_parent(parent)  # a child of `taskrelay run` dies with it
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()

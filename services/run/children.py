@@ -2,7 +2,8 @@
 with backoff when it dies, stopped with SIGTERM (then SIGKILL after the grace period).
 
 Children run in their own session, so a Ctrl-C at the terminal reaches only the supervisor,
-which then stops them in order instead of each of them racing to exit.
+which then stops them in order instead of each of them racing to exit. Each dies with the
+supervisor (`services.lifeline`), so a SIGKILLed supervisor leaves none behind.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from services.lifeline import parent_env
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -23,10 +24,19 @@ STABLE_AFTER = 30.0
 
 
 class Child:
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        write: Callable[[bytes], None],
+        pass_fds: Sequence[int] = (),
+    ) -> None:
         self.name = name
         self._argv = list(argv)
-        self._env = env
+        self._env = parent_env(env)
+        self._write = write
+        self._pass_fds = tuple(pass_fds)
         self._proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
 
@@ -54,6 +64,7 @@ class Child:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self._pass_fds,
         )
         log.info("child_started", child=self.name, pid=self._proc.pid)
         assert self._proc.stdout is not None
@@ -63,10 +74,7 @@ class Child:
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         prefix = f"{self.name:<6} | ".encode()
         while line := await stream.readline():
-            sys.stdout.buffer.write(
-                prefix + line if line.endswith(b"\n") else prefix + line + b"\n"
-            )
-            sys.stdout.flush()
+            self._write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
 
     async def stop(self, grace: float) -> int | None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL; the exit code, if it ran."""

@@ -1,8 +1,11 @@
-"""`taskrelay run`: check the three services, migrate, then run api, relay and worker as
-children until Ctrl-C or SIGTERM, and print where to look.
+"""`taskrelay run`: check the three services and the two ports, migrate, then run api, relay
+and worker as children until it is told to stop, and print where to look.
 
-The supervisor owns no business logic: it is the one-machine composition of the same commands
-an operator runs separately when scaling out.
+Whatever ends it, nothing it started is left behind: SIGINT, SIGTERM and SIGHUP (the terminal
+closed) stop the children in order, as does a stdout or stderr whose reader went away
+(`services.run.streams`) or an exception in the supervisor; a SIGKILLed supervisor takes its
+children with it (`services.lifeline`). The supervisor owns no business logic: it is the
+one-machine composition of the same commands an operator runs separately when scaling out.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.client import ApiClient, ApiError
-from services.run import state
+from services.run import ports, state
 from services.run.children import Child
 from services.run.preflight import check_all
+from services.run.streams import Streams
 from shared.auth import issue_token
 from shared.db.migrate import migrate
 from shared.errors import DependencyUnavailable
@@ -33,6 +39,7 @@ DEMO_GENERATOR = "services.demo.generator:demo_generator"
 STOP_GRACE = 25.0
 """Seconds each child gets after SIGTERM; all stop together, well within CONTRACT §2's 30 s."""
 READY_TIMEOUT = 90.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +51,20 @@ class RunOptions:
 
 
 def run_system(settings: Settings, options: RunOptions) -> int:
-    """Preflight, migrate, supervise; 0 after a clean stop, 1 if a service is unreachable."""
+    """Preflight, migrate, supervise; 0 after a stop, 1 if a service or a port is unavailable."""
     asyncio.run(check_all(settings))
-    migrate(settings.database)
-    secret = settings.auth.secret or secrets.token_urlsafe(32)
-    api_url = f"http://{options.host}:{options.port}"
-    if not settings.auth.secret:
-        state.save(state.RunState(api_url, secret, os.getpid()))
-    try:
-        return asyncio.run(_supervise(options, _child_env(secret), ApiClient(api_url, "")))
-    finally:
-        state.remove(os.getpid())
+    ports.ensure_free(settings.relay.health_host, options.health_port, "--health-port")
+    with ports.claim(options.host, options.port, "--port") as api_socket:
+        migrate(settings.database)
+        secret = settings.auth.secret or secrets.token_urlsafe(32)
+        api_url = f"http://{options.host}:{options.port}"
+        if not settings.auth.secret:
+            state.save(state.RunState(api_url, secret, os.getpid()))
+        try:
+            env = _child_env(secret)
+            return asyncio.run(_supervise(options, env, api_socket, ApiClient(api_url, "")))
+        finally:
+            state.remove(os.getpid())
 
 
 def _child_env(secret: str) -> dict[str, str]:
@@ -65,40 +75,68 @@ def _child_env(secret: str) -> dict[str, str]:
     return env
 
 
-def _children(options: RunOptions, env: dict[str, str]) -> list[Child]:
+def _children(
+    options: RunOptions, env: dict[str, str], api_socket: socket.socket, streams: Streams
+) -> list[Child]:
     cli = [sys.executable, "-m", "services.cli"]
+    fd = api_socket.fileno()
+    api = [*cli, "api", "--host", options.host, "--port", str(options.port), "--fd", str(fd)]
     worker = ["worker"] + (["--processes", str(options.processes)] if options.processes else [])
     return [
-        Child("api", [*cli, "api", "--host", options.host, "--port", str(options.port)], env),
-        Child("relay", [*cli, "relay", "--health-port", str(options.health_port)], env),
-        Child("worker", [*cli, *worker], env),
+        Child("api", api, env, streams.write, pass_fds=[fd]),
+        Child(
+            "relay", [*cli, "relay", "--health-port", str(options.health_port)], env, streams.write
+        ),
+        Child("worker", [*cli, *worker], env, streams.write),
     ]
 
 
-async def _supervise(options: RunOptions, env: dict[str, str], probe: ApiClient) -> int:
+async def _supervise(
+    options: RunOptions, env: dict[str, str], api_socket: socket.socket, probe: ApiClient
+) -> int:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    children = _children(options, env)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, _stop_on, stopping, signal.Signals(signum).name)
+    streams = Streams(loop, lambda name: _stop_on(stopping, f"{name} closed"))
+    streams.watch()
+    children = _children(options, env, api_socket, streams)
     supervised = [asyncio.create_task(child.supervise(stopping)) for child in children]
-    greeter = asyncio.create_task(_greet(options, env["TASKRELAY_SECRET"], probe, stopping))
-    await stopping.wait()
-    log.info("stopping", children=[c.name for c in children])
-    greeter.cancel()
-    codes = await asyncio.gather(*(child.stop(STOP_GRACE) for child in children))
-    for task in supervised:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(*supervised, greeter)
+    greeting = _greet(options, env["TASKRELAY_SECRET"], probe, stopping, streams.write)
+    greeter = asyncio.create_task(greeting)
+    try:
+        await stopping.wait()
+    finally:  # an exception in the supervisor stops the children just the same
+        stopping.set()
+        greeter.cancel()
+        codes = await asyncio.gather(*(child.stop(STOP_GRACE) for child in children))
+        for task in [*supervised, greeter]:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*supervised, greeter)
+        streams.unwatch()
+        api_socket.close()  # a probe still waiting in its backlog is refused, not left hanging
     log.info("stopped", exit_codes=dict(zip((c.name for c in children), codes, strict=True)))
     return 0
 
 
+def _stop_on(stopping: asyncio.Event, reason: str) -> None:
+    if not stopping.is_set():
+        stopping.set()  # first: logging may fail on a stderr that has just gone
+        log.info("stopping", reason=reason)
+
+
 async def _greet(
-    options: RunOptions, secret: str, probe: ApiClient, stopping: asyncio.Event
+    options: RunOptions,
+    secret: str,
+    probe: ApiClient,
+    stopping: asyncio.Event,
+    write: Callable[[bytes], None],
 ) -> None:
-    """Once the API answers, create a small demo task and print where to watch it."""
+    """Once the API answers, create a small demo task and print where to watch it.
+
+    Whatever answers is an API this run started: the run holds the port (`services.run.ports`).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT
     while not await probe.ready():
@@ -117,7 +155,7 @@ async def _greet(
     except (ApiError, DependencyUnavailable) as exc:
         log.error("demo_task_failed", error=str(exc))
         return
-    print(_banner(options, client, task["task_id"], token), flush=True)
+    write((_banner(options, client, task["task_id"], token) + "\n").encode())
 
 
 def _command() -> str:

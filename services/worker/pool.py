@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
 
+from services.lifeline import parent_env
 from shared.backoff import Backoff
 from shared.logging import get_logger
 
@@ -86,8 +88,9 @@ class RqProcessPool:
             await asyncio.wait(waits, timeout=5)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
+        env = parent_env(os.environ if self._env is None else self._env)  # it dies with us
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.worker.rq_process", env=self._env
+            sys.executable, "-m", "services.worker.rq_process", env=env
         )
         self._started[child.pid] = time.monotonic()
         log.info("rq_worker_started", pid=child.pid)

@@ -4,7 +4,7 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with f
 - SIGTERM is a warm shutdown that also tells the running work horse to hand its job back at the
   next item boundary (SIGUSR1), instead of RQ's default of waiting for the whole job;
   SIGINT is ignored, because the supervisor forwards a Ctrl-C as SIGTERM.
-- the process and each work horse die with their parent (PR_SET_PDEATHSIG), so a SIGKILLed
+- the process and each work horse die with their parent (`services.lifeline`), so a SIGKILLed
   supervisor leaves no orphan generating behind the watchdog's back.
 - a heartbeat that cannot reach Redis while a job runs is logged and skipped: RQ would otherwise
   quit, and its work horse die with it, in the middle of a job that needs only PostgreSQL;
@@ -15,8 +15,6 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with f
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -28,6 +26,7 @@ from rq import Worker
 from rq.executions import Execution
 from rq.job import Job
 
+from services.lifeline import announced_parent, die_with_parent
 from services.worker.jobs import JobContext, install
 from shared.content import load_generator
 from shared.errors import ConfigurationError
@@ -37,20 +36,8 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 HANDBACK_SIGNAL = signal.SIGUSR1
-_PR_SET_PDEATHSIG = 1
 _handback = threading.Event()
 """Set in a work horse when its RQ worker is shutting down; the job checks it at boundaries."""
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (elsewhere: nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def _request_handback(_signum: int, _frame: FrameType | None) -> None:
@@ -81,7 +68,7 @@ class ContentWorker(Worker):
             log.warning("rq_heartbeat_skipped", job_id=job.id, error=str(exc))
 
     def setup_work_horse_signals(self) -> None:
-        die_with_parent()
+        die_with_parent(self.pid)  # still this RQ worker's PID, as the horse is its fork
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(HANDBACK_SIGNAL, _request_handback)
@@ -96,7 +83,7 @@ def bootstrap(settings: Settings) -> ContentWorker:
 
 
 def main() -> int:
-    die_with_parent()
+    die_with_parent(announced_parent())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the supervisor too
     configure_logging("worker-rq")
     try:
