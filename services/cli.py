@@ -139,7 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     _processes_option(p)
     p.set_defaults(run=cmd_worker)
 
-    p = sub.add_parser("run", help="migrate, then run api + relay + worker in the foreground")
+    p = sub.add_parser(
+        "run",
+        help="check services and ports, migrate, then run api + relay + worker in the "
+        "foreground; whatever ends it ends them too",
+        description="Nothing it starts outlives it: SIGINT, SIGTERM, SIGHUP or a closed "
+        "stdout or stderr stop the children in order, and on Linux a SIGKILLed run takes them "
+        "with it. Exits 1 with one line if a service is unreachable or a port is taken.",
+    )
     _listen_options(p)
     _health_port_option(p)
     _processes_option(p)

@@ -38,6 +38,13 @@ def claim(host: str, port: int, option: str) -> socket.socket:
     return sock
 
 
+def url_of(sock: socket.socket) -> str:
+    """The URL that reaches `sock` from this machine (and no other socket on another address)."""
+    host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def ensure_free(host: str, port: int, option: str) -> None:
     """ConfigurationError if host:port cannot be bound now."""
     claim(host, port, option).close()

@@ -57,7 +57,7 @@ def run_system(settings: Settings, options: RunOptions) -> int:
     with ports.claim(options.host, options.port, "--port") as api_socket:
         migrate(settings.database)
         secret = settings.auth.secret or secrets.token_urlsafe(32)
-        api_url = f"http://{options.host}:{options.port}"
+        api_url = ports.url_of(api_socket)
         if not settings.auth.secret:
             state.save(state.RunState(api_url, secret, os.getpid()))
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from services.lifeline import PARENT_PID_VARIABLE
 from tests.support.processes import LOG_DIR, TASKRELAY, free_port, start_api
 from tests.support.resources import Resources
 from tests.support.wait import Timeout, wait_until_sync
@@ -206,3 +207,18 @@ def test_a_port_held_by_another_taskrelay_names_it(resources: Resources) -> None
     assert len(lines) == 1, done.stderr
     assert f"held by another taskrelay (pid {api.pid}: taskrelay api --port " in lines[0]
     assert f"stop it with `kill {api.pid}`" in lines[0]
+
+
+def test_a_child_whose_announced_parent_is_gone_exits_at_once(resources: Resources) -> None:
+    """The race a SIGKILL during start-up hits: the parent died while the child was importing."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    env = resources.env(**{PARENT_PID_VARIABLE: str(gone.pid)})
+    token = [*TASKRELAY, "token", "someone"]
+    done = subprocess.run(token, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+
+    env[PARENT_PID_VARIABLE] = str(os.getpid())  # its parent indeed: it runs as usual
+    done = subprocess.run(token, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".") == 2  # a JWT
