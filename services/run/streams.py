@@ -6,7 +6,8 @@ its lines, a log collector that died), `run` must stop its children rather than 
 write and leave them orphaned. Either stream's end is noticed as soon as it happens (epoll
 reports an error on a pipe's write end whose reader is gone) or at the next write that fails;
 then that stream (and the other, if it went too) is pointed at /dev/null, so the orderly stop
-that follows can still log and print.
+that follows can still log and print. A stop for another reason (SIGHUP from a terminal that
+closed) silences whatever has gone the same way, first.
 """
 
 from __future__ import annotations
@@ -58,10 +59,17 @@ class Streams:
             return
         self.closed = _NAMES[fd]
         self.unwatch()
-        for each in _NAMES:
-            if each == fd or _gone(each):
-                _silence(each)
+        _silence(fd)
+        silence_gone()
         self._on_closed(self.closed)
+
+
+def silence_gone() -> None:
+    """Point at /dev/null each of stdout and stderr whose reader has gone: a closed pipe, or a
+    terminal that hung up (it has by the time its SIGHUP arrives)."""
+    for fd in _NAMES:
+        if _gone(fd):
+            _silence(fd)
 
 
 def _gone(fd: int) -> bool:

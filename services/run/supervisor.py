@@ -26,7 +26,7 @@ from services.client import ApiClient, ApiError
 from services.run import ports, state
 from services.run.children import Child
 from services.run.preflight import check_all
-from services.run.streams import Streams
+from services.run.streams import Streams, silence_gone
 from shared.auth import issue_token
 from shared.db.migrate import migrate
 from shared.errors import DependencyUnavailable
@@ -122,7 +122,8 @@ async def _supervise(
 
 def _stop_on(stopping: asyncio.Event, reason: str) -> None:
     if not stopping.is_set():
-        stopping.set()  # first: logging may fail on a stderr that has just gone
+        stopping.set()
+        silence_gone()  # logging must not fail on a terminal or pipe that has just gone
         log.info("stopping", reason=reason)
 
 

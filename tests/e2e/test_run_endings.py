@@ -11,13 +11,16 @@ time from the ending to nothing left.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +70,11 @@ def _describe(pid: int) -> str:
     return f"pid {pid}"
 
 
+def _take_terminal() -> None:
+    """In the child, after setsid: make stdin's terminal the new session's own."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,22 +86,34 @@ def _port_free(port: int) -> bool:
 
 
 class Run:
-    """`taskrelay run` in its own session; `pipe` ("stdout" or "stderr") goes to the test."""
+    """`taskrelay run` in its own session. `pipe` goes to the test: "stdout" or "stderr", or
+    "terminal": stdin, stdout and stderr on a pseudo-terminal that is the session's own, whose
+    closing is a terminal window closing (the kernel hangs it up and sends SIGHUP)."""
 
     def __init__(self, env: dict[str, str], pipe: str | None = None) -> None:
         self.port, self.health = free_port(), free_port()
         LOG_DIR.mkdir(exist_ok=True)
         self.log_path = LOG_DIR / f"run-endings-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
+        streams: dict[str, Any] = {
+            "stdout": subprocess.PIPE if pipe == "stdout" else self._log,
+            "stderr": subprocess.PIPE if pipe == "stderr" else self._log,
+        }
+        terminal = None
+        if pipe == "terminal":
+            terminal, tty = os.openpty()
+            streams = {"stdin": tty, "stdout": tty, "stderr": tty, "preexec_fn": _take_terminal}
         ports = ["--port", str(self.port), "--health-port", str(self.health)]
         self.popen = subprocess.Popen(
             [*TASKRELAY, "run", *ports, "--processes", "1"],
             env=env,
-            stdout=subprocess.PIPE if pipe == "stdout" else self._log,
-            stderr=subprocess.PIPE if pipe == "stderr" else self._log,
             start_new_session=True,
+            **streams,
         )
         self.pipe = self.popen.stdout or self.popen.stderr
+        if terminal is not None:
+            os.close(tty)
+            self.pipe = os.fdopen(terminal, "rb", buffering=0)
         self._piped = b""
         if self.pipe is not None:
             os.set_blocking(self.pipe.fileno(), False)
@@ -136,6 +156,7 @@ ENDINGS: dict[str, tuple[str | None, Callable[[Run], None]]] = {
     "SIGINT to the group": (None, _signal_group(signal.SIGINT)),
     "stdout closed": ("stdout", lambda run: run.pipe.close() if run.pipe else None),
     "stderr closed": ("stderr", lambda run: run.pipe.close() if run.pipe else None),
+    "terminal closed": ("terminal", lambda run: run.pipe.close() if run.pipe else None),
     "SIGKILL of the supervisor": (None, lambda run: run.popen.kill()),
 }
 
@@ -164,7 +185,7 @@ def test_run_leaves_nothing_behind(resources: Resources, tmp_path: Path, ending:
         print(f"\n{ending}: nothing left after {time.monotonic() - started:.2f} s")
         if ending != "SIGKILL of the supervisor":
             assert run.popen.wait(10) == 0, run.output()[-3000:]  # it may just be a zombie
-            assert '"stopped"' in run.log_path.read_text() or pipe == "stderr"
+            assert '"stopped"' in run.log_path.read_text() or pipe in ("stderr", "terminal")
     finally:
         run.close(sessions)
 
