@@ -1,11 +1,12 @@
 """`taskrelay run` leaves nothing behind, whatever ends it (issue 15), and refuses busy ports.
 
-Each run starts in its own session, as a terminal starts a job. Once everything is up (the
-banner printed, the worker's RQ process running), the test records the sessions of the run and
-of every process below it (each child of `run` leads its own session; RQ processes and work
-horses live in the worker's), ends the run one way, and polls until no live process is left in
-any of those sessions and both ports can be bound again. The figure printed with `-s` is the
-time from the ending to nothing left.
+Each run starts in its own session, as a terminal starts a job, with a generator slow enough
+that its welcome task's job is still running in a work horse when the run is ended. Once
+everything is up (the banner printed; run, api, relay, worker, its RQ process and the horse
+running), the test records the sessions of the run and of every process below it (each child
+of `run` leads its own session; RQ processes and work horses live in the worker's), ends the
+run one way, and polls until no live process is left in any of those sessions and both ports
+can be bound again. The figure printed with `-s` is the time from the ending to nothing left.
 """
 
 from __future__ import annotations
@@ -126,13 +127,13 @@ class Run:
         return self.log_path.read_text(errors="replace") + self._piped.decode(errors="replace")
 
     def wait_until_up(self) -> dict[int, int]:
-        """Wait for the banner and all five processes; their {pid: session}."""
+        """Wait for the banner and all six processes; their {pid: session}."""
 
         def up() -> dict[int, int] | None:
             tree = _tree(self.popen.pid)
             if self.popen.poll() is not None:
                 raise AssertionError(f"run exited early:\n{self.output()[-3000:]}")
-            return tree if "demo task" in self.output() and len(tree) >= 5 else None
+            return tree if "demo task" in self.output() and len(tree) >= 6 else None
 
         return wait_until_sync(up, within=120, what="taskrelay run to be up")
 
@@ -164,7 +165,12 @@ ENDINGS: dict[str, tuple[str | None, Callable[[Run], None]]] = {
 @pytest.mark.parametrize("ending", list(ENDINGS))
 def test_run_leaves_nothing_behind(resources: Resources, tmp_path: Path, ending: str) -> None:
     pipe, end = ENDINGS[ending]
-    run = Run(resources.env(XDG_RUNTIME_DIR=str(tmp_path)), pipe)
+    env = resources.env(
+        XDG_RUNTIME_DIR=str(tmp_path),
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY="2",  # the welcome task's 6 items take 12 s
+    )
+    run = Run(env, pipe)
     sessions: set[int] = {run.popen.pid}
     try:
         tree = run.wait_until_up()
