@@ -11,7 +11,6 @@ one-machine composition of the same commands an operator runs separately when sc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shutil
@@ -51,7 +50,8 @@ class RunOptions:
 
 
 def run_system(settings: Settings, options: RunOptions) -> int:
-    """Preflight, migrate, supervise; 0 after a stop, 1 if a service or a port is unavailable."""
+    """Preflight, migrate, supervise; 0 after a stop, 1 if a service or a port is unavailable
+    or the supervisor itself failed."""
     asyncio.run(check_all(settings))
     ports.ensure_free(settings.relay.health_host, options.health_port, "--health-port")
     with ports.claim(options.host, options.port, "--port") as api_socket:
@@ -104,20 +104,21 @@ async def _supervise(
     supervised = [asyncio.create_task(child.supervise(stopping)) for child in children]
     greeting = _greet(options, env["TASKRELAY_SECRET"], probe, stopping, streams.write)
     greeter = asyncio.create_task(greeting)
+    for task in [*supervised, greeter]:  # an exception in one of them ends the run
+        task.add_done_callback(lambda done: _stop_on_error(stopping, done))
     try:
         await stopping.wait()
-    finally:  # an exception in the supervisor stops the children just the same
+    finally:  # an exception here stops the children just the same
         stopping.set()
         greeter.cancel()
         codes = await asyncio.gather(*(child.stop(STOP_GRACE) for child in children))
         for task in [*supervised, greeter]:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*supervised, greeter)
+        ended = await asyncio.gather(*supervised, greeter, return_exceptions=True)
         streams.unwatch()
         api_socket.close()  # a probe still waiting in its backlog is refused, not left hanging
     log.info("stopped", exit_codes=dict(zip((c.name for c in children), codes, strict=True)))
-    return 0
+    return 1 if any(isinstance(result, Exception) for result in ended) else 0
 
 
 def _stop_on(stopping: asyncio.Event, reason: str) -> None:
@@ -125,6 +126,11 @@ def _stop_on(stopping: asyncio.Event, reason: str) -> None:
         stopping.set()
         silence_gone()  # logging must not fail on a terminal or pipe that has just gone
         log.info("stopping", reason=reason)
+
+
+def _stop_on_error(stopping: asyncio.Event, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _stop_on(stopping, f"supervisor error: {error!r}")
 
 
 async def _greet(

@@ -137,6 +137,22 @@ class Run:
 
         return wait_until_sync(up, within=120, what="taskrelay run to be up")
 
+    def wait_until_nothing_left(self, sessions: set[int], ending: str) -> None:
+        """Poll until no process is left in `sessions` and both ports are free; print how long
+        that took."""
+        started = time.monotonic()
+
+        def left() -> list[str]:
+            self.popen.poll()  # reap the supervisor, as a shell would
+            busy = [f"port {p}" for p in (self.port, self.health) if not _port_free(p)]
+            return [_describe(pid) for pid in _left_in(sessions)] + busy
+
+        try:
+            wait_until_sync(lambda: not left(), within=NOTHING_LEFT_WITHIN, what="nothing left")
+        except Timeout as exc:
+            raise AssertionError(f"{ending}: left behind {left()}") from exc
+        print(f"\n{ending}: nothing left after {time.monotonic() - started:.2f} s")
+
     def close(self, sessions: set[int]) -> None:
         for pid in _left_in(sessions):  # only after a failure: what this test started
             with contextlib.suppress(ProcessLookupError):
@@ -176,22 +192,38 @@ def test_run_leaves_nothing_behind(resources: Resources, tmp_path: Path, ending:
         tree = run.wait_until_up()
         sessions |= set(tree.values())
         assert len(sessions) == 4, tree  # run's own, and one per child: api, relay, worker
-        started = time.monotonic()
         end(run)
-
-        def left() -> list[str]:
-            run.popen.poll()  # reap the supervisor, as a shell would
-            busy = [f"port {p}" for p in (run.port, run.health) if not _port_free(p)]
-            return [_describe(pid) for pid in _left_in(sessions)] + busy
-
-        try:
-            wait_until_sync(lambda: not left(), within=NOTHING_LEFT_WITHIN, what="nothing left")
-        except Timeout as exc:
-            raise AssertionError(f"{ending}: left behind {left()}") from exc
-        print(f"\n{ending}: nothing left after {time.monotonic() - started:.2f} s")
+        run.wait_until_nothing_left(sessions, ending)
         if ending != "SIGKILL of the supervisor":
             assert run.popen.wait(10) == 0, run.output()[-3000:]  # it may just be a zombie
             assert '"stopped"' in run.log_path.read_text() or pipe in ("stderr", "terminal")
+    finally:
+        run.close(sessions)
+
+
+def test_an_error_in_the_supervisor_ends_the_run_and_leaves_nothing(
+    resources: Resources, tmp_path: Path
+) -> None:
+    """A line of a child's output longer than the supervisor reads fails the task pumping it:
+    a real error inside `run`, which must end the run, not leave that child blocked on a full
+    pipe nobody reads."""
+    env = resources.env(
+        XDG_RUNTIME_DIR=str(tmp_path),
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:unbroken_line",
+    )
+    run = Run(env)
+    sessions: set[int] = {run.popen.pid}
+    try:
+
+        def failed() -> bool:
+            sessions.update(_tree(run.popen.pid).values())
+            return "supervisor error: ValueError(" in run.output()
+
+        wait_until_sync(failed, within=120, what="the welcome task's job to fail the supervisor")
+        assert len(sessions) == 4, sessions
+        run.wait_until_nothing_left(sessions, "an error in the supervisor")
+        assert run.popen.wait(10) == 1, run.output()[-3000:]
+        assert '"stopped"' in run.output()
     finally:
         run.close(sessions)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 import redis
@@ -59,6 +60,14 @@ def counting_sync(request: ContentRequest) -> str:
 
 async def instant(request: ContentRequest) -> str:
     """Costs nothing: what the throughput benchmark measures is the worker's own overhead."""
+    return request.concept_id
+
+
+async def unbroken_line(request: ContentRequest) -> str:
+    """Prints 100 kB without a newline to the worker's stdout: more than `taskrelay run` takes as
+    one line of a child's output, which fails the supervisor task reading it."""
+    sys.stdout.write("x" * 100_000)
+    sys.stdout.flush()
     return request.concept_id
 
 
