@@ -24,9 +24,12 @@ _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 def claim(host: str, port: int, option: str) -> socket.socket:
     """A listening socket on host:port, inheritable by a child; ConfigurationError if taken."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:  # socket.gaierror: a host that does not resolve
+        raise ConfigurationError(f"cannot listen on {host} (--host): {exc}") from exc
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
