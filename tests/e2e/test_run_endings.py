@@ -168,6 +168,14 @@ def _signal_group(signum: signal.Signals) -> Callable[[Run], None]:
     return lambda run: os.killpg(run.popen.pid, signum)
 
 
+def _slow_job_env(resources: Resources, tmp_path: Path) -> dict[str, str]:
+    return resources.env(
+        XDG_RUNTIME_DIR=str(tmp_path),
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY="2",  # the welcome task's 6 items take 12 s
+    )
+
+
 ENDINGS: dict[str, tuple[str | None, Callable[[Run], None]]] = {
     "SIGHUP to the group": (None, _signal_group(signal.SIGHUP)),
     "SIGINT to the group": (None, _signal_group(signal.SIGINT)),
@@ -181,12 +189,7 @@ ENDINGS: dict[str, tuple[str | None, Callable[[Run], None]]] = {
 @pytest.mark.parametrize("ending", list(ENDINGS))
 def test_run_leaves_nothing_behind(resources: Resources, tmp_path: Path, ending: str) -> None:
     pipe, end = ENDINGS[ending]
-    env = resources.env(
-        XDG_RUNTIME_DIR=str(tmp_path),
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="2",  # the welcome task's 6 items take 12 s
-    )
-    run = Run(env, pipe)
+    run = Run(_slow_job_env(resources, tmp_path), pipe)
     sessions: set[int] = {run.popen.pid}
     try:
         tree = run.wait_until_up()
@@ -197,6 +200,34 @@ def test_run_leaves_nothing_behind(resources: Resources, tmp_path: Path, ending:
         if ending != "SIGKILL of the supervisor":
             assert run.popen.wait(10) == 0, run.output()[-3000:]  # it may just be a zombie
             assert '"stopped"' in run.log_path.read_text() or pipe in ("stderr", "terminal")
+    finally:
+        run.close(sessions)
+
+
+def test_a_worker_killed_alone_takes_its_rq_process_and_work_horse_with_it(
+    resources: Resources, tmp_path: Path
+) -> None:
+    run = Run(_slow_job_env(resources, tmp_path))
+    sessions: set[int] = {run.popen.pid}
+    try:
+        tree = run.wait_until_up()
+        sessions |= set(tree.values())
+        worker = next(pid for pid in tree if " services.cli worker" in _describe(pid))
+        below = [pid for pid, session in tree.items() if session == worker and pid != worker]
+        assert len(below) >= 2, tree  # its RQ process, and the horse running the welcome job
+        os.kill(worker, signal.SIGKILL)
+        wait_until_sync(
+            lambda: not _left_in({worker}), within=NOTHING_LEFT_WITHIN, what="its RQ process to end"
+        )
+        wait_until_sync(  # run restarts the worker, as for any child that dies
+            lambda: len(set(_tree(run.popen.pid).values()) - sessions) == 1,
+            within=60,
+            what="a new worker",
+        )
+        sessions |= set(_tree(run.popen.pid).values())
+        run.popen.terminate()
+        run.wait_until_nothing_left(sessions, "SIGTERM after a worker was killed")
+        assert run.popen.wait(10) == 0
     finally:
         run.close(sessions)
 
