@@ -172,7 +172,7 @@ def _slow_job_env(resources: Resources, tmp_path: Path) -> dict[str, str]:
     return resources.env(
         XDG_RUNTIME_DIR=str(tmp_path),
         TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="2",  # the welcome task's 6 items take 12 s
+        TASKRELAY_TEST_GENERATOR_DELAY="1",  # the welcome task's 6 items take 6 s
     )
 
 
