@@ -4,7 +4,7 @@
 processes, and each of those forks a work horse per job. When a parent is SIGKILLed it cannot
 stop its children, so each child asks Linux to SIGKILL it when its parent dies
 (PR_SET_PDEATHSIG); a SIGKILLed `taskrelay run` then leaves no orphan holding its ports or
-generating content behind the watchdog's back. Elsewhere than Linux this is a no-op.
+generating content behind the reconciler's back. Elsewhere than Linux this is a no-op.
 
 A parent that execs such a child puts its own PID in the child's environment (`parent_env`);
 the child reads it (`announced_parent`) and passes it to `die_with_parent`. The PID makes the

@@ -5,7 +5,7 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with f
   next item boundary (SIGUSR1), instead of RQ's default of waiting for the whole job;
   SIGINT is ignored, because the supervisor forwards a Ctrl-C as SIGTERM.
 - the process and each work horse die with their parent (`services.lifeline`), so a SIGKILLed
-  supervisor leaves no orphan generating behind the watchdog's back.
+  supervisor leaves no orphan generating behind the reconciler's back.
 - a heartbeat that cannot reach Redis while a job runs is logged and skipped: RQ would otherwise
   quit, and its work horse die with it, in the middle of a job that needs only PostgreSQL;
 - before any job runs, `bootstrap()` installs the settings and the imported content generator

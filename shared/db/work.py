@@ -1,7 +1,7 @@
 """The worker's repositories: content items in generation order, task leases, the job inbox.
 
 Like `shared.db.repositories`, they map rows and never decide: `shared.service.generation` and
-`shared.service.recovery` decide what a job and the watchdog do with them. Lease times use the
+`shared.service.recovery` decide what a job and the reconciler do with them. Lease times use the
 database clock, so workers on machines with skewed clocks still agree on who is alive.
 """
 

@@ -1,4 +1,4 @@
-"""Application services: the commands the API, the worker and the watchdog run.
+"""Application services: the commands the API, the worker and the reconciler run.
 
 Each writes through the caller's unit of work; the caller commits once the whole change,
 its notification and any job dispatch are written, and only then answers.
