@@ -7,19 +7,35 @@ the response with the work, commit, and only then answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import HeaderParameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, Parameter
 
-from services.api.schemas import CreateTask, RetryView, TaskView
+from services.api.schemas import (
+    CreateTask,
+    ErrorView,
+    ItemsPage,
+    ItemView,
+    RetryView,
+    TaskView,
+)
 from services.api.security import SECURITY, authenticate, require_json
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
-from shared.service import NewTask, cancel_task, create_task, get_task_view, retry_task
+from shared.service import (
+    NewTask,
+    cancel_task,
+    create_task,
+    get_task_view,
+    list_items,
+    retry_task,
+)
 from shared.service.idempotency import claim, remember, request_fingerprint
+from shared.service.items import DEFAULT_LIMIT, MAX_LIMIT
 from shared.settings import Settings
 
 IdempotencyKey = Annotated[
@@ -32,6 +48,29 @@ IdempotencyKey = Annotated[
     ),
 ]
 TRACE_HEADERS = ("traceparent", "tracestate")
+ItemStatusFilter = Annotated[
+    Literal["pending", "completed", "failed"] | None,
+    Parameter(query="status", required=False, description="Only the items in this status."),
+]
+Limit = Annotated[
+    int,
+    Parameter(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}."),
+]
+Cursor = Annotated[
+    str | None,
+    Parameter(
+        required=False,
+        max_length=200,
+        description="The `next` of the previous page; a cursor this API did not issue is a 400.",
+    ),
+]
+ITEMS_RESPONSES = {
+    400: ResponseSpec(ErrorView, description="A bad `status`, `limit` or `cursor`."),
+    401: ResponseSpec(ErrorView, description="No valid bearer token."),
+    404: ResponseSpec(ErrorView, description="No such task, or not yours."),
+}
+SEQ_HEADER = "X-Task-Seq"
+"""The task's `seq` as of the page's read: item frames up to it are already in the page."""
 
 Work = Callable[[UnitOfWork], Awaitable[Any]]
 
@@ -67,6 +106,24 @@ class TaskController(Controller):
         async with _uow_factory(request)() as uow:
             view = await get_task_view(uow, user_id, task_id)
         return msgspec.convert(view, TaskView)
+
+    @get("/{task_id:uuid}/items", responses=ITEMS_RESPONSES)
+    async def items(
+        self,
+        request: Request[Any, Any, Any],
+        task_id: UUID,
+        user_id: str,
+        status: ItemStatusFilter = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Response[ItemsPage]:
+        """The task's items in a stable order, a page at a time (`next` continues)."""
+        async with _uow_factory(request)() as uow:
+            listing = await list_items(
+                uow, user_id, task_id, status=status, limit=limit, cursor=cursor
+            )
+        page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
+        return Response(page, headers={SEQ_HEADER: str(listing.seq)})
 
     @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json])
     async def cancel(

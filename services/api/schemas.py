@@ -52,6 +52,8 @@ class TaskView(msgspec.Struct):
     created_at: str
     updated_at: str
     seq: int
+    last_message: str | None
+    """The `message` of the task's latest notification; null before the first."""
     items: ItemsView
 
 
@@ -60,6 +62,22 @@ class RetryView(msgspec.Struct):
     total_items: int
     items_by_type: dict[str, int]
     recovery_type: str
+
+
+class ItemView(msgspec.Struct):
+    concept_id: str
+    title: str
+    content_type: str
+    status: str
+    attempts: int
+    error: str | None
+    updated_at: str
+
+
+class ItemsPage(msgspec.Struct):
+    items: list[ItemView]
+    next: str | None
+    """The cursor of the following page (pass it as `cursor`); null on the last page."""
 
 
 class ErrorView(msgspec.Struct):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.domain import ItemCounts, ItemKey, Status, TaskState
+from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, Status, TaskState
 
 _STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {_STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
@@ -25,7 +25,7 @@ _ADD = (
 )
 _SAVE = (
     "UPDATE roadmap_tasks SET status = $2, current_step = $3, error_message = $4, "
-    "completed_at = $5, seq = $6, updated_at = $7 WHERE task_id = $1"
+    "completed_at = $5, seq = $6, updated_at = $7, last_message = $8 WHERE task_id = $1"
 )
 _VIEW = (
     "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
@@ -42,6 +42,16 @@ _RESET = (
     "WHERE task_id = $1 AND status != 'completed' "
     "RETURNING concept_id, content_type, position"
 )
+_PAGE = (
+    "SELECT t.owner_id, t.seq, i.* FROM roadmap_tasks AS t LEFT JOIN LATERAL "
+    "(SELECT concept_id, concept_title, content_type, status, attempts, last_error, updated_at, "
+    "position FROM content_items WHERE task_id = t.task_id AND position > $2 {status}"
+    "ORDER BY position LIMIT $3) AS i ON true WHERE t.task_id = $1 ORDER BY i.position"
+)
+_PAGE_ALL = _PAGE.format(status="")
+_PAGE_BY_STATUS = _PAGE.format(status="AND status = $4 ")
+"""One statement each (so each keeps a prepared plan on its index): the owner and `seq` of the
+task and one page of its items, read from the same snapshot."""
 _COUNTS = (
     "SELECT content_type, status, count(*) FROM content_items WHERE task_id = $1 "
     "GROUP BY content_type, status"
@@ -88,7 +98,8 @@ class TaskRepository:
         row = await self._conn.fetchrow(_LOCK_UNLESS_BUSY, task_id)
         return _state(row) if row else None
 
-    async def save(self, state: TaskState, now: datetime) -> None:
+    async def save(self, state: TaskState, now: datetime, message: str) -> None:
+        """Write the state and `message`, the notification this change emits (`last_message`)."""
         await self._conn.execute(
             _SAVE,
             state.task_id,
@@ -98,6 +109,7 @@ class TaskRepository:
             state.completed_at,
             state.seq,
             now,
+            message,
         )
 
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
@@ -133,3 +145,29 @@ class ItemRepository:
     async def counts(self, task_id: UUID) -> ItemCounts:
         rows = await self._conn.fetch(_COUNTS, task_id)
         return ItemCounts.from_rows([(r[0], r[1], int(r[2])) for r in rows])
+
+    async def page(
+        self, task_id: UUID, after: int, limit: int, status: str | None
+    ) -> ItemPage | None:
+        """Up to `limit` items after position `after`, in order; None if the task is unknown."""
+        if status is None:
+            rows = await self._conn.fetch(_PAGE_ALL, task_id, after, limit)
+        else:
+            rows = await self._conn.fetch(_PAGE_BY_STATUS, task_id, after, limit, status)
+        if not rows:
+            return None
+        items = [
+            ItemRow(
+                position=r["position"],
+                concept_id=r["concept_id"],
+                title=r["concept_title"],
+                content_type=r["content_type"],
+                status=r["status"],
+                attempts=r["attempts"],
+                error=r["last_error"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+            if r["position"] is not None
+        ]
+        return ItemPage(owner_id=rows[0]["owner_id"], seq=rows[0]["seq"], items=items)

@@ -41,6 +41,7 @@ roadmap_tasks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_message", Text),
     CheckConstraint(
         "status IN ('pending','processing','completed','partial_failure','failed','cancelled')",
         name="roadmap_tasks_status_check",
@@ -75,6 +76,8 @@ content_items = Table(
     CheckConstraint(
         "status IN ('pending','completed','failed')", name="content_items_status_check"
     ),
+    Index("content_items_position_idx", "task_id", "position", unique=True),
+    Index("content_items_status_idx", "task_id", "status", "position"),
 )
 
 outbox = Table(

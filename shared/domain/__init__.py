@@ -1,5 +1,6 @@
 """The pure domain: tasks, their items, and the one state machine. No framework, no driver."""
 
+from shared.domain.listing import ItemPage, ItemRow, decode_cursor, encode_cursor
 from shared.domain.model import (
     CONTENT_TYPES,
     ItemCounts,
@@ -27,6 +28,8 @@ __all__ = [
     "Change",
     "ItemCounts",
     "ItemKey",
+    "ItemPage",
+    "ItemRow",
     "ItemStatus",
     "JobDispatch",
     "Kind",
@@ -34,6 +37,8 @@ __all__ = [
     "Rule",
     "Status",
     "TaskState",
+    "decode_cursor",
+    "encode_cursor",
     "plan_event",
     "plan_transition",
 ]

@@ -55,6 +55,11 @@ class ItemKey:
     def as_dict(self) -> dict[str, str]:
         return {"concept_id": self.concept_id, "content_type": self.content_type}
 
+    def result(self, error: str | None) -> dict[str, str | None]:
+        """`data.item` of the item's notification (CONTRACT §7): failed when there is an error."""
+        status = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
+        return {**self.as_dict(), "status": status.value, "error": error}
+
 
 @dataclass(frozen=True, slots=True)
 class ItemCounts:

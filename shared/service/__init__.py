@@ -4,6 +4,7 @@ Each writes through the caller's unit of work; the caller commits once the whole
 its notification and any job dispatch are written, and only then answers.
 """
 
+from shared.service.items import ItemsListing, list_items
 from shared.service.tasks import (
     NewTask,
     RetryResult,
@@ -15,12 +16,14 @@ from shared.service.tasks import (
 from shared.service.transitions import emit_event, transition
 
 __all__ = [
+    "ItemsListing",
     "NewTask",
     "RetryResult",
     "cancel_task",
     "create_task",
     "emit_event",
     "get_task_view",
+    "list_items",
     "retry_task",
     "transition",
 ]

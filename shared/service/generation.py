@@ -268,6 +268,7 @@ class ContentJob:
             "concept_id": key.concept_id,
             "content_type": key.content_type,
             "item_status": "failed" if result.error is not None else "completed",
+            "item": key.result(result.error),
             **progress_data(counts),
         }
         done = counts.completed + counts.failed

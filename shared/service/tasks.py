@@ -138,6 +138,7 @@ async def _view(uow: UnitOfWork, task_id: UUID) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
         "seq": row["seq"],
+        "last_message": row["last_message"],
         "items": counts.as_dict(),
     }
 

@@ -62,7 +62,7 @@ async def emit_event(
 
 
 async def _write(uow: UnitOfWork, change: Change, now: datetime, job: JobDispatch | None) -> None:
-    await uow.tasks.save(change.state, now)
+    await uow.tasks.save(change.state, now, change.notification.message)
     await uow.outbox.add(change.notification, *([job] if job is not None else []))
     note = change.notification
     uow.on_commit(

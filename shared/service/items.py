@@ -1,0 +1,65 @@
+"""The items listing behind `GET /api/v1/tasks/{task_id}/items`: one keyset page at a time.
+
+One statement reads the task's owner, its `seq` and the page, so the ownership check costs no
+extra round trip and `seq` says exactly which notifications the page already reflects (the task
+page applies only item frames newer than that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from shared.db.uow import UnitOfWork
+from shared.domain import ItemRow, decode_cursor, encode_cursor
+from shared.errors import InvalidInput, NotFound
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+ITEM_STATUSES = ("pending", "completed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsListing:
+    items: list[dict[str, Any]]
+    next: str | None
+    """The cursor of the following page; None on the last."""
+    seq: int
+    """The task's `seq` as of the read: the page reflects every notification up to it."""
+
+
+async def list_items(
+    uow: UnitOfWork,
+    owner_id: str,
+    task_id: UUID,
+    *,
+    status: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> ItemsListing:
+    """A page of the task's items in their stable order, optionally of one status only."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be 1 to {MAX_LIMIT}")
+    if status is not None and status not in ITEM_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(ITEM_STATUSES)}")
+    after = decode_cursor(cursor, status)
+    page = await uow.items.page(task_id, after, limit + 1, status)
+    if page is None or page.owner_id != owner_id:
+        raise NotFound(f"task {task_id} not found")
+    rows = page.items[:limit]
+    more = len(page.items) > limit
+    following = encode_cursor(rows[-1].position, status) if more else None
+    return ItemsListing([_public(r) for r in rows], following, page.seq)
+
+
+def _public(row: ItemRow) -> dict[str, Any]:
+    return {
+        "concept_id": row.concept_id,
+        "title": row.title,
+        "content_type": row.content_type,
+        "status": row.status,
+        "attempts": row.attempts,
+        "error": row.error,
+        "updated_at": row.updated_at.isoformat(),
+    }
