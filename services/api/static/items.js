@@ -1,0 +1,201 @@
+// The list of a task's items: loaded once through the items API, then kept live from the
+// `data.item` of progress frames, never refetched (except after a reconnect, when frames may
+// have been missed). Items are grouped by status, failed first with their errors, in the
+// task's concept order within each group; completed items start collapsed. A group draws at
+// most `shown` rows (100 more per click), and drawing waits for the next animation frame, so
+// 3,000 items and a frame every few milliseconds cost one small redraw per screen refresh.
+
+const GROUPS = ["failed", "pending", "completed"];
+const PAGE = 100;
+const RETRY_STEP = "content_retry_queued";
+
+const keyOf = (conceptId, type) => `${conceptId}\u0000${type}`;
+
+export class ItemList {
+  constructor(section, i18n, fetchPage) {
+    this.section = section;
+    this.i18n = i18n;
+    this.fetchPage = fetchPage; // (cursor) => Promise<{items, next, seq}>
+    this.byKey = new Map();
+    this.groups = { failed: [], pending: [], completed: [] };
+    this.shown = { failed: PAGE, pending: PAGE, completed: PAGE };
+    this.dirty = new Set();
+    this.loaded = false;
+    this.buffered = [];
+    this.drawRequested = false;
+    this.generation = 0;
+    this.els = {};
+    for (const name of GROUPS) {
+      const details = section.querySelector(`[data-group="${name}"]`);
+      const more = details.querySelector(".more");
+      this.els[name] = { details, rows: details.querySelector(".rows"), more,
+        count: details.querySelector("[data-count]") };
+      more.addEventListener("click", () => {
+        this.shown[name] += PAGE;
+        this.mark(name);
+      });
+      details.addEventListener("toggle", () => this.mark(name));
+    }
+  }
+
+  counts() {
+    const n = (name) => this.groups[name].length;
+    return { completed: n("completed"), failed: n("failed"), pending: n("pending"), total: this.byKey.size };
+  }
+
+  // Read every page; an item remembers the task `seq` its page was read at, so a frame applies
+  // to it only if it is newer (frames that arrive while loading are applied afterwards).
+  async load() {
+    const generation = ++this.generation;
+    this.loaded = false;
+    this.section.setAttribute("aria-busy", "true");
+    const byKey = new Map();
+    let cursor = null;
+    let position = 0;
+    do {
+      const page = await this.fetchPage(cursor);
+      if (generation !== this.generation) return; // a newer load took over
+      for (const item of page.items) {
+        byKey.set(keyOf(item.concept_id, item.content_type),
+          { ...item, position: position++, seenSeq: page.seq });
+      }
+      cursor = page.next;
+    } while (cursor);
+    this.byKey = byKey;
+    this.groups = { failed: [], pending: [], completed: [] };
+    for (const item of byKey.values()) (this.groups[item.status] || this.groups.pending).push(item);
+    this.loaded = true;
+    const frames = this.buffered;
+    this.buffered = [];
+    for (const frame of frames) this.apply(frame);
+    this.section.removeAttribute("aria-busy");
+    GROUPS.forEach((name) => this.mark(name));
+  }
+
+  // A progress frame: an item result moves that item; a retry moves failed items to pending.
+  apply(frame) {
+    if (!this.loaded) {
+      this.buffered.push(frame);
+      return;
+    }
+    const change = frame.data && frame.data.item;
+    if (change) {
+      const item = this.byKey.get(keyOf(change.concept_id, change.content_type));
+      if (!item || frame.seq <= item.seenSeq) return;
+      item.seenSeq = frame.seq;
+      item.attempts += 1;
+      item.error = change.error;
+      this.move(item, change.status);
+    } else if (frame.step === RETRY_STEP) {
+      for (const item of [...this.groups.failed]) {
+        if (frame.seq <= item.seenSeq) continue;
+        item.seenSeq = frame.seq;
+        this.move(item, "pending");
+      }
+    }
+  }
+
+  move(item, status) {
+    if (!this.groups[status] || item.status === status) {
+      this.mark(item.status);
+      return;
+    }
+    const from = this.groups[item.status];
+    from.splice(indexFor(from, item.position), 1);
+    const to = this.groups[status];
+    to.splice(indexFor(to, item.position), 0, item);
+    this.mark(item.status);
+    this.mark(status);
+    item.status = status;
+  }
+
+  mark(name) {
+    this.dirty.add(name);
+    if (this.drawRequested) return;
+    this.drawRequested = true;
+    requestAnimationFrame(() => this.draw());
+  }
+
+  // Redraw the groups that changed: their counts always, their rows only while open.
+  draw() {
+    this.drawRequested = false;
+    if (!this.loaded) return;
+    for (const name of this.dirty) {
+      const { details, rows, more, count } = this.els[name];
+      const items = this.groups[name];
+      count.textContent = String(items.length);
+      details.hidden = items.length === 0 && name !== "failed"; // an empty group says nothing
+      if (!details.open) {
+        rows.replaceChildren();
+        more.hidden = true;
+        continue;
+      }
+      const visible = items.slice(0, this.shown[name]);
+      const fragment = document.createDocumentFragment();
+      for (const item of visible) fragment.append(this.row(item));
+      if (!items.length) fragment.append(this.empty());
+      rows.replaceChildren(fragment);
+      const rest = items.length - visible.length;
+      more.hidden = rest <= 0;
+      more.textContent = this.i18n.t("show_more", { n: Math.min(PAGE, rest) });
+    }
+    this.dirty.clear();
+  }
+
+  redrawAll() {
+    GROUPS.forEach((name) => this.mark(name));
+  }
+
+  row(item) {
+    const { i18n } = this;
+    const li = document.createElement("li");
+    li.className = "item";
+    li.dataset.status = item.status;
+    li.dataset.concept = item.concept_id;
+    li.dataset.type = item.content_type;
+    const head = document.createElement("div");
+    head.className = "item-head";
+    head.append(
+      span("item-title", item.title),
+      span("item-type", i18n.type(item.content_type)),
+      span("item-state", i18n.itemStatus(item.status)),
+    );
+    li.append(head);
+    if (item.status === "failed") {
+      if (item.attempts) head.append(span("item-attempts", i18n.t("attempts", { n: item.attempts })));
+      if (item.error) {
+        const error = document.createElement("p");
+        error.className = "item-error";
+        error.textContent = item.error;
+        li.append(error);
+      }
+    }
+    return li;
+  }
+
+  empty() {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = this.i18n.t("group_empty");
+    return li;
+  }
+}
+
+function span(className, text) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+// Where `position` is, or goes, in a list sorted by position.
+function indexFor(list, position) {
+  let low = 0;
+  let high = list.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (list[mid].position < position) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
