@@ -89,6 +89,7 @@ async def test_snapshot_first_then_every_change_in_order(
     assert snapshot["task"]["task_id"] == str(task_id)
     assert snapshot["task"]["status"] == "pending"
     assert snapshot["task"]["items"]["total"] == 4
+    assert snapshot["task"]["last_message"] is None  # no notification yet
 
     seq = await taskflow.start(uow_factory, task_id)
     for key in await taskflow.pending_keys(uow_factory, task_id):
@@ -104,6 +105,10 @@ async def test_snapshot_first_then_every_change_in_order(
     assert progress[-2]["data"]["failed_items"] == 2
     assert progress[-1]["status"] == "partial_failure"
     await watch.close()
+    later = await Watch.open(api, task_id, token_for("alice"), origin=same_origin)
+    [opened_after] = await later.wait_frames(1)  # a page opened after the end
+    assert opened_after["task"]["last_message"] == progress[-1]["message"]
+    await later.close()
 
 
 async def test_client_frames_never_break_the_socket(

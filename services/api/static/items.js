@@ -131,15 +131,40 @@ export class ItemList {
         continue;
       }
       const visible = items.slice(0, this.shown[name]);
-      const fragment = document.createDocumentFragment();
-      for (const item of visible) fragment.append(this.row(item));
-      if (!items.length) fragment.append(this.empty());
-      rows.replaceChildren(fragment);
+      if (items.length) this.reconcile(rows, visible);
+      else rows.replaceChildren(this.empty());
       const rest = items.length - visible.length;
       more.hidden = rest <= 0;
       more.textContent = this.i18n.t("show_more", { n: Math.min(PAGE, rest) });
     }
     this.dirty.clear();
+  }
+
+  // Make `rows` show `visible` with as few DOM changes as possible: a row is rebuilt only when
+  // its item changed, and a frame usually removes one row and adds one.
+  reconcile(rows, visible) {
+    const keep = new Set();
+    for (const item of visible) {
+      if (!item.row || item.rowVersion !== this.version(item)) {
+        item.row = this.row(item);
+        item.rowVersion = this.version(item);
+      }
+      keep.add(item.row);
+    }
+    for (const child of [...rows.children]) if (!keep.has(child)) child.remove();
+    let cursor = rows.firstChild;
+    let concept = null;
+    for (const item of visible) {
+      // A concept's items sit together (position order): its title shows once, on the first.
+      item.row.classList.toggle("continued", item.concept_id === concept);
+      concept = item.concept_id;
+      if (item.row === cursor) cursor = cursor.nextSibling;
+      else rows.insertBefore(item.row, cursor);
+    }
+  }
+
+  version(item) {
+    return `${this.i18n.lang}|${item.status}|${item.attempts}|${item.error}`;
   }
 
   redrawAll() {
