@@ -50,7 +50,7 @@ IdempotencyKey = Annotated[
 TRACE_HEADERS = ("traceparent", "tracestate")
 ItemStatusFilter = Annotated[
     Literal["pending", "completed", "failed"] | None,
-    Parameter(query="status", required=False, description="Only the items in this status."),
+    Parameter(required=False, description="Only the items in this status."),
 ]
 Limit = Annotated[
     int,

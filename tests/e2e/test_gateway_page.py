@@ -61,3 +61,29 @@ async def test_task_page_access_headers_and_escaping(
         for unknown in (uuid4(), "not-a-uuid"):
             missing = await client.get(f"/tasks/{unknown}", params={"token": token})
             assert missing.status_code == 404
+
+
+async def test_task_page_language_follows_accept_language(
+    api: str, uow_factory: UnitOfWorkFactory
+) -> None:
+    async with uow_factory() as uow:
+        view = await create_task(uow, "lin", NewTask("rm-lang", [("c1", "闭包")], ["quiz"]))
+        await uow.commit()
+    params = {"token": issue_token(SECRET, "lin", 600)}
+    url = f"/tasks/{view['task_id']}"
+    async with httpx.AsyncClient(base_url=api) as client:
+        for header, lang, word in (
+            ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN", "内容生成"),
+            ("en-GB,en;q=0.9", "en", "Content generation"),
+            ("fr", "en", "Content generation"),
+        ):
+            page = await client.get(url, params=params, headers={"Accept-Language": header})
+            assert f'<html lang="{lang}">' in page.text
+            assert word in page.text
+            assert "accept-language" in page.headers["vary"].lower()
+        chosen = await client.get(
+            url, params={**params, "lang": "en"}, headers={"Accept-Language": "zh-CN"}
+        )
+        assert '<html lang="en">' in chosen.text  # the page's switch, kept on reload
+        for name in ("en", "zh-CN"):
+            assert (await client.get(f"/static/i18n/{name}.json")).status_code == 200
