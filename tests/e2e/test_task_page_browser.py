@@ -299,9 +299,9 @@ async def test_three_thousand_items_render_and_update(
         timeout=180_000,
         polling=100,  # not requestAnimationFrame: the timing counts the page's own redraws
     )
+    timing = await page.evaluate("window.timing")  # before the screenshots, which cost their own
     await expect(page.locator('[data-group="failed"] .item').first).to_be_visible()
     await page.screenshot(path=str(shots / "task-page-3000-en.png"), full_page=False)
-    timing = await page.evaluate("window.timing")
     await page.get_by_role("button", name="简体中文").click()
     await expect(page.locator("#status")).to_have_text("处理中")
     await page.screenshot(path=str(shots / "task-page-3000-zh-CN.png"), full_page=False)

@@ -57,3 +57,27 @@ export function readCatalogue() {
   const block = document.getElementById("messages");
   return JSON.parse(block ? block.textContent : "{}");
 }
+
+// The English / 简体中文 buttons: swap the catalogue in place (the socket stays open), mark the
+// pressed button, keep the choice in the URL's `lang` (a reload keeps it), then `redraw`.
+export function bindLanguageSwitch(i18n, root, redraw) {
+  const buttons = [...document.querySelectorAll("button.lang")];
+  for (const button of buttons) {
+    button.addEventListener("click", async () => {
+      const lang = button.dataset.lang;
+      if (lang === i18n.lang) return;
+      try {
+        await i18n.use(lang);
+      } catch (_) {
+        return; // the page stays in its language
+      }
+      i18n.applyStatic(root);
+      root.dataset.lang = lang;
+      for (const other of buttons) other.setAttribute("aria-pressed", String(other === button));
+      const url = new URL(window.location.href);
+      url.searchParams.set("lang", lang);
+      history.replaceState(null, "", url);
+      redraw();
+    });
+  }
+}

@@ -124,7 +124,7 @@ export class ItemList {
       const { details, rows, more, count } = this.els[name];
       const items = this.groups[name];
       count.textContent = String(items.length);
-      details.hidden = items.length === 0 && name !== "failed"; // an empty group says nothing
+      details.hidden = items.length === 0; // an empty group says nothing
       if (!details.open) {
         rows.replaceChildren();
         more.hidden = true;

@@ -2,7 +2,7 @@
 // API for the items, Retry and Cancel. Every view it shows carries a `seq`; an older one never
 // replaces a newer one, so the page cannot go back to a stale state. No build step: plain
 // modern JS modules; every word comes from the message catalogue (i18n.js).
-import { createI18n, readCatalogue } from "./i18n.js";
+import { bindLanguageSwitch, createI18n, readCatalogue } from "./i18n.js";
 import { ItemList } from "./items.js";
 
 const root = document.getElementById("task");
@@ -86,15 +86,18 @@ async function refresh() {
 }
 
 async function loadItems() {
-  $("items-note").hidden = false;
-  $("items-note").dataset.i18n = "items_loading";
-  $("items-note").textContent = i18n.t("items_loading");
+  const note = $("items-note");
+  const show = (key) => {
+    note.hidden = false;
+    note.dataset.i18n = key; // a language switch re-translates it
+    note.textContent = i18n.t(key);
+  };
+  show("items_loading");
   try {
     await items.load();
-    $("items-note").hidden = true;
+    note.hidden = true;
   } catch (_) {
-    $("items-note").dataset.i18n = "items_load_failed";
-    $("items-note").textContent = i18n.t("items_load_failed");
+    show("items_load_failed");
   }
 }
 
@@ -167,30 +170,12 @@ function announce(now) {
   }
 }
 
-async function switchLanguage(lang) {
-  if (lang === i18n.lang) return;
-  try {
-    await i18n.use(lang);
-  } catch (_) {
-    return;
-  }
-  i18n.applyStatic(root);
-  root.dataset.lang = lang;
-  for (const button of document.querySelectorAll("button.lang")) {
-    button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
-  }
-  const url = new URL(window.location.href);
-  url.searchParams.set("lang", lang);
-  history.replaceState(null, "", url);
+bindLanguageSwitch(i18n, root, () => {
   setConnection(connection.state, connection.key, connection.values);
   say("");
   render();
   items.redrawAll();
-}
-
-for (const button of document.querySelectorAll("button.lang")) {
-  button.addEventListener("click", () => switchLanguage(button.dataset.lang));
-}
+});
 
 // ---- the HTTP API ---------------------------------------------------------------------------
 
