@@ -37,8 +37,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    "Vary": "Accept-Language",
 }
+PAGE_HEADERS = {**SECURITY_HEADERS, "Vary": "Accept-Language"}
+"""The page's language follows `Accept-Language`: a shared cache must not mix them up."""
 _ERROR_PAGE = Template(
     '<!doctype html><html lang="en"><head><meta charset="utf-8">'
     '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -66,7 +67,7 @@ async def task_page(request: Request[Any, Any, Any], task_id: str) -> Response[s
     language = negotiate(
         request.headers.get("accept-language", ""), request.query_params.get("lang")
     )
-    return Response(render(view, language), media_type=MediaType.HTML, headers=SECURITY_HEADERS)
+    return Response(render(view, language), media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 def render(view: dict[str, Any], language: str = "en") -> str:
