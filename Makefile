@@ -27,9 +27,9 @@ test: $(STAMP) browser
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used);
 # a CJK font lets it draw the Chinese task page (and its screenshots) with real glyphs.
 browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ -z "$$(fc-list :lang=zh 2>/dev/null)" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's chromium for the browser test"; \
+	    echo "installing Debian's chromium and a CJK font for the browser test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	  else \
 	    echo "warning: $(CHROMIUM) is missing; the browser test will be skipped (apt-get install chromium)"; \
