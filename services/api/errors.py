@@ -12,8 +12,10 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from services.api.schemas import ErrorView
 from shared.errors import DependencyUnavailable, DomainError, IdempotencyConflict
 from shared.logging import get_logger
 
@@ -21,6 +23,15 @@ log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 3
 """What a 503 tells clients to wait: about how long a PostgreSQL restart keeps it away."""
+UNAVAILABLE: dict[int, ResponseSpec] = {
+    503: ResponseSpec(
+        ErrorView,
+        description="PostgreSQL is unreachable; nothing was written. Retry after the "
+        "`Retry-After` header's seconds.",
+        generate_examples=False,
+    )
+}
+"""The OpenAPI `responses` of every route that needs the database."""
 
 
 def _json(status_code: int, detail: str, extra: Any = None, headers: Any = None) -> Response[Any]:

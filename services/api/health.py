@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 from shared.db import UnitOfWorkFactory
@@ -31,7 +32,11 @@ class ApiHealth(msgspec.Struct):
     sockets: int
 
 
-@get("/health", tags=["operations"])
+@get(
+    "/health",
+    tags=["operations"],
+    responses={503: ResponseSpec(ApiHealth, description="a dependency is down: see its field")},
+)
 async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
     """Liveness and readiness of this API instance; 503 when a dependency is down."""
     database = "up" if await _database_answers(request.app.state.uow_factory) else "down"

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import HeaderParameter
 
+from services.api.errors import UNAVAILABLE
 from services.api.schemas import CreateTask, RetryView, TaskView
 from services.api.security import SECURITY, authenticate, require_json
 from shared.db import UnitOfWork, UnitOfWorkFactory
@@ -42,7 +43,7 @@ class TaskController(Controller):
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[require_json])
+    @post("/", status_code=201, guards=[require_json], responses=UNAVAILABLE)
     async def create(
         self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -61,14 +62,14 @@ class TaskController(Controller):
             lambda uow: create_task(uow, user_id, new),
         )
 
-    @get("/{task_id:uuid}")
+    @get("/{task_id:uuid}", responses=UNAVAILABLE)
     async def read(self, request: Request[Any, Any, Any], task_id: UUID, user_id: str) -> TaskView:
         """The task view."""
         async with _uow_factory(request)() as uow:
             view = await get_task_view(uow, user_id, task_id)
         return msgspec.convert(view, TaskView)
 
-    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json])
+    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json], responses=UNAVAILABLE)
     async def cancel(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -77,7 +78,7 @@ class TaskController(Controller):
             request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
-    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json])
+    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json], responses=UNAVAILABLE)
     async def retry(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[RetryView]:

@@ -236,3 +236,16 @@ async def test_health_says_when_the_broker_link_is_down(resources: res.Resources
             assert "Traceback" not in api.output(), api.output()
     finally:
         proxy.close()
+
+
+async def test_openapi_documents_the_503(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    routes = [
+        ("/api/v1/tasks", "post"),
+        ("/api/v1/tasks/{task_id}", "get"),
+        ("/api/v1/tasks/{task_id}/cancel", "post"),
+        ("/api/v1/tasks/{task_id}/retry", "post"),
+        ("/health", "get"),
+    ]
+    for path, method in routes:
+        assert "503" in schema["paths"][path][method]["responses"], (path, method)
