@@ -162,7 +162,8 @@ async def test_an_outage_is_503_with_retry_after_then_the_api_works_again(
     setup.assert_clean_log()
 
 
-async def test_requests_in_flight_across_a_stop_are_never_500(setup: Setup) -> None:
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_requests_in_flight_across_a_stop_are_never_500(setup: Setup, mode: str) -> None:
     task_ids = [await setup.create() for _ in range(3)]
     statuses: Counter[int] = Counter()
     unavailable: list[httpx.Response] = []
@@ -192,7 +193,7 @@ async def test_requests_in_flight_across_a_stop_are_never_500(setup: Setup) -> N
     try:
         await wait_until(lambda: responses("before", 20), within=60, what="traffic")
         phase["name"] = "stopping"
-        await asyncio.to_thread(setup.postgres.stop, "fast")
+        await asyncio.to_thread(setup.postgres.stop, mode)
         phase["name"] = "down"
         await wait_until(lambda: responses("down", 20), within=60, what="answers while down")
         await asyncio.to_thread(setup.postgres.start)
