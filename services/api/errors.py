@@ -2,7 +2,8 @@
 for bad input.
 
 Domain errors carry their status; Litestar's own client errors (validation, 413, 405) keep
-theirs; anything else is logged with its traceback and answered 500 without details.
+theirs; a dependency that is down (PostgreSQL unreachable) is a 503 with `Retry-After` and one
+warning line; anything else is logged with its traceback and answered 500 without details.
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from shared.errors import DomainError, IdempotencyConflict
+from services.api.schemas import ErrorView
+from shared.errors import DependencyUnavailable, DomainError, IdempotencyConflict
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+RETRY_AFTER_SECONDS = 3
+"""What a 503 tells clients to wait: about how long a PostgreSQL restart keeps it away."""
+UNAVAILABLE: dict[int, ResponseSpec] = {
+    503: ResponseSpec(
+        ErrorView,
+        description="PostgreSQL is unreachable; nothing was written. Retry after the "
+        "`Retry-After` header's seconds.",
+        generate_examples=False,
+    )
+}
+"""The OpenAPI `responses` of every route that needs the database."""
 
 
 def _json(status_code: int, detail: str, extra: Any = None, headers: Any = None) -> Response[Any]:
@@ -38,6 +53,21 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     return _json(exc.status_code, exc.detail, extra, exc.headers)
 
 
+def dependency_unavailable(
+    request: Request[Any, Any, Any], exc: DependencyUnavailable
+) -> Response[Any]:
+    """503: nothing was written (the unit of work rolled back); the client may simply retry."""
+    log.warning(
+        "request_dependency_unavailable",
+        method=request.method,
+        path=request.url.path,
+        dependency=exc.service,
+        reason=exc.reason,
+    )
+    detail = f"{exc.service} is unavailable: try again in a few seconds"
+    return _json(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
     return _json(500, "Internal Server Error")
@@ -45,6 +75,7 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error,
+    DependencyUnavailable: dependency_unavailable,
     HTTPException: http_error,
     Exception: unexpected_error,
 }

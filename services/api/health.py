@@ -1,6 +1,9 @@
-"""`GET /health` of the API process: can it reach PostgreSQL, and how many sockets it serves.
+"""`GET /health` of the API process: which of its dependencies answer, and its open sockets.
 
-For load balancers and compose health checks; 200 when the database answers, 503 otherwise.
+For load balancers and compose health checks. `database` is whether PostgreSQL answers a query
+now; `broker` is whether the gateway's RabbitMQ link is up (without it, sockets get no live
+updates). 200 only when both are up; otherwise 503 with `status` `down` (no database: no
+request can be served) or `degraded` (the REST routes work, live updates do not).
 """
 
 from __future__ import annotations
@@ -10,34 +13,54 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import UnitOfWorkFactory
+from shared.errors import DependencyUnavailable
 
 PROBE_TIMEOUT = 2.0
 
 
 class ApiHealth(msgspec.Struct):
     status: str
+    """`ok`, `degraded` (the broker link is down) or `down` (PostgreSQL does not answer)."""
     database: str
+    """`up` or `down`."""
+    broker: str
+    """`up` or `down`: the gateway's RabbitMQ link."""
     sockets: int
 
 
-@get("/health", tags=["operations"])
+@get(
+    "/health",
+    tags=["operations"],
+    responses={503: ResponseSpec(ApiHealth, description="a dependency is down: see its field")},
+)
 async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
-    """Liveness and readiness of this API instance."""
-    factory: UnitOfWorkFactory = request.app.state.uow_factory
-    database = "up"
+    """Liveness and readiness of this API instance; 503 when a dependency is down."""
+    database = "up" if await _database_answers(request.app.state.uow_factory) else "down"
+    gateway = getattr(request.app.state, "gateway", None)
+    broker = "up" if gateway is not None and gateway.broker_connected else "down"
+    if database == "down":
+        status = "down"
+    elif broker == "down":
+        status = "degraded"
+    else:
+        status = "ok"
+    body = ApiHealth(
+        status=status,
+        database=database,
+        broker=broker,
+        sockets=gateway.sockets if gateway is not None else 0,
+    )
+    return Response(body, status_code=200 if status == "ok" else 503)
+
+
+async def _database_answers(factory: UnitOfWorkFactory) -> bool:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT), factory() as uow:
             await uow.connection.execute(text("SELECT 1"))
-    except (OSError, TimeoutError, SQLAlchemyError):
-        database = "down"
-    gateway = getattr(request.app.state, "gateway", None)
-    body = ApiHealth(
-        status="ok" if database == "up" else "down",
-        database=database,
-        sockets=gateway.sockets if gateway is not None else 0,
-    )
-    return Response(body, status_code=200 if body.status == "ok" else 503)
+    except (DependencyUnavailable, TimeoutError):
+        return False
+    return True

@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
+from services.api.errors import UNAVAILABLE
 from services.api.schemas import (
     CreateTask,
     ErrorView,
@@ -68,6 +69,7 @@ ITEMS_RESPONSES = {
     400: ResponseSpec(ErrorView, description="A bad `status`, `limit` or `cursor`."),
     401: ResponseSpec(ErrorView, description="No valid bearer token."),
     404: ResponseSpec(ErrorView, description="No such task, or not yours."),
+    **UNAVAILABLE,
 }
 SEQ_HEADER = "X-Task-Seq"
 """The task's `seq` as of the page's read: item frames up to it are already in the page."""
@@ -81,7 +83,7 @@ class TaskController(Controller):
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[require_json])
+    @post("/", status_code=201, guards=[require_json], responses=UNAVAILABLE)
     async def create(
         self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -100,7 +102,7 @@ class TaskController(Controller):
             lambda uow: create_task(uow, user_id, new),
         )
 
-    @get("/{task_id:uuid}")
+    @get("/{task_id:uuid}", responses=UNAVAILABLE)
     async def read(self, request: Request[Any, Any, Any], task_id: UUID, user_id: str) -> TaskView:
         """The task view."""
         async with _uow_factory(request)() as uow:
@@ -125,7 +127,7 @@ class TaskController(Controller):
         page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
         return Response(page, headers={SEQ_HEADER: str(listing.seq)})
 
-    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json])
+    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json], responses=UNAVAILABLE)
     async def cancel(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -134,7 +136,7 @@ class TaskController(Controller):
             request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
-    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json])
+    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json], responses=UNAVAILABLE)
     async def retry(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[RetryView]:

@@ -18,6 +18,8 @@ from shared.settings import DatabaseSettings
 
 IDLE_PING_SECONDS = 5.0
 """A connection idle longer than this is pinged at checkout; a failed ping replaces it."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""A connection attempt that hangs (an unreachable host) fails after this, not asyncpg's 60 s."""
 
 
 def create_engine(
@@ -31,6 +33,7 @@ def create_engine(
         pool_size=pool_size or settings.pool_size,
         max_overflow=pool_size or settings.pool_size,
         pool_recycle=1800,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
     )
     _ping_when_idle(engine, idle_ping_seconds)
     return engine

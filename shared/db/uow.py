@@ -9,7 +9,10 @@ pings idle connections and replaces dead ones). The hot-path repositories (tasks
 outbox) run prepared SQL on that asyncpg connection; SQLAlchemy Core statements
 (`uow.connection`) run on the same connection inside the same transaction, because the
 SQLAlchemy side is told not to BEGIN on its own. Losing PostgreSQL inside a unit of work is
-reported as DependencyUnavailable, whichever side noticed.
+reported as DependencyUnavailable, whichever side noticed: `connection_lost` is the one place
+that tells an outage (refused, starting up, shutting down, link dropped, pool or connect
+timeout) from a bad statement, and the transaction is rolled back or its connection discarded
+first, so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
@@ -29,16 +33,40 @@ from shared.db.idempotency import IdempotencyRepository
 from shared.db.outbox import OutboxWriter
 from shared.db.repositories import ItemRepository, TaskRepository
 from shared.dependencies import POSTGRES, unavailable
-from shared.errors import DependencyUnavailable
+from shared.errors import DependencyUnavailable, TaskRelayError
 
 CONNECTION_LOST = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
+    OSError,  # refused, reset, unreachable; TimeoutError (a connect timeout) is one too
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # "the database system is starting up / shutting down"
+    asyncpg.AdminShutdownError,  # "terminating connection due to administrator command"
+    asyncpg.CrashShutdownError,  # another backend crashed, or an immediate shutdown
+    asyncpg.TooManyConnectionsError,  # the server takes no more clients right now
+    DisconnectionError,  # the pool's ping of an idle connection failed
+    PoolTimeout,  # no pooled connection came free in time
 )
-"""asyncpg's ways of saying the server or the link went away."""
+"""The driver's and the pool's ways of saying the server, or the link to it, went away."""
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """Whether `exc` means PostgreSQL cannot be reached (an outage), not a refused statement.
+
+    SQLAlchemy wraps the driver's error (`orig`, whose cause is asyncpg's): the chain of
+    causes is followed, so a wrapped outage is recognised as one.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, CONNECTION_LOST):
+            return True
+        if isinstance(exc, DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            exc = exc.orig
+        else:
+            exc = exc.__cause__
+    return False
 
 
 class UnitOfWork:
@@ -82,15 +110,20 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         try:
             raw = await self._engine.raw_connection()
-        except (DBAPIError, *CONNECTION_LOST) as exc:
-            raise self._unavailable(exc) from exc
+        except Exception as exc:
+            # Refused, or a login the server turns down (a wrong database, say): either way
+            # PostgreSQL is not there for this process.
+            if connection_lost(exc) or isinstance(exc, DBAPIError):
+                raise self._unavailable(exc) from exc
+            raise
         driver: Any = raw.driver_connection
         try:
             self._tx = driver.transaction()
             await self._tx.start()
         except BaseException as exc:
-            await greenlet_spawn(_discard, raw)
-            if isinstance(exc, CONNECTION_LOST):
+            lost = _lost_on(raw, exc)
+            await self._discard(raw, lost, exc)
+            if lost:
                 raise self._unavailable(exc) from exc
             raise
         self._raw = raw
@@ -109,23 +142,25 @@ class UnitOfWork:
         self._raw = self._conn = self._tx = None
         if raw is None:
             return
+        lost = _lost_on(raw, exc)
         try:
             if tx is not None:
                 await tx.rollback()
         except BaseException as error:
             # The connection's state is unknown (lost, or cancelled mid-rollback): the pool
             # must not hand it out again.
-            await greenlet_spawn(_discard, raw)
-            if not isinstance(error, (asyncpg.PostgresError, *CONNECTION_LOST)):
+            failed_too = _lost_on(raw, error)
+            await self._discard(raw, lost or failed_too, error)
+            if not (isinstance(error, asyncpg.PostgresError) or failed_too):
                 raise
         else:
-            if conn is not None:
+            if lost and exc is not None:
+                await self._discard(raw, lost, exc)
+            elif conn is not None:
                 await conn.close()  # gives the connection back to the pool
             else:
                 await greenlet_spawn(raw.close)
-        if isinstance(exc, CONNECTION_LOST) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
-        ):
+        if lost and exc is not None:
             raise self._unavailable(exc) from exc
 
     def on_commit(self, callback: Callable[[], None]) -> None:
@@ -144,8 +179,34 @@ class UnitOfWork:
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
         return unavailable(POSTGRES, self._engine.url.render_as_string(hide_password=False), exc)
 
+    async def _discard(self, raw: PoolProxiedConnection, lost: bool, cause: BaseException) -> None:
+        """Close `raw` for good; when PostgreSQL went away, retire every pooled connection too.
 
-def _discard(raw: PoolProxiedConnection) -> None:
+        A restarted PostgreSQL has dropped them all: the pool replaces each at its next
+        checkout (as SQLAlchemy itself does on a disconnect) instead of failing one request
+        per dead connection.
+        """
+        if lost:
+            self._engine.sync_engine.pool._invalidate(raw, cause, _checkin=False)
+        await greenlet_spawn(_invalidate, raw)
+
+
+def _lost_on(raw: PoolProxiedConnection, exc: BaseException | None) -> bool:
+    """`connection_lost(exc)`, or a driver error on a connection that has since closed.
+
+    A server shutting down may send its FATAL while the connection sits idle in a
+    transaction: asyncpg then fails the next statement with an InternalClientError
+    ("another operation is in progress") rather than a connection error.
+    """
+    if connection_lost(exc):
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, TaskRelayError):
+        return False
+    driver: Any = raw.driver_connection
+    return driver is None or bool(driver.is_closed())
+
+
+def _invalidate(raw: PoolProxiedConnection) -> None:
     if raw.dbapi_connection is not None:
         raw.invalidate()
 

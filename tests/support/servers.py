@@ -86,7 +86,9 @@ class PrivatePostgres:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1"
             f" -c unix_socket_directories={self.socket_dir}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            # fsync=off: what is committed survives the server's death (the OS keeps it), not
+            # the machine's; synchronous_commit stays on, or an immediate stop loses commits.
+            " -c fsync=off"
         )
         self._run(
             pg_binary("pg_ctl"), "start", "-w", "-t", "120",

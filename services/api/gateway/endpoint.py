@@ -22,7 +22,7 @@ from services.api.gateway.admission import CLOSE_NOT_FOUND, Refused, admit
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
 from shared.db import UnitOfWorkFactory
-from shared.errors import NotFound
+from shared.errors import DependencyUnavailable, NotFound
 from shared.logging import bound_context, get_logger
 from shared.service import get_task_view
 from shared.settings import ApiSettings
@@ -33,8 +33,15 @@ CLOSE_GOING_AWAY = 1012
 """Service restart: the client should reconnect, to this instance or another."""
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+"""A dependency (PostgreSQL) is down: the client should reconnect in a few seconds."""
 CLOSE_TIMEOUT_SECONDS = 10.0
-_REASONS = {4008: "too slow: reconnect and resync", 4404: "task not found", 1009: "frame too big"}
+_REASONS = {
+    4008: "too slow: reconnect and resync",
+    4404: "task not found",
+    1009: "frame too big",
+    1013: "try again later",
+}
 _encoder = msgspec.json.Encoder()
 
 
@@ -51,6 +58,11 @@ class Gateway:
     @property
     def sockets(self) -> int:
         return len(self._watchers)
+
+    @property
+    def broker_connected(self) -> bool:
+        """Whether the link that feeds live updates is up (for `/health`)."""
+        return self._hub.connected
 
     async def serve(self, socket: WebSocket[Any, Any, Any], task_id: str) -> None:
         await socket.accept()
@@ -91,6 +103,9 @@ class Gateway:
             return CLOSE_CLIENT_GONE  # it stopped reading: a close frame would not get through
         except (WebSocketDisconnect, OSError):
             return CLOSE_CLIENT_GONE
+        except DependencyUnavailable as exc:
+            log.warning("gateway_socket_dependency_unavailable", dependency=exc.service)
+            return CLOSE_TRY_AGAIN
         except Exception as exc:  # a database outage during a snapshot, say: never a crash
             log.error("gateway_socket_failed", error=repr(exc))
             return CLOSE_INTERNAL

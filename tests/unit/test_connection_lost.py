@@ -1,0 +1,68 @@
+"""What counts as "PostgreSQL went away" (a 503) and what is a refused statement (not one).
+
+The errors are the driver's and SQLAlchemy's own classes, built as they raise them; the e2e
+outage tests meet the same ones from a really stopped server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from shared.db.uow import connection_lost
+from shared.errors import DependencyUnavailable, NotFound
+
+
+def wrapped(cause: BaseException, kind: type[DBAPIError] = OperationalError) -> DBAPIError:
+    """As SQLAlchemy's asyncpg dialect raises it: its DBAPI error, caused by asyncpg's."""
+    adapted = Exception(str(cause))
+    adapted.__cause__ = cause
+    return kind("SELECT 1", {}, adapted)
+
+
+OUTAGES = [
+    ConnectionRefusedError(111, "Connect call failed"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    TimeoutError(),
+    asyncpg.CannotConnectNowError("the database system is starting up"),
+    asyncpg.CannotConnectNowError("the database system is shutting down"),
+    asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+    asyncpg.CrashShutdownError("terminating connection because of crash of another process"),
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+    asyncpg.InterfaceError("connection is closed"),
+    PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
+    wrapped(ConnectionRefusedError(111, "Connect call failed")),
+    wrapped(asyncpg.CannotConnectNowError("the database system is starting up")),
+]
+
+NOT_OUTAGES = [
+    None,
+    asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
+    asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+    wrapped(asyncpg.UniqueViolationError("duplicate key"), IntegrityError),
+    NotFound("task not found"),
+    DependencyUnavailable("PostgreSQL", "postgresql://db", "already translated"),
+    ValueError("a bug"),
+    asyncio.CancelledError(),
+]
+
+
+@pytest.mark.parametrize("exc", OUTAGES, ids=lambda e: type(e).__name__)
+def test_an_outage_is_recognised(exc: BaseException) -> None:
+    assert connection_lost(exc)
+
+
+@pytest.mark.parametrize("exc", NOT_OUTAGES, ids=lambda e: type(e).__name__)
+def test_a_refused_statement_is_not_an_outage(exc: BaseException | None) -> None:
+    assert not connection_lost(exc)
+
+
+def test_an_invalidated_connection_is_an_outage() -> None:
+    exc = wrapped(ValueError("whatever the driver said"))
+    exc.connection_invalidated = True
+    assert connection_lost(exc)
