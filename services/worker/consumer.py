@@ -19,9 +19,9 @@ from typing import Any
 from uuid import UUID
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.worker.jobs import JobQueue
+from shared.backoff import Backoff
 from shared.db.uow import UnitOfWorkFactory
 from shared.db.work import InboxRepository
 from shared.errors import DependencyUnavailable
@@ -113,17 +113,18 @@ class JobConsumer:
             log.info("job_message_acked", outcome=outcome)
 
     async def _with_backoff(self, job: JobMessage) -> str | None:
-        delay = 0.5
+        backoff = Backoff(base=0.5, cap=MAX_BACKOFF_SECONDS)
         while True:
             try:
                 return await self._handle(job)
-            except (DependencyUnavailable, OperationalError, DBAPIError, OSError) as exc:
-                log.warning("job_message_retrying", error=str(exc), retry_in=delay)
+            except DependencyUnavailable as exc:  # PostgreSQL or Redis away: hold the message
+                delay = backoff.next()
+                log.warning("job_message_retrying", error=str(exc), retry_in=round(delay, 2))
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
                 return None
             except TimeoutError:
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                pass
 
     async def _handle(self, job: JobMessage) -> str:
         async with self._uow() as uow:

@@ -20,10 +20,10 @@ import redis
 from rq import Callback, Queue, get_current_job
 from rq.exceptions import AbandonedJobError, DuplicateJobError
 from rq.job import Job
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.content import ContentGenerator, load_generator
 from shared.db import UnitOfWorkFactory, create_engine
+from shared.db.uow import connection_lost
 from shared.dependencies import REDIS, unavailable
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
@@ -152,11 +152,10 @@ def on_job_failure(
 
 
 def _is_lost_dependency(exc: BaseException | None) -> bool:
-    if isinstance(exc, DependencyUnavailable | OperationalError | InterfaceError):
+    """PostgreSQL (by the unit of work's one test) or Redis went away: not the task's fault."""
+    if isinstance(exc, DependencyUnavailable) or connection_lost(exc):
         return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | redis.ConnectionError | redis.TimeoutError)
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
 async def _fail(task_id: UUID, job_id: str, why: str) -> None:
