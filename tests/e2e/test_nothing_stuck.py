@@ -11,10 +11,8 @@ end to the last task done, items generated twice) are printed for docs/worker.md
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -22,92 +20,20 @@ import aio_pika
 import httpx
 import pytest
 
-from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import DatabaseSettings
 from shared.topology import JOB_QUEUE
 from tests.support import generators
 from tests.support import resources as res
 from tests.support.processes import Process, start_api
-from tests.support.resources import SECRET, Resources
+from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.system import TOKEN, TYPES, System, fault_env, running
 from tests.support.wait import wait_until
 from tests.support.worker import FINAL, start_relay, start_worker, task_row
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
-OWNER = "nothing-stuck"
-TOKEN = issue_token(SECRET, OWNER, 3600)
-TYPES = ["tutorial", "quiz"]
-
-
-def fault_env(resources: Resources, **extra: str) -> dict[str, str]:
-    """Short lease and staleness, so a recovery takes seconds; the rules are the defaults'."""
-    settings = {
-        "TASKRELAY_CONTENT_GENERATOR": "tests.support.generators:counting",
-        "TASKRELAY_TEST_GENERATOR_DELAY": "0.1",
-        "TASKRELAY_WORKER_LEASE_SECONDS": "6",
-        "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "1",
-        "TASKRELAY_WORKER_STALE_AFTER_SECONDS": "5",
-    }
-    return resources.env(**{**settings, **extra})
-
-
-@dataclass
-class System:
-    env: dict[str, str]
-    api: Process
-    relay: Process
-    worker: Process
-    client: httpx.AsyncClient
-    uows: UnitOfWorkFactory
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.api.port}"  # type: ignore[attr-defined]
-
-    async def create(self, count: int, concepts: int) -> list[UUID]:
-        ids = []
-        for n in range(count):
-            body = {
-                "roadmap_id": f"stuck-{n}",
-                "concepts": [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)],
-                "content_types": TYPES,
-            }
-            answer = await self.client.post("/api/v1/tasks", json=body)
-            assert answer.status_code == 201, answer.text
-            ids.append(UUID(answer.json()["task_id"]))
-        return ids
-
-    async def completed_items(self, ids: list[UUID]) -> int:
-        total = 0
-        for task_id in ids:
-            answer = await self.client.get(f"/api/v1/tasks/{task_id}")
-            total += answer.json()["items"]["completed"]
-        return total
-
-    async def all_final(self, ids: list[UUID], within: float) -> dict[UUID, Any]:
-        async def final() -> dict[UUID, Any] | None:
-            rows = {task_id: await task_row(self.uows, task_id) for task_id in ids}
-            return rows if all(r.status in FINAL for r in rows.values()) else None
-
-        return await wait_until(final, within=within, interval=0.5, what="every task final")
-
-
-@contextlib.asynccontextmanager
-async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
-    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
-    with contextlib.ExitStack() as stack:
-        api = stack.enter_context(start_api(env, name="api-stuck"))
-        relay = stack.enter_context(start_relay(env, name="relay-stuck"))
-        worker = stack.enter_context(start_worker(env, processes, name="worker-stuck"))
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
-        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
-            try:
-                yield System(env, api, relay, worker, client, UnitOfWorkFactory(engine))
-            finally:
-                await engine.dispose()
 
 
 async def watch_all(system: System, ids: list[UUID]) -> list[Watch]:

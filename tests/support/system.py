@@ -1,0 +1,101 @@
+"""A whole taskrelay system (api, relay, worker) for fault tests and the recovery benchmark.
+
+`running(env)` starts the three processes as an operator would, with an HTTP client that holds
+a token and a unit-of-work factory on the same database, and stops them all at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from shared.auth import issue_token
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.settings import DatabaseSettings
+from tests.support.processes import Process, start_api
+from tests.support.resources import SECRET, Resources
+from tests.support.wait import wait_until
+from tests.support.worker import FINAL, start_relay, start_worker, task_row
+
+OWNER = "nothing-stuck"
+TOKEN = issue_token(SECRET, OWNER, 3600)
+TYPES = ["tutorial", "quiz"]
+
+
+def fault_env(resources: Resources, defaults: bool = False, **extra: str) -> dict[str, str]:
+    """Short lease and staleness, so a recovery takes seconds; the rules are the defaults'.
+
+    `defaults`: the worker's own defaults instead (lease 30 s, stale after 30 s, every 5 s).
+    """
+    settings = {
+        "TASKRELAY_CONTENT_GENERATOR": "tests.support.generators:counting",
+        "TASKRELAY_TEST_GENERATOR_DELAY": "0.1",
+        "TASKRELAY_WORKER_LEASE_SECONDS": "6",
+        "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "1",
+        "TASKRELAY_WORKER_STALE_AFTER_SECONDS": "5",
+    }
+    if defaults:
+        settings = {k: v for k, v in settings.items() if not k.startswith("TASKRELAY_WORKER_")}
+    return resources.env(**{**settings, **extra})
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    api: Process
+    relay: Process
+    worker: Process
+    client: httpx.AsyncClient
+    uows: UnitOfWorkFactory
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api.port}"  # type: ignore[attr-defined]
+
+    async def create(self, count: int, concepts: int) -> list[UUID]:
+        ids = []
+        for n in range(count):
+            body = {
+                "roadmap_id": f"stuck-{n}",
+                "concepts": [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)],
+                "content_types": TYPES,
+            }
+            answer = await self.client.post("/api/v1/tasks", json=body)
+            assert answer.status_code == 201, answer.text
+            ids.append(UUID(answer.json()["task_id"]))
+        return ids
+
+    async def completed_items(self, ids: list[UUID]) -> int:
+        total = 0
+        for task_id in ids:
+            answer = await self.client.get(f"/api/v1/tasks/{task_id}")
+            total += answer.json()["items"]["completed"]
+        return total
+
+    async def all_final(self, ids: list[UUID], within: float) -> dict[UUID, Any]:
+        async def final() -> dict[UUID, Any] | None:
+            rows = {task_id: await task_row(self.uows, task_id) for task_id in ids}
+            return rows if all(r.status in FINAL for r in rows.values()) else None
+
+        return await wait_until(final, within=within, interval=0.5, what="every task final")
+
+
+@contextlib.asynccontextmanager
+async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
+    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(start_api(env, name="api-stuck"))
+        relay = stack.enter_context(start_relay(env, name="relay-stuck"))
+        worker = stack.enter_context(start_worker(env, processes, name="worker-stuck"))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+            try:
+                yield System(env, api, relay, worker, client, UnitOfWorkFactory(engine))
+            finally:
+                await engine.dispose()
