@@ -20,6 +20,7 @@ from services.api.health import health
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS, current_user
+from services.api.throttle import rate_limit
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import Settings
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[database, gateway_lifespan(settings)],
         dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=rate_limit(settings),
         request_max_body_size=settings.api.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="taskrelay",

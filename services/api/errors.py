@@ -50,7 +50,10 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     if exc.status_code >= 500:
         return unexpected_error(request, exc)
     extra = exc.extra if isinstance(exc, ValidationException) else None
-    return _json(exc.status_code, exc.detail, extra, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 429:  # the per-client rate limit counts one-second windows
+        headers = {"Retry-After": "1", **(exc.headers or {})}
+    return _json(exc.status_code, exc.detail, extra, headers)
 
 
 def dependency_unavailable(

@@ -1,10 +1,13 @@
 """`/ws/tasks/{task_id}`: admit the socket, subscribe, read the snapshot, then stream.
 
-The order is the whole point (CONTRACT §7): subscribe first (the hub returns once the task's
-routing key is bound), then read the snapshot from PostgreSQL, so every notification committed
-after the snapshot is already on its way to this socket's mailbox; the `Watcher` drops those
-the snapshot covers. One reader task answers the client's frames; the watcher is the only
-writer. On shutdown every socket is closed with 1012 so clients reconnect elsewhere.
+Admission costs no broker work: the token, the user's socket count on this instance
+(`ws_max_sockets_per_user`, else 4429) and the task's owner (else 4404) are checked before the
+socket subscribes. Then the order is the whole point (CONTRACT §7): subscribe first (the hub
+returns once the task's routing key is bound), then read the snapshot from PostgreSQL, so every
+notification committed after the snapshot is already on its way to this socket's mailbox; the
+`Watcher` drops those the snapshot covers. One reader task answers the client's frames; the
+watcher is the only writer. On shutdown every socket is closed with 1012 so clients reconnect
+elsewhere.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from services.api.gateway.admission import CLOSE_NOT_FOUND, Refused, admit
+from services.api.gateway.admission import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, Refused, admit
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
 from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable, NotFound
 from shared.logging import bound_context, get_logger
-from shared.service import get_task_view
+from shared.service import get_task_view, require_owner
 from shared.settings import ApiSettings
 
 log = get_logger(__name__)
@@ -42,6 +45,7 @@ _REASONS = {
     1009: "frame too big",
     1013: "try again later",
 }
+_NOT_UNDERSTOOD = 'frame not understood: this socket only answers {"type": "ping"}'
 _encoder = msgspec.json.Encoder()
 
 
@@ -52,6 +56,8 @@ class Gateway:
         self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uows
         self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
         self._watchers: set[Watcher] = set()
+        self._per_user: dict[str, int] = {}
+        """Open sockets of each user on this instance (admitted, not yet finished)."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -78,8 +84,16 @@ class Gateway:
         except Refused as refused:
             await socket.close(refused.code, refused.reason)
             return
-        with bound_context(task_id=str(task_uuid)):
-            code = await self._stream(socket, user_id, task_uuid)
+        held = self._per_user.get(user_id, 0)
+        if held >= self._settings.ws_max_sockets_per_user:
+            await socket.close(CLOSE_TOO_MANY, "too many sockets: close one first")
+            return
+        self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
+        try:
+            with bound_context(task_id=str(task_uuid)):
+                code = await self._stream(socket, user_id, task_uuid)
+        finally:
+            self._release(user_id)
         if code != CLOSE_CLIENT_GONE:
             log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
             # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
@@ -87,7 +101,20 @@ class Gateway:
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await socket.close(code, _REASONS.get(code))
 
+    def _release(self, user_id: str) -> None:
+        left = self._per_user.pop(user_id, 1) - 1
+        if left > 0:
+            self._per_user[user_id] = left
+
     async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
+        try:  # ownership before any broker work: a stranger's socket costs no binding
+            async with self._uows() as uow:
+                await require_owner(uow, user_id, task_id)
+        except NotFound:
+            return CLOSE_NOT_FOUND
+        except Exception as exc:  # the database is down: the same answer as a failed snapshot
+            log.error("gateway_socket_failed", error=repr(exc))
+            return CLOSE_INTERNAL
         key = str(task_id)
         watcher = Watcher(key, self._limits)
         self._watchers.add(watcher)
@@ -151,12 +178,11 @@ def _answer(data: str | bytes) -> str:
     """A pong for `{"type": "ping"}`; an error frame for anything else."""
     try:
         frame = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        frame = None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        frame = None  # not JSON, nested past the recursion limit, or a string not UTF-8
     if isinstance(frame, dict) and frame.get("type") == "ping":
         return '{"type":"pong"}'
-    detail = 'frame not understood: this socket only answers {"type": "ping"}'
-    return _encoder.encode({"type": "error", "detail": detail}).decode()
+    return _encoder.encode({"type": "error", "detail": _NOT_UNDERSTOOD}).decode()
 
 
 @websocket("/ws/tasks/{task_id:str}")
