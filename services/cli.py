@@ -81,11 +81,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from services.run import run_system
+    from services.run import run_system, state
     from services.run.supervisor import RunOptions
 
     configure_logging("run")
-    settings.auth.checked_secret()  # a short one is refused here, not by each child in turn
+    # A short secret is refused here, not by each child in turn; a generated one's private
+    # directory is made (or refused) before anything starts.
+    if settings.auth.checked_secret() is None:
+        state.prepare()
     options = RunOptions(args.host, args.port, args.health_port, args.processes)
     return run_system(settings, options)
 

@@ -43,6 +43,13 @@ def state_path() -> Path:
     return state_dir() / FILE_NAME
 
 
+def prepare() -> Path:
+    """Create (0700) or check the state directory before `run` starts anything; it stays ours
+    (in a sticky /tmp nobody else can replace a directory we own). ConfigurationError if unsafe."""
+    with _private_dir(create=True):
+        return state_dir()
+
+
 def save(state: RunState) -> Path:
     """Write the state atomically, readable by this user only; ConfigurationError if unsafe."""
     body = json.dumps({"api_url": state.api_url, "secret": state.secret, "pid": state.pid})
