@@ -162,6 +162,8 @@ async def test_a_flood_from_one_client_leaves_the_api_to_everyone_else(throttled
         by_user, by_address, bystander_codes = await asyncio.gather(
             flood(flooder), flood(anonymous), serve_bystander()
         )
-    assert by_user[429] > 0 and set(by_user) <= {404, 429}, by_user
-    assert by_address[429] > 0 and set(by_address) <= {401, 429}, by_address
+    assert by_user[429] > 0, by_user
+    assert set(by_user) <= {404, 429}, by_user
+    assert by_address[429] > 0, by_address
+    assert set(by_address) <= {401, 429}, by_address
     assert bystander_codes == [201, 201, 201]
