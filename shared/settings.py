@@ -76,7 +76,7 @@ class AuthSettings:
         if self.secret is not None and len(self.secret) < MIN_SECRET_CHARS:
             raise ConfigurationError(
                 f"TASKRELAY_SECRET is {len(self.secret)} characters: it must be at least "
-                f"{MIN_SECRET_CHARS}; make one with: openssl rand -base64 32"
+                f"{MIN_SECRET_CHARS}; make one with: openssl rand -hex 32"
             )
         return self.secret
 
