@@ -1,13 +1,13 @@
 """`/ws/tasks/{task_id}`: admit the socket, subscribe, read the snapshot, then stream.
 
-Admission costs no broker work: the token, the user's socket count on this instance
-(`ws_max_sockets_per_user`, else 4429) and the task's owner (else 4404) are checked before the
-socket subscribes. Then the order is the whole point (CONTRACT §7): subscribe first (the hub
-returns once the task's routing key is bound), then read the snapshot from PostgreSQL, so every
-notification committed after the snapshot is already on its way to this socket's mailbox; the
-`Watcher` drops those the snapshot covers. One reader task answers the client's frames; the
-watcher is the only writer. On shutdown every socket is closed with 1012 so clients reconnect
-elsewhere.
+A socket costs no broker work before it is known to be wanted: the token, the user's socket
+count on this instance (`ws_max_sockets_per_user`, else 4429) and the task's owner (else 4404)
+are checked before it subscribes. Then the order is the whole point (CONTRACT §7): subscribe
+first (the hub returns once the task's routing key is bound), then read the snapshot from
+PostgreSQL, so every notification committed after the snapshot is already on its way to this
+socket's mailbox; the `Watcher` drops those the snapshot covers. One reader task answers the
+client's frames; the watcher is the only writer. On shutdown every socket is closed with 1012 so
+clients reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ CLOSE_TIMEOUT_SECONDS = 10.0
 _REASONS = {
     4008: "too slow: reconnect and resync",
     4404: "task not found",
+    4429: "too many sockets: close one first",
     1009: "frame too big",
     1013: "try again later",
 }
-_NOT_UNDERSTOOD = 'frame not understood: this socket only answers {"type": "ping"}'
 _encoder = msgspec.json.Encoder()
 
 
@@ -57,7 +57,7 @@ class Gateway:
         self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
         self._watchers: set[Watcher] = set()
         self._per_user: dict[str, int] = {}
-        """Open sockets of each user on this instance (admitted, not yet finished)."""
+        """Open sockets of each user on this instance."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -84,16 +84,8 @@ class Gateway:
         except Refused as refused:
             await socket.close(refused.code, refused.reason)
             return
-        held = self._per_user.get(user_id, 0)
-        if held >= self._settings.ws_max_sockets_per_user:
-            await socket.close(CLOSE_TOO_MANY, "too many sockets: close one first")
-            return
-        self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
-        try:
-            with bound_context(task_id=str(task_uuid)):
-                code = await self._stream(socket, user_id, task_uuid)
-        finally:
-            self._release(user_id)
+        with bound_context(task_id=str(task_uuid)):
+            code = await self._stream(socket, user_id, task_uuid)
         if code != CLOSE_CLIENT_GONE:
             log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
             # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
@@ -101,26 +93,18 @@ class Gateway:
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await socket.close(code, _REASONS.get(code))
 
-    def _release(self, user_id: str) -> None:
-        left = self._per_user.pop(user_id, 1) - 1
-        if left > 0:
-            self._per_user[user_id] = left
-
     async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
-        try:  # ownership before any broker work: a stranger's socket costs no binding
-            async with self._uows() as uow:
-                await require_owner(uow, user_id, task_id)
-        except NotFound:
-            return CLOSE_NOT_FOUND
-        except Exception as exc:  # the database is down: the same answer as a failed snapshot
-            log.error("gateway_socket_failed", error=repr(exc))
-            return CLOSE_INTERNAL
+        held = self._per_user.get(user_id, 0)
+        if held >= self._settings.ws_max_sockets_per_user:
+            return CLOSE_TOO_MANY
+        self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
         key = str(task_id)
         watcher = Watcher(key, self._limits)
         self._watchers.add(watcher)
         self._idle.clear()
         reader = asyncio.create_task(self._read(socket, watcher))
         try:
+            await self._require_owner(user_id, task_id)  # before any broker work
             await self._hub.subscribe(key, watcher)
             return await watcher.run(lambda: self._snapshot(user_id, task_id), socket.send_text)
         except NotFound:
@@ -140,8 +124,19 @@ class Gateway:
             reader.cancel()
             await self._hub.unsubscribe(key, watcher)
             self._watchers.discard(watcher)
+            self._release(user_id)
             if not self._watchers:
                 self._idle.set()
+
+    def _release(self, user_id: str) -> None:
+        left = self._per_user.pop(user_id, 1) - 1
+        if left > 0:
+            self._per_user[user_id] = left
+
+    async def _require_owner(self, user_id: str, task_id: UUID) -> None:
+        """NotFound for a stranger's or an unknown task: one read, no lock, no binding."""
+        async with self._uows() as uow:
+            await require_owner(uow, user_id, task_id)
 
     async def _snapshot(self, user_id: str, task_id: UUID) -> tuple[int, str]:
         async with self._uows() as uow:
@@ -182,7 +177,8 @@ def _answer(data: str | bytes) -> str:
         frame = None  # not JSON, nested past the recursion limit, or a string not UTF-8
     if isinstance(frame, dict) and frame.get("type") == "ping":
         return '{"type":"pong"}'
-    return _encoder.encode({"type": "error", "detail": _NOT_UNDERSTOOD}).decode()
+    detail = 'frame not understood: this socket only answers {"type": "ping"}'
+    return _encoder.encode({"type": "error", "detail": detail}).decode()
 
 
 @websocket("/ws/tasks/{task_id:str}")
