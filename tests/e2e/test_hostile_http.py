@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections import Counter
@@ -75,6 +76,21 @@ async def test_nesting_up_to_32_levels_is_read(client: httpx.AsyncClient) -> Non
     assert "deeper than 32" not in response.json()["detail"]
     deep = await client.post("/api/v1/tasks", content=nested(33), headers=headers)
     assert deep.json()["detail"] == "the JSON body is nested deeper than 32 levels"
+
+
+def test_a_body_cut_short_is_no_server_error(api: Process) -> None:
+    """A client that announces more body than it sends, then goes: no 500, no traceback."""
+    token = auth(user())["Authorization"]
+    head = (
+        f"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as peer:  # type: ignore[attr-defined]
+        peer.sendall(head.encode() + b'{"roadmap_id": "cut')
+        peer.shutdown(socket.SHUT_WR)
+        answer = peer.recv(65536)
+    assert not answer.startswith(b"HTTP/1.1 5"), answer[:100]
+    assert "client disconnected prematurely" not in api.output()  # no error-level traceback
 
 
 BAD_SUBJECTS = ["a\x00b", "x" * 256, "x" * 10_000, "bell\x07", "tab\there", "line\nbreak", ""]
