@@ -154,7 +154,8 @@ def throttled_api_fixture(resources: Resources) -> Iterator[str]:
 
 
 async def test_a_flood_from_one_client_leaves_the_api_to_everyone_else(throttled_api: str) -> None:
-    limits = httpx.Limits(max_connections=200)
+    # No keep-alive: a pooled connection the server closes after 5 s idle would race a reuse.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=throttled_api, timeout=60, limits=limits) as http:
         flooder, anonymous, bystander = auth(user()), {"Authorization": "Bearer junk"}, user()
         missing = f"/api/v1/tasks/{uuid.uuid4()}"
