@@ -11,15 +11,24 @@ separately, per user (`TASKRELAY_WS_MAX_SOCKETS_PER_USER`); bodies by `max_body_
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+from litestar import Litestar
 from litestar.connection import Request
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.stores.memory import MemoryStore
 
 from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthorized
 from shared.settings import Settings
+
+STORE = "rate_limit"
+PURGE_SECONDS = 60.0
+"""How often counters of clients gone quiet are dropped (the store keeps them until read)."""
 
 
 def rate_limit(settings: Settings) -> list[DefineMiddleware]:
@@ -30,6 +39,7 @@ def rate_limit(settings: Settings) -> list[DefineMiddleware]:
     config = RateLimitConfig(
         rate_limit=("second", per_second),
         identifier_for_request=client_identity,
+        store=STORE,
     )
     return [config.middleware]
 
@@ -43,3 +53,24 @@ def client_identity(request: Request[Any, Any, Any]) -> str:
         return "user:" + verify_token(settings.auth.require_secret(), token)
     except Unauthorized:
         return "addr:" + (request.client.host if request.client else "unknown")
+
+
+@contextlib.asynccontextmanager
+async def forget_quiet_clients(app: Litestar) -> AsyncIterator[None]:
+    """Lifespan step: Litestar's memory store drops an expired counter only when it is read
+    again, so one counter per client ever seen would stay; purge them every minute."""
+
+    async def purge() -> None:
+        while True:
+            await asyncio.sleep(PURGE_SECONDS)
+            store = app.stores.get(STORE)
+            if isinstance(store, MemoryStore):  # the default; other stores expire by themselves
+                await store.delete_expired()
+
+    task = asyncio.create_task(purge(), name="rate-limit-purge")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
