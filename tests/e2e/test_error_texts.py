@@ -58,10 +58,14 @@ async def test_a_generator_error_of_a_megabyte_is_cut(
         assert final.status == "failed"
         await watch.wait_seq(final.seq, within=60)
         view = (await http.get(f"/api/v1/tasks/{task_id}", headers=auth(OWNER))).json()
+        listed = (await http.get(f"/api/v1/tasks/{task_id}/items", headers=auth(OWNER))).json()
     await watch.close()
 
     errors = [f["data"]["error"] for f in watch.frames if "error" in f.get("data", {})]
     assert len(errors) == 3  # one per content type, each sent to the socket
+    item_errors = [f["data"]["item"]["error"] for f in watch.frames if "item" in f.get("data", {})]
+    assert item_errors == errors  # `data.item.error` carries the same cut text
+    assert sorted(i["error"] for i in listed["items"]) == sorted(errors)
     for error in errors:
         assert len(error) == MAX_ERROR_CHARS
         assert error.startswith("c1 failed\ufffdEEE")
