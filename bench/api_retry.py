@@ -94,7 +94,8 @@ async def main(tasks: int, concurrency: int, rounds: int) -> None:
 async def compare(resources: res.Resources, tasks: int, concurrency: int, rounds: int) -> None:
     dsn = resources.database_url
     # taskrelay logs at its default level (INFO, JSON): two lines a retry, as in production.
-    env = resources.env()
+    # One user drives every retry: the per-client rate limit is off, as the bare endpoint has none.
+    env = resources.env(TASKRELAY_API_RATE_LIMIT_PER_SECOND="0")
     procs: list[Process | subprocess.Popen[bytes]] = []
     try:
         real = start_api(env, name="bench-api")

@@ -81,10 +81,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from services.run import run_system
+    from services.run import run_system, state
     from services.run.supervisor import RunOptions
 
     configure_logging("run")
+    # A short secret is refused here, not by each child in turn; a generated one's private
+    # directory is made (or refused) before anything starts.
+    if settings.auth.checked_secret() is None:
+        state.prepare()
     options = RunOptions(args.host, args.port, args.health_port, args.processes)
     return run_system(settings, options)
 
@@ -93,7 +97,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from services.demo import run_demo
     from services.run import state
 
-    secret, api_url = settings.auth.secret, args.url
+    secret, api_url = settings.auth.checked_secret(), args.url
     if not secret:
         running = state.load()
         if running is None:
@@ -164,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("token", help="print a bearer token for a user")
-    p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument("user_id", metavar="USER_ID", type=_user_id, help="1-255 printable characters")
     p.add_argument(
         "--ttl",
         type=int,
@@ -199,6 +203,14 @@ def _processes_option(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="RQ worker processes to run (default: the CPU count)",
     )
+
+
+def _user_id(raw: str) -> str:
+    from shared.auth import valid_user_id
+
+    if not valid_user_id(raw):
+        raise argparse.ArgumentTypeError("a user id is 1 to 255 printable characters")
+    return raw
 
 
 def _positive(raw: str) -> int:

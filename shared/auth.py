@@ -14,11 +14,22 @@ from shared.errors import Unauthorized
 
 ALGORITHM = "HS256"
 ISSUER = "taskrelay"
+MAX_USER_ID_CHARS = 255
+
+
+def valid_user_id(user_id: object) -> bool:
+    """1-255 printable characters (CONTRACT §6): the id is stored, logged and used in keys, so
+    a NUL, a control character or a 10,000-character id is refused as a bad token."""
+    return (
+        isinstance(user_id, str)
+        and 1 <= len(user_id) <= MAX_USER_ID_CHARS
+        and user_id.isprintable()
+    )
 
 
 def issue_token(secret: str, user_id: str, ttl_seconds: int) -> str:
-    if not user_id:
-        raise ValueError("a token needs a user id")
+    if not valid_user_id(user_id):
+        raise ValueError("a user id is 1 to 255 printable characters")
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds, "iss": ISSUER}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -56,6 +67,8 @@ def _verified(secret: str, token: str) -> tuple[str, float]:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("the token names no user")
+    if not valid_user_id(subject):
+        raise Unauthorized("the token's user id is not 1 to 255 printable characters")
     return subject, float(claims["exp"])
 
 

@@ -6,9 +6,8 @@ The start commands are the ones `.ci/run` uses on a machine where a service is d
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from shared.errors import DependencyUnavailable
+from shared.redaction import redact_url, scrub
 
 POSTGRES = "PostgreSQL"
 RABBITMQ = "RabbitMQ"
@@ -24,15 +23,12 @@ START = {
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its password (userinfo or `?password=`) replaced by ***, for messages."""
+    return redact_url(url)
 
 
 def unavailable(service: str, url: str, cause: BaseException | str) -> DependencyUnavailable:
     """The error a process raises (and prints in one line) when `service` does not answer."""
     reason = cause if isinstance(cause, str) else (str(cause) or type(cause).__name__)
+    reason = scrub(reason, url)  # a driver may quote the URL it was given
     return DependencyUnavailable(service, redact(url), reason, START[service])

@@ -1,5 +1,8 @@
 """Structured logs for every process: JSON when stderr is not a terminal, readable when it is.
 
+No line carries a secret: every stdlib record and structlog event goes through
+`shared.redaction` (a token or password in a query string becomes `***`).
+
 Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`,
 so every line logged inside carries them, and they are cleared when the work ends.
 """
@@ -14,6 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+
+from shared.redaction import RedactSecrets, redact_event
 
 _configured = False
 
@@ -40,6 +45,7 @@ def configure_logging(process: str, *, json: bool | None = None, level: str | No
         processors=[
             *shared_processors,
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
@@ -54,6 +60,7 @@ def configure_logging(process: str, *, json: bool | None = None, level: str | No
             processor=renderer, foreign_pre_chain=[*shared_processors]
         )
     )
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelName(level_name), logging.INFO))

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import ConfigurationError
+from shared.redaction import redact_url
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskrelay"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GENERATOR = "shared.content:placeholder_generator"
+MIN_SECRET_CHARS = 32
+"""An HS256 key shorter than this can be guessed offline from one token (CONTRACT §3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,15 @@ class AuthSettings:
     def require_secret(self) -> str:
         if not self.secret:
             raise ConfigurationError("TASKRELAY_SECRET is not set: export a long random string")
+        return self.checked_secret() or self.secret
+
+    def checked_secret(self) -> str | None:
+        """The secret if set, None if unset; ConfigurationError when it is too short to use."""
+        if self.secret is not None and len(self.secret) < MIN_SECRET_CHARS:
+            raise ConfigurationError(
+                f"TASKRELAY_SECRET is {len(self.secret)} characters: it must be at least "
+                f"{MIN_SECRET_CHARS}; make one with: openssl rand -hex 32"
+            )
         return self.secret
 
 
@@ -85,6 +97,11 @@ class ApiSettings:
     """How long a missing `seq` may stay missing before the socket gets a fresh snapshot."""
     ws_ping_interval_seconds: float = 20.0
     """WebSocket ping period; a peer that does not answer within the same time is dropped."""
+    ws_max_sockets_per_user: int = 32
+    """Open WebSockets one user may hold on one API instance; the next is closed with 4429."""
+    rate_limit_per_second: int = 100
+    """HTTP requests one client (a token's user, else an address) may make per second on one
+    API instance; beyond it the answer is 429 with `Retry-After`. 0 turns the limit off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +190,8 @@ class Settings:
         env = os.environ if env is None else env
         db_url = env.get("DATABASE_URL", DEFAULT_DATABASE_URL)
         if not db_url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
-            raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {db_url!r}")
+            shown = redact_url(db_url)
+            raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {shown!r}")
         origins = tuple(
             o.strip().rstrip("/") for o in env.get("TASKRELAY_ALLOWED_ORIGINS", "").split(",")
         )
@@ -189,9 +207,17 @@ class Settings:
 
 
 def _api_settings(env: Mapping[str, str], origins: tuple[str, ...]) -> ApiSettings:
-    """The gateway's limits are overridable as `TASKRELAY_WS_<NAME>` (e.g. `_QUEUE_LIMIT`)."""
-    names = ("ws_queue_limit", "ws_max_frame_bytes", "ws_gap_grace_seconds")
+    """The gateway's limits are overridable as `TASKRELAY_WS_<NAME>` (e.g. `_QUEUE_LIMIT`), the
+    rate limit as `TASKRELAY_API_RATE_LIMIT_PER_SECOND` (0: off)."""
+    names = (
+        "ws_queue_limit",
+        "ws_max_frame_bytes",
+        "ws_gap_grace_seconds",
+        "ws_max_sockets_per_user",
+    )
     values = _overrides(env, ApiSettings(), "TASKRELAY_", names, allow_zero=False)
+    rate = ("rate_limit_per_second",)
+    values |= _overrides(env, ApiSettings(), "TASKRELAY_API_", rate, allow_zero=True)
     return ApiSettings(allowed_origins=origins, **values)
 
 

@@ -20,6 +20,7 @@ from services.api.health import health
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS, current_user
+from services.api.throttle import forget_quiet_clients, rate_limit
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import Settings
 
@@ -39,9 +40,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[TaskController, health, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
-        lifespan=[database, gateway_lifespan(settings)],
+        lifespan=[database, gateway_lifespan(settings), forget_quiet_clients],
         dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=rate_limit(settings),
         request_max_body_size=settings.api.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="taskrelay",

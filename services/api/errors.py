@@ -32,6 +32,8 @@ UNAVAILABLE: dict[int, ResponseSpec] = {
     )
 }
 """The OpenAPI `responses` of every route that needs the database."""
+CLIENT_DISCONNECTED = "client disconnected prematurely"
+"""The detail of the InternalServerException Litestar raises when a body stops mid-way."""
 
 
 def _json(status_code: int, detail: str, extra: Any = None, headers: Any = None) -> Response[Any]:
@@ -47,10 +49,16 @@ def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.detail == CLIENT_DISCONNECTED:  # Litestar's 500 for a body cut short: the client's doing
+        log.info("request_body_incomplete", method=request.method, path=request.url.path)
+        return _json(400, "the request body ended before its announced length")
     if exc.status_code >= 500:
         return unexpected_error(request, exc)
     extra = exc.extra if isinstance(exc, ValidationException) else None
-    return _json(exc.status_code, exc.detail, extra, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 429:  # the per-client rate limit counts one-second windows
+        headers = {"Retry-After": "1", **(exc.headers or {})}
+    return _json(exc.status_code, exc.detail, extra, headers)
 
 
 def dependency_unavailable(

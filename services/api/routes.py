@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
+from services.api.bodies import json_body
 from services.api.errors import UNAVAILABLE
 from services.api.schemas import (
     CreateTask,
@@ -83,7 +84,7 @@ class TaskController(Controller):
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[require_json], responses=UNAVAILABLE)
+    @post("/", status_code=201, guards=[require_json, json_body], responses=UNAVAILABLE)
     async def create(
         self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:

@@ -19,6 +19,7 @@ from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, Status, TaskSt
 _STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {_STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
 _LOCK_UNLESS_BUSY = f"{_LOCK} SKIP LOCKED"
+_OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
 _ADD = (
     "INSERT INTO roadmap_tasks (task_id, roadmap_id, owner_id, status, current_step, seq, "
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
@@ -87,6 +88,11 @@ class TaskRepository:
             state.seq,
             now,
         )
+
+    async def owner(self, task_id: UUID) -> str | None:
+        """Who the task belongs to (None if unknown), read without taking any lock."""
+        owner: str | None = await self._conn.fetchval(_OWNER, task_id)
+        return owner
 
     async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""

@@ -3,6 +3,7 @@
 from shared.domain.listing import ItemPage, ItemRow, decode_cursor, encode_cursor
 from shared.domain.model import (
     CONTENT_TYPES,
+    MAX_ERROR_CHARS,
     ItemCounts,
     ItemKey,
     ItemStatus,
@@ -10,6 +11,7 @@ from shared.domain.model import (
     Notification,
     Status,
     TaskState,
+    clip_error,
 )
 from shared.domain.state_machine import (
     TERMINAL,
@@ -23,6 +25,7 @@ from shared.domain.state_machine import (
 
 __all__ = [
     "CONTENT_TYPES",
+    "MAX_ERROR_CHARS",
     "TERMINAL",
     "TRANSITIONS",
     "Change",
@@ -37,6 +40,7 @@ __all__ = [
     "Rule",
     "Status",
     "TaskState",
+    "clip_error",
     "decode_cursor",
     "encode_cursor",
     "plan_event",

@@ -30,6 +30,23 @@ class ItemStatus(StrEnum):
 CONTENT_TYPES: tuple[str, ...] = ("tutorial", "resources", "quiz")
 """The content types a task can ask for, in generation order."""
 
+MAX_ERROR_CHARS = 1000
+"""Error texts are cut to this before they are stored or sent (CONTRACT §7)."""
+
+
+def clip_error(text: str) -> str:
+    """An error text fit to store and send: at most `MAX_ERROR_CHARS` characters (a cut one
+    ends with an ellipsis) and no NUL, which PostgreSQL text and jsonb cannot hold.
+
+    A generator's exception can be a megabyte: whole, it would go into the item's row, the
+    notification and every watching socket's mailbox, and a row past the broker's limit would
+    be parked, leaving a permanent gap in the task's `seq`.
+    """
+    text = text.replace("\x00", "\ufffd")
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class TaskState:

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from shared.domain.model import Notification, Status, TaskState
+from shared.domain.model import Notification, Status, TaskState, clip_error
 from shared.errors import TransitionRefused
 
 CANCELLED_MESSAGE = "Task cancelled by user"
@@ -103,7 +103,7 @@ def plan_transition(
     if rule.fixed_error is not None:
         error = rule.fixed_error
     elif rule.needs_error:
-        error = error_message
+        error = clip_error(error_message or "")
     new = dataclasses.replace(
         state,
         status=target,

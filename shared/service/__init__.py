@@ -11,6 +11,7 @@ from shared.service.tasks import (
     cancel_task,
     create_task,
     get_task_view,
+    require_owner,
     retry_task,
 )
 from shared.service.transitions import emit_event, transition
@@ -24,6 +25,7 @@ __all__ = [
     "emit_event",
     "get_task_view",
     "list_items",
+    "require_owner",
     "retry_task",
     "transition",
 ]

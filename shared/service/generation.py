@@ -37,7 +37,7 @@ from shared.backoff import Backoff
 from shared.content import ContentGenerator, ContentRequest
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
 from shared.db.work import Lease, LeaseRepository, PendingItem, WorkItemRepository
-from shared.domain import ItemCounts, JobDispatch, Status, TaskState
+from shared.domain import ItemCounts, JobDispatch, Status, TaskState, clip_error
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
@@ -296,7 +296,7 @@ class ContentJob:
         except TimeoutError:
             return ItemResult(error=f"generation timed out after {self._item_timeout:g} s")
         except Exception as exc:  # the generator's own failure: the item fails, the job goes on
-            return ItemResult(error=str(exc) or type(exc).__name__)
+            return ItemResult(error=clip_error(str(exc) or type(exc).__name__))
         return _checked(content)
 
     async def _call(self, request: ContentRequest) -> Any:

@@ -31,7 +31,7 @@ from uuid import UUID
 from shared.db.liveness import LivenessRepository, WorkFacts
 from shared.db.uow import UnitOfWork, UnitOfWorkFactory
 from shared.db.work import LeaseRepository, WorkItemRepository
-from shared.domain import JobDispatch, Status, TaskState
+from shared.domain import JobDispatch, Status, TaskState, clip_error
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
 from shared.service.generation import finish_task, progress_data
@@ -227,6 +227,7 @@ async def fail_for_job(
 
 async def fail(uow: UnitOfWork, state: TaskState, error: str, data: dict[str, object]) -> None:
     """`pending`/`processing` -> `failed`, saying why, through the state machine."""
+    error = clip_error(error)  # a reason can be an RQ exception's text: the message carries it
     if state.status is Status.PENDING:  # the state machine fails only a task that started
         started = await transition(
             uow,

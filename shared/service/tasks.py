@@ -115,7 +115,16 @@ async def retry_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> RetryResu
     return RetryResult(_public(view), len(keys), by_type, RECOVERY_TYPE)
 
 
+async def require_owner(uow: UnitOfWork, owner_id: str, task_id: UUID) -> None:
+    """NotFound unless the task exists and is `owner_id`'s; takes no lock."""
+    if await uow.tasks.owner(task_id) != owner_id:
+        raise NotFound(f"task {task_id} not found")
+
+
 async def _lock_owned(uow: UnitOfWork, owner_id: str, task_id: UUID) -> TaskState:
+    """The task's state under its row lock, taken only once the caller is known to own it:
+    another user who learns a task id cannot hold its lock against the worker."""
+    await require_owner(uow, owner_id, task_id)  # the owner never changes, so this holds
     state = await uow.tasks.lock(task_id)
     if state is None or state.owner_id != owner_id:
         raise NotFound(f"task {task_id} not found")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -80,6 +81,9 @@ def system_fixture(resources: Resources, tmp_path: Path) -> Any:
 def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
     proc, port, health, env = system
     base = f"http://127.0.0.1:{port}"
+    state_dir = Path(env["XDG_RUNTIME_DIR"]) / f"taskrelay-{os.getuid()}"
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700  # the generated secret's home
+    assert stat.S_IMODE((state_dir / "run.json").stat().st_mode) == 0o600
     token = re.search(r"token\s+(\S+)", proc.output())
     assert token, proc.output()[-2000:]
     created = _call(

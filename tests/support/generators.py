@@ -71,6 +71,11 @@ async def unbroken_line(request: ContentRequest) -> str:
     return request.concept_id
 
 
+async def enormous_error(request: ContentRequest) -> str:
+    """Fails every item with a megabyte of exception text holding a NUL (CONTRACT §7's cut)."""
+    raise RuntimeError(f"{request.concept_id} failed\x00" + "E" * 1_000_000)
+
+
 def calls(redis_url: str, task_id: object) -> dict[str, int]:
     """How many times each item of the task was generated: {"concept/type": count}."""
     client = redis.Redis.from_url(redis_url)

@@ -1,7 +1,8 @@
 """A TCP proxy a test can cut: real sockets between a process and PostgreSQL or RabbitMQ.
 
 `cut()` closes every open connection and refuses new ones until `restore()`; to the process
-behind it, the server has vanished, just as when a network link drops.
+behind it, the server has vanished, just as when a network link drops. `sent` counts the bytes
+the process has sent to the server, so a test can tell whether it did any work there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self.sent = 0
+        """Bytes forwarded from the process to the server, over every connection."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
@@ -57,12 +60,15 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, outbound), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
         try:
             while data := source.recv(65536):
+                if outbound:
+                    with self._lock:
+                        self.sent += len(data)
                 sink.sendall(data)
         except OSError:
             pass

@@ -10,13 +10,13 @@ from services.api.gateway.admission import (
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
-    RedactTokens,
     Refused,
     admit,
     origin_allowed,
 )
 from services.api.gateway.sequencer import Sequencer
 from shared.auth import issue_token
+from shared.redaction import RedactSecrets
 
 SECRET = "unit-secret-" + "z" * 40
 
@@ -113,6 +113,25 @@ def test_admission_close_codes() -> None:
     assert str(task) == "3f1c0f34-6a3e-4c2b-9d7e-2a6f1f7e9a10"
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "token=eyJ.s.g",
+        "%74oken=eyJ.s.g",
+        "tok%65n=eyJ.s.g",
+        "x=1&%54OKEN=eyJ.s.g",
+        "access_token=eyJ",
+    ],
+)
+def test_tokens_are_redacted_however_the_key_is_spelled(query: str) -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "%s", (f"/ws?{query}",), None
+    )
+    assert RedactSecrets().filter(record)
+    assert "eyJ" not in record.getMessage()
+    assert record.getMessage().endswith("=***")
+
+
 def test_tokens_are_redacted_from_log_records() -> None:
     record = logging.LogRecord(
         "uvicorn.error",
@@ -123,7 +142,7 @@ def test_tokens_are_redacted_from_log_records() -> None:
         ("127.0.0.1:5000", "/ws/tasks/abc?token=eyJ.secret.sig&x=1"),
         None,
     )
-    assert RedactTokens().filter(record)
+    assert RedactSecrets().filter(record)
     assert (
         record.getMessage() == '127.0.0.1:5000 - "WebSocket /ws/tasks/abc?token=***&x=1" [accepted]'
     )

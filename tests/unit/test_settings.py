@@ -58,3 +58,31 @@ def test_overrides_are_typed_like_their_defaults() -> None:
 def test_malformed_values_are_refused(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({variable: value})
+
+
+def test_a_secret_under_32_characters_is_refused_where_it_is_needed() -> None:
+    short = Settings.from_env({"TASKRELAY_SECRET": "x" * 31})  # reading it is fine (migrate)
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        short.auth.require_secret()
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        short.auth.checked_secret()
+    assert Settings.from_env({}).auth.checked_secret() is None
+    assert Settings.from_env({"TASKRELAY_SECRET": "x" * 32}).auth.require_secret() == "x" * 32
+
+
+def test_socket_cap_and_rate_limit() -> None:
+    assert Settings.from_env({}).api.ws_max_sockets_per_user == 32
+    assert Settings.from_env({}).api.rate_limit_per_second == 100
+    tuned = Settings.from_env(
+        {"TASKRELAY_WS_MAX_SOCKETS_PER_USER": "4", "TASKRELAY_API_RATE_LIMIT_PER_SECOND": "0"}
+    )
+    assert tuned.api.ws_max_sockets_per_user == 4
+    assert tuned.api.rate_limit_per_second == 0
+    with pytest.raises(ConfigurationError, match="positive"):
+        Settings.from_env({"TASKRELAY_WS_MAX_SOCKETS_PER_USER": "0"})
+
+
+def test_a_malformed_database_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env({"DATABASE_URL": "mysql://root:Pw9@h/db?password=Pw10"})
+    assert "Pw" not in str(refused.value)

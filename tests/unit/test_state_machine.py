@@ -9,7 +9,16 @@ from uuid import uuid4
 
 import pytest
 
-from shared.domain import TRANSITIONS, Kind, Status, TaskState, plan_event, plan_transition
+from shared.domain import (
+    MAX_ERROR_CHARS,
+    TRANSITIONS,
+    Kind,
+    Status,
+    TaskState,
+    clip_error,
+    plan_event,
+    plan_transition,
+)
 from shared.errors import TransitionRefused
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -122,3 +131,12 @@ def test_event_keeps_status_and_bumps_seq() -> None:
     assert change.state.seq == state.seq + 1
     assert change.notification.data == {"completed_items": 1}
     assert change.notification.as_body()["status"] == "processing"
+
+
+def test_error_texts_are_cut_to_1000_characters_without_nul() -> None:
+    assert clip_error("short") == "short"
+    assert clip_error("a\x00b") == "a\ufffdb"
+    cut = clip_error("E" * 1_000_000)
+    assert len(cut) == MAX_ERROR_CHARS
+    assert cut.endswith("…")
+    assert clip_error("E" * MAX_ERROR_CHARS) == "E" * MAX_ERROR_CHARS

@@ -7,13 +7,11 @@ shutdown; `GATEWAY_HANDLERS` holds the `/ws/tasks/{task_id}` route. See docs/gat
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 
-from services.api.gateway.admission import RedactTokens
 from services.api.gateway.endpoint import Gateway, task_socket
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.link import probe_broker
@@ -29,9 +27,6 @@ def gateway_lifespan(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redact = RedactTokens()
-        server_log = logging.getLogger("uvicorn.error")  # where uvicorn logs each socket's URL
-        server_log.addFilter(redact)
         hub = NotificationHub(settings.broker)
         hub.start()
         gateway = Gateway(settings.api, settings.auth.require_secret(), hub, app.state.uow_factory)
@@ -42,7 +37,6 @@ def gateway_lifespan(
         finally:
             await gateway.shutdown()
             await hub.stop()
-            server_log.removeFilter(redact)
 
     return lifespan
 

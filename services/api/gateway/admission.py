@@ -5,14 +5,12 @@ sockets cross-site freely, so the Origin is checked here: an Origin listed in
 `TASKRELAY_ALLOWED_ORIGINS` (or `*`), else one whose host:port is the request's own `Host`. A
 request without an Origin header is not a browser and is let through to the token check.
 Refusals carry the close code the socket is closed with. Browsers cannot send headers on a
-WebSocket, so the token rides in the query string; `RedactTokens` keeps it out of the server's
-log lines.
+WebSocket, so the token rides in the query string; `shared.redaction` keeps it out of every
+log line, however the query spells its key.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -22,6 +20,8 @@ from shared.errors import Unauthorized
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+"""The user already holds `TASKRELAY_WS_MAX_SOCKETS_PER_USER` sockets on this instance."""
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
@@ -71,21 +71,3 @@ def admit(
         return user_id, UUID(task_id)
     except ValueError:
         raise Refused(CLOSE_NOT_FOUND, "task not found") from None
-
-
-_TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
-
-
-class RedactTokens(logging.Filter):
-    """Replaces `token=...` in log records (uvicorn logs every WebSocket's path and query)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = _redact(record.msg)
-        return True
-
-
-def _redact(text: str) -> str:
-    return _TOKEN_IN_URL.sub(r"\1***", text) if "token=" in text else text

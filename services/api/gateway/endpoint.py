@@ -1,10 +1,13 @@
 """`/ws/tasks/{task_id}`: admit the socket, subscribe, read the snapshot, then stream.
 
-The order is the whole point (CONTRACT §7): subscribe first (the hub returns once the task's
-routing key is bound), then read the snapshot from PostgreSQL, so every notification committed
-after the snapshot is already on its way to this socket's mailbox; the `Watcher` drops those
-the snapshot covers. One reader task answers the client's frames; the watcher is the only
-writer. On shutdown every socket is closed with 1012 so clients reconnect elsewhere.
+A socket costs no broker work before it is known to be wanted: the token, the user's socket
+count on this instance (`ws_max_sockets_per_user`, else 4429) and the task's owner (else 4404)
+are checked before it subscribes. Then the order is the whole point (CONTRACT §7): subscribe
+first (the hub returns once the task's routing key is bound), then read the snapshot from
+PostgreSQL, so every notification committed after the snapshot is already on its way to this
+socket's mailbox; the `Watcher` drops those the snapshot covers. One reader task answers the
+client's frames; the watcher is the only writer. On shutdown every socket is closed with 1012 so
+clients reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from services.api.gateway.admission import CLOSE_NOT_FOUND, Refused, admit
+from services.api.gateway.admission import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, Refused, admit
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
 from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable, NotFound
 from shared.logging import bound_context, get_logger
-from shared.service import get_task_view
+from shared.service import get_task_view, require_owner
 from shared.settings import ApiSettings
 
 log = get_logger(__name__)
@@ -39,6 +42,7 @@ CLOSE_TIMEOUT_SECONDS = 10.0
 _REASONS = {
     4008: "too slow: reconnect and resync",
     4404: "task not found",
+    4429: "too many sockets: close one first",
     1009: "frame too big",
     1013: "try again later",
 }
@@ -52,6 +56,8 @@ class Gateway:
         self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uows
         self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
         self._watchers: set[Watcher] = set()
+        self._per_user: dict[str, int] = {}
+        """Open sockets of each user on this instance."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -88,12 +94,17 @@ class Gateway:
                     await socket.close(code, _REASONS.get(code))
 
     async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
+        held = self._per_user.get(user_id, 0)
+        if held >= self._settings.ws_max_sockets_per_user:
+            return CLOSE_TOO_MANY
+        self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
         key = str(task_id)
         watcher = Watcher(key, self._limits)
         self._watchers.add(watcher)
         self._idle.clear()
         reader = asyncio.create_task(self._read(socket, watcher))
         try:
+            await self._require_owner(user_id, task_id)  # before any broker work
             await self._hub.subscribe(key, watcher)
             return await watcher.run(lambda: self._snapshot(user_id, task_id), socket.send_text)
         except NotFound:
@@ -113,8 +124,19 @@ class Gateway:
             reader.cancel()
             await self._hub.unsubscribe(key, watcher)
             self._watchers.discard(watcher)
+            self._release(user_id)
             if not self._watchers:
                 self._idle.set()
+
+    def _release(self, user_id: str) -> None:
+        left = self._per_user.pop(user_id, 1) - 1
+        if left > 0:
+            self._per_user[user_id] = left
+
+    async def _require_owner(self, user_id: str, task_id: UUID) -> None:
+        """NotFound for a stranger's or an unknown task: one read, no lock, no binding."""
+        async with self._uows() as uow:
+            await require_owner(uow, user_id, task_id)
 
     async def _snapshot(self, user_id: str, task_id: UUID) -> tuple[int, str]:
         async with self._uows() as uow:
@@ -151,8 +173,8 @@ def _answer(data: str | bytes) -> str:
     """A pong for `{"type": "ping"}`; an error frame for anything else."""
     try:
         frame = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        frame = None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        frame = None  # not JSON, nested past the recursion limit, or a string not UTF-8
     if isinstance(frame, dict) and frame.get("type") == "ping":
         return '{"type":"pong"}'
     detail = 'frame not understood: this socket only answers {"type": "ping"}'

@@ -25,7 +25,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
 from shared.dependencies import RABBITMQ, unavailable
-from shared.logging import get_logger
+from shared.logging import get_logger, silenced
 from shared.messaging import EXCHANGE
 from shared.settings import BrokerSettings
 
@@ -45,7 +45,8 @@ class LinkListener(Protocol):
 async def probe_broker(settings: BrokerSettings, *, connect_timeout: float = 5.0) -> None:
     """Connect once and close; DependencyUnavailable naming the broker when it cannot."""
     try:
-        connection = await aio_pika.connect(settings.url, timeout=connect_timeout)
+        with silenced("aiormq.connection"):  # the one line we raise says it all
+            connection = await aio_pika.connect(settings.url, timeout=connect_timeout)
     except BROKER_ERRORS as exc:
         raise unavailable(RABBITMQ, settings.url, exc) from exc
     await connection.close()

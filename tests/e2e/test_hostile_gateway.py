@@ -1,0 +1,173 @@
+"""Hostile WebSocket clients against a real `taskrelay api` (CONTRACT §7, docs/security.md).
+
+The API reaches RabbitMQ through a TCP proxy that counts the bytes it sends, so a test can see
+whether a socket cost broker work (a binding). Sockets per user are capped at 3 here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from uuid import uuid4
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from shared.auth import issue_token
+from shared.db import UnitOfWorkFactory
+from tests.support import taskflow
+from tests.support.processes import Process, start_api
+from tests.support.proxy import TcpProxy
+from tests.support.resources import SECRET, Resources
+from tests.support.wait import wait_until
+from tests.support.ws import Watch
+
+pytestmark = pytest.mark.slow
+
+MAX_SOCKETS = 3
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    proc: Process
+    broker: TcpProxy
+
+    def sockets(self) -> int:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
+            count: int = json.loads(response.read())["sockets"]
+            return count
+
+
+@pytest.fixture(name="api", scope="module")
+def api_fixture(resources: Resources) -> Iterator[Api]:
+    broker = TcpProxy("127.0.0.1", 5672)
+    amqp = resources.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{broker.port}")
+    env = resources.env(AMQP_URL=amqp, TASKRELAY_WS_MAX_SOCKETS_PER_USER=str(MAX_SOCKETS))
+    proc = start_api(env, name="api-hostile-ws")
+    try:
+        yield Api(f"http://127.0.0.1:{proc.port}", proc, broker)  # type: ignore[attr-defined]
+    finally:
+        proc.stop()
+        broker.close()
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def token_for(user: str) -> str:
+    return issue_token(SECRET, user, 3600)
+
+
+async def no_sockets(api: Api) -> None:
+    async def idle() -> bool:
+        return api.sockets() == 0
+
+    await wait_until(idle, within=30, what="every socket of the API finished")
+
+
+async def test_sockets_of_strangers_cost_no_broker_work(
+    api: Api, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "alice")
+    before = api.broker.sent
+    own = await Watch.open(api.url, task_id, token_for("alice"))
+    await own.wait_frames(1)
+
+    async def bound() -> bool:  # the control: the owner's socket does bind its task
+        return api.broker.sent > before
+
+    await wait_until(bound, within=30, what="the owner's binding sent to the broker")
+    await own.close()
+    await no_sockets(api)  # the owner's unbind went out too
+
+    before = api.broker.sent
+    for task, user in [(task_id, "mallory")] * 10 + [(uuid4(), "alice") for _ in range(10)]:
+        watch = await Watch.open(api.url, task, token_for(user))
+        assert await watch.closed(within=30) == 4404
+        assert watch.frames == []
+    await no_sockets(api)
+    # 20 bindings and unbindings would be thousands of bytes; heartbeats are 8 bytes each.
+    assert api.broker.sent - before < 200, api.broker.sent - before
+
+
+async def test_the_socket_past_the_cap_is_closed_4429(
+    api: Api, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "carol")
+    held = [await Watch.open(api.url, task_id, token_for("carol")) for _ in range(MAX_SOCKETS)]
+    for watch in held:
+        await watch.wait_frames(1)
+    for task in (task_id, uuid4()):  # the cap is checked before the task is even looked up
+        extra = await Watch.open(api.url, task, token_for("carol"))
+        assert await extra.closed(within=30) == 4429
+        assert extra.frames == []
+    other_task = await taskflow.new_task(uow_factory, "dave")
+    other = await Watch.open(api.url, other_task, token_for("dave"))
+    await other.wait_frames(1)  # another user is not held back
+
+    await held.pop().close()
+
+    async def admitted_again() -> bool:
+        again = await Watch.open(api.url, task_id, token_for("carol"))
+        try:
+            await again.wait_frames(1, within=10)
+        except AssertionError:
+            return False
+        held.append(again)
+        return True
+
+    await wait_until(admitted_again, within=30, what="a socket once one was closed")
+    for watch in [*held, other]:
+        await watch.close()
+    await no_sockets(api)
+
+
+@pytest.mark.parametrize("key", ["token", "%74oken", "tok%65n", "%54oken", "%74%6F%6B%65%6E"])
+async def test_no_token_in_the_logs_however_the_query_spells_it(
+    api: Api, uow_factory: UnitOfWorkFactory, key: str
+) -> None:
+    user = f"logged-{uuid4().hex[:8]}"
+    task_id = await taskflow.new_task(uow_factory, user)
+    token = token_for(user)
+    ws_url = f"{api.url.replace('http', 'ws', 1)}/ws/tasks/{task_id}?{key}={token}"
+    try:
+        async with connect(ws_url, open_timeout=10) as socket:
+            opened = json.loads(await socket.recv(decode=True))["type"]
+    except ConnectionClosed as closed:
+        opened = str(closed.rcvd.code if closed.rcvd else None)
+    page = await asyncio.to_thread(status_of, f"{api.url}/tasks/{task_id}?{key}={token}")
+    # Keys the server decodes to `token` authenticate (the risk is real); `Token` does not.
+    assert (opened, page) == (("4401", 401) if key == "%54oken" else ("snapshot", 200))
+    await no_sockets(api)
+    logged = api.proc.output()
+    assert f"/ws/tasks/{task_id}?{key}=***" in logged
+    assert token not in logged
+    assert token.split(".")[2] not in logged  # not even the signature
+
+
+async def test_garbage_frames_get_an_error_frame_not_a_crash(
+    api: Api, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await taskflow.new_task(uow_factory, "erin")
+    watch = await Watch.open(api.url, task_id, token_for("erin"))
+    await watch.wait_frames(1)
+    garbage: list[str | bytes] = ["[" * 4000, b'"\xff\xfe"', b"\x00\x01\x02", '{"type":' * 500]
+    for frame in garbage:
+        await watch.send(frame)  # type: ignore[arg-type]
+    await watch.send('{"type": "ping"}')
+    frames = await watch.wait_frames(1 + len(garbage) + 1, within=30)
+    assert [f["type"] for f in frames[1:]] == ["error"] * len(garbage) + ["pong"]
+    assert watch.close_code is None
+    await watch.close()
+    assert "Task exception was never retrieved" not in api.proc.output()

@@ -1,0 +1,146 @@
+"""Secrets as the command line handles them (CONTRACT §3, docs/security.md).
+
+A TASKRELAY_SECRET under 32 characters is refused by every command that needs it, in one line;
+no URL's password is printed, whatever form the URL gives it in; `taskrelay run` keeps its
+generated secret only in a directory that is this user's alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+from tests.support.resources import Resources
+
+
+def taskrelay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def one_line_failure(done: subprocess.CompletedProcess[str], command: str) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"taskrelay {command}: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["token", "alice"],
+        ["api", "--port", "0"],
+        ["run", "--port", "0"],
+        ["demo", "--timeout", "5"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_a_short_secret_is_refused_in_one_line(resources: Resources, args: list[str]) -> None:
+    env = resources.env(TASKRELAY_SECRET="s" * 31)
+    line = one_line_failure(taskrelay(env, *args), args[0])
+    assert "TASKRELAY_SECRET is 31 characters: it must be at least 32" in line
+    assert "s" * 31 not in line
+
+
+def test_a_secret_of_32_characters_is_enough(resources: Resources) -> None:
+    done = taskrelay(resources.env(TASKRELAY_SECRET="s" * 32), "token", "alice")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".") == 2
+
+
+def test_a_user_id_that_is_not_printable_gets_no_token(resources: Resources) -> None:
+    done = taskrelay(resources.env(), "token", "bell\x07")
+    assert done.returncode == 2
+    assert "1 to 255 printable characters" in done.stderr
+
+
+CLOSED = free_port()
+PASSWORD_FORMS = {
+    "userinfo": f"postgresql://postgres:Pw1-userinfo@127.0.0.1:{CLOSED}/x",
+    "query": f"postgresql://postgres@127.0.0.1:{CLOSED}/x?password=Pw2-query&sslmode=disable",
+    "percent-encoded": f"postgresql://postgres:Pw3%40encoded@127.0.0.1:{CLOSED}/x",
+    "asyncpg scheme": f"postgresql+asyncpg://postgres:Pw4-driver@127.0.0.1:{CLOSED}/x",
+    "wrong scheme": "mysql://root:Pw5-wrong-scheme@127.0.0.1/x",
+}
+
+
+@pytest.mark.parametrize("command", ["migrate", "api", "relay", "worker"])
+@pytest.mark.parametrize("form", sorted(PASSWORD_FORMS))
+def test_no_database_password_is_printed(resources: Resources, command: str, form: str) -> None:
+    env = resources.env(DATABASE_URL=PASSWORD_FORMS[form])
+    done = taskrelay(env, command, *(["--port", "0"] if command == "api" else []))
+    line = one_line_failure(done, command)
+    assert "Pw" not in line
+    assert "***" in line
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "url"),
+    [
+        ("api", "AMQP_URL", f"amqp://guest:Pw6-amqp@127.0.0.1:{CLOSED}/"),
+        ("worker", "REDIS_URL", f"redis://:Pw7-redis@127.0.0.1:{CLOSED}/0"),
+        ("worker", "REDIS_URL", f"redis://127.0.0.1:{CLOSED}/0?password=Pw8-redis-query"),
+    ],
+)
+def test_no_broker_or_redis_password_is_printed(
+    resources: Resources, command: str, variable: str, url: str
+) -> None:
+    done = taskrelay(resources.env(**{variable: url}), command)
+    line = one_line_failure(done, command)
+    assert "Pw" not in line
+
+
+def _run_state_dir(base: Path) -> Path:
+    return base / f"taskrelay-{os.getuid()}"
+
+
+def _run(resources: Resources, base: Path) -> subprocess.CompletedProcess[str]:
+    env = resources.env(XDG_RUNTIME_DIR=str(base))
+    del env["TASKRELAY_SECRET"]  # run generates one and must keep it private
+    return taskrelay(env, "run", "--port", str(free_port()), "--health-port", str(free_port()))
+
+
+def test_run_refuses_a_state_directory_open_to_others(resources: Resources, tmp_path: Path) -> None:
+    planted = _run_state_dir(tmp_path)
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)  # as another local user would leave it for us
+    line = one_line_failure(_run(resources, tmp_path), "run")
+    assert f"refusing {planted}" in line
+    assert "open to other users (0o777)" in line
+    assert list(planted.iterdir()) == []
+
+
+def test_run_refuses_a_state_directory_of_another_user(
+    resources: Resources, tmp_path: Path
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("making a directory another user owns needs root")
+    planted = _run_state_dir(tmp_path)
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 65534, 65534)
+    line = one_line_failure(_run(resources, tmp_path), "run")
+    assert "belongs to uid 65534, not to you" in line
+    assert list(planted.iterdir()) == []
+
+
+def test_run_never_follows_a_symlinked_state_directory(
+    resources: Resources, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "attacker-readable"
+    elsewhere.mkdir(mode=0o700)
+    _run_state_dir(tmp_path).symlink_to(elsewhere)
+    line = one_line_failure(_run(resources, tmp_path), "run")
+    assert "is not a plain directory" in line
+    assert list(elsewhere.iterdir()) == []
