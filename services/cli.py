@@ -15,9 +15,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from services.lifeline import announced_parent, die_with_parent
+from services.worker.metrics import DEFAULT_METRICS_PORT
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.tracing import configure_tracing
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -40,6 +42,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from shared.db.probe import probe_database
 
     configure_logging("api")
+    configure_tracing("api")
     settings.auth.require_secret()
     asyncio.run(probe_database(settings.database))
     asyncio.run(probe_broker(settings.broker))
@@ -69,6 +72,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     from services.relay import serve
 
     configure_logging("relay")
+    configure_tracing("relay")
     return asyncio.run(serve(settings, args.health_port))
 
 
@@ -76,8 +80,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from services.worker import run_worker
 
     configure_logging("worker")
+    configure_tracing("worker")
     processes = args.processes or os.cpu_count() or 1
-    return asyncio.run(run_worker(settings, processes))
+    return asyncio.run(run_worker(settings, processes, args.metrics_port))
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="turn job messages into RQ jobs and run them; several may run at once"
     )
     _processes_option(p)
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=DEFAULT_METRICS_PORT,
+        metavar="P",
+        help=f"port of /metrics, /livez and /readyz (default {DEFAULT_METRICS_PORT}; 0: off)",
+    )
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser(
@@ -211,6 +223,13 @@ def _user_id(raw: str) -> str:
     if not valid_user_id(raw):
         raise argparse.ArgumentTypeError("a user id is 1 to 255 printable characters")
     return raw
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {value}")
+    return value
 
 
 def _positive(raw: str) -> int:

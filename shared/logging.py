@@ -33,6 +33,9 @@ def configure_logging(process: str, *, json: bool | None = None, level: str | No
         wanted = os.environ.get("TASKRELAY_LOG_FORMAT", "").lower()
         json = wanted == "json" or (wanted != "console" and not sys.stderr.isatty())
     level_name = (level or os.environ.get("TASKRELAY_LOG_LEVEL", "INFO")).upper()
+    level_number = logging.getLevelName(level_name)
+    if not isinstance(level_number, int):
+        level_number, level_name = logging.INFO, "INFO"
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -48,24 +51,34 @@ def configure_logging(process: str, *, json: bool | None = None, level: str | No
             redact_event,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+        wrapper_class=structlog.make_filtering_bound_logger(level_number),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(process=process)
-    # Libraries log through the stdlib: route them through the same renderer.
+    # Libraries log through the stdlib: route them through the same renderer, their
+    # tracebacks rendered as text (a raw exc_info tuple is not JSON).
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=renderer, foreign_pre_chain=[*shared_processors]
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
         )
     )
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(max(logging.getLevelName(level_name), logging.INFO))
-    for noisy in ("aiormq", "aio_pika", "uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root.setLevel(level_number)
+    # Chatty libraries stay at WARNING unless DEBUG is asked for, which reaches every logger.
+    # uvicorn's access log is replaced by the API's own access line.
+    quiet = level_number if level_number <= logging.DEBUG else logging.WARNING
+    for noisy in ("aiormq", "aio_pika", "httpx"):
+        logging.getLogger(noisy).setLevel(max(quiet, level_number))
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> Any:

@@ -170,6 +170,9 @@ class WorkerSettings:
     """How long a job message's `message_id` is remembered for deduplication."""
     shutdown_grace_seconds: float = 20.0
     """On SIGTERM, how long running jobs get to reach an item boundary before being killed."""
+    metrics_host: str = "127.0.0.1"
+    """Address of `/metrics`, `/livez` and `/readyz` (port: `--metrics-port`); 0.0.0.0 lets a
+    scraper in another container in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,6 @@ IdempotencyKey = Annotated[
         description="Repeat a POST safely: the same key returns the first response.",
     ),
 ]
-TRACE_HEADERS = ("traceparent", "tracestate")
 ItemStatusFilter = Annotated[
     Literal["pending", "completed", "failed"] | None,
     Parameter(required=False, description="Only the items in this status."),
@@ -156,8 +155,7 @@ async def _run(
     work: Work,
 ) -> Response[Any]:
     settings: Settings = request.app.state.settings
-    headers = {h: v for h in TRACE_HEADERS if (v := request.headers.get(h))}
-    async with _uow_factory(request)(headers) as uow:
+    async with _uow_factory(request)() as uow:  # its rows carry the request's trace context
         fingerprint = ""
         if key is not None:
             fingerprint = request_fingerprint(request.method, request.url.path, body)

@@ -1,77 +1,49 @@
-"""`/health` and `/metrics` on the relay's port: a minimal HTTP/1.1 responder in the relay's loop.
+"""The relay's port: `/health` (CONTRACT §10), `/livez`, `/readyz` and `/metrics`.
 
-Two read-only GET routes do not need a web framework, and running in the same event loop means
-the answers always reflect the relay's live state. Each connection gets one answer and is closed.
+Served by the shared probe responder in the relay's own loop, so the answers always reflect its
+live state. Ready means both dependencies answer: a standby is ready (it takes over at once).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.relay.state import RelayMetrics, RelayState
 from shared.errors import ConfigurationError
-
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+from shared.probe_server import Answer, ProbeServer, probe_routes
 
 
 class HealthServer:
     def __init__(self, state: RelayState, metrics: RelayMetrics, host: str, port: int) -> None:
         self._state, self._metrics = state, metrics
-        self._host, self._port = host, port
-        self._server: asyncio.Server | None = None
+        routes = probe_routes(self._not_ready, metrics.registry)
+        scrape = routes["/metrics"]
+
+        def metrics_route() -> Answer:
+            state.export(metrics)
+            return scrape()
+
+        routes.update({"/health": self._health, "/metrics": metrics_route})
+        self._server = ProbeServer(routes, host, port)
 
     async def start(self) -> None:
         try:
-            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+            await self._server.start()
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot serve health on {self._host}:{self._port}: {exc.strerror}; "
+                f"cannot serve health on {self._server.where}: {exc.strerror}; "
                 "choose another port with --health-port"
             ) from exc
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await self._server.stop()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            method, path = _request_line(request)
-            status, content_type, body = self._answer(method, path)
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
-                f"Content-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n"
-                "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass
-        finally:
-            writer.close()
+    def _health(self) -> Answer:
+        document = self._state.health()
+        status = 200 if document["status"] == "ok" else 503
+        return status, "application/json", json.dumps(document).encode()
 
-    def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
-        if method not in ("GET", "HEAD"):
-            return 405, "text/plain", b"method not allowed\n"
-        if path == "/health":
-            document = self._state.health()
-            status = 200 if document["status"] == "ok" else 503
-            return status, "application/json", json.dumps(document).encode()
-        if path == "/metrics":
-            self._state.export(self._metrics)
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
-        return 404, "text/plain", b"not found: try /health or /metrics\n"
-
-
-def _request_line(request: bytes) -> tuple[str, str]:
-    parts = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-    if len(parts) < 2:
-        return "", ""
-    path = parts[1].split("?", 1)[0]
-    return parts[0].upper(), os.path.normpath(path) if path else "/"
+    def _not_ready(self) -> str | None:
+        errors = self._state.health()["errors"]
+        reasons = [f"{name}: {why}" for name, why in errors.items() if why]
+        return "; ".join(reasons) or None

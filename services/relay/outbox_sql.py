@@ -17,7 +17,8 @@ from uuid import UUID
 
 CLAIM = """
 SELECT o.id, o.message_id, o.task_id, o.kind, o.routing_key, o.payload::text AS payload,
-       (o.payload->>'seq')::bigint AS seq, o.headers->>'traceparent' AS traceparent, o.attempts
+       (o.payload->>'seq')::bigint AS seq, o.headers->>'traceparent' AS traceparent, o.attempts,
+       extract(epoch FROM o.created_at)::float8 AS committed_at
 FROM outbox o
 WHERE o.published_at IS NULL AND o.parked_at IS NULL
   AND o.partition_key = ANY($1::smallint[])
@@ -34,7 +35,7 @@ LIMIT $2
 MARK_PUBLISHED = """
 UPDATE outbox SET published_at = clock_timestamp()
 WHERE id = ANY($1::bigint[]) AND published_at IS NULL
-RETURNING extract(epoch FROM published_at - created_at)::float8
+RETURNING id
 """
 
 MARK_FAILED = """
@@ -88,6 +89,10 @@ class OutboxRow:
     """A notification's `seq` (the `x-seq` header); None for a job."""
     traceparent: str | None
     attempts: int
+    committed_at: float = 0.0
+    """When the row was written (epoch seconds): its writer's last statements before COMMIT
+    insert it, so this is the commit instant to within a statement. Sent as `x-committed-at`,
+    the start of the relay's and the gateway's latency figures."""
 
 
 def row_from(record: Any) -> OutboxRow:
@@ -101,4 +106,5 @@ def row_from(record: Any) -> OutboxRow:
         seq=record["seq"],
         traceparent=record["traceparent"],
         attempts=record["attempts"],
+        committed_at=record["committed_at"],
     )

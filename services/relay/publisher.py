@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import aio_pika
@@ -37,6 +39,8 @@ class BatchOutcome:
     """Rows not sent because an earlier row of the same task failed before sending."""
     lost: str | None = None
     """Why the connection was lost mid-batch; unconfirmed rows are then simply retried."""
+    confirmed_at: dict[int, float] = field(default_factory=dict)
+    """When each row's confirm (or return) arrived, epoch seconds: the end of its latency."""
 
 
 class Publisher:
@@ -131,7 +135,9 @@ class Publisher:
                 timeout=self._timeout,
                 wait=False,
             )
-            sending.append((row, asyncio.ensure_future(publish)))
+            sent = asyncio.ensure_future(publish)
+            sent.add_done_callback(partial(_stamp, outcome.confirmed_at, row.id))
+            sending.append((row, sent))
         await asyncio.gather(*(t for _, t in sending), return_exceptions=True)
         for row, task in sending:
             self._sort(outcome, row, task.exception())
@@ -163,6 +169,8 @@ class Publisher:
             headers["x-seq"] = row.seq
         if row.traceparent:
             headers["traceparent"] = row.traceparent
+        if row.committed_at:
+            headers["x-committed-at"] = row.committed_at
         return aio_pika.Message(
             body,
             content_type="application/json",
@@ -170,6 +178,10 @@ class Publisher:
             message_id=str(row.message_id),
             headers=headers,
         )
+
+
+def _stamp(confirmed_at: dict[int, float], row_id: int, _: object) -> None:
+    confirmed_at[row_id] = time.time()
 
 
 def _describe(error: BaseException) -> str:

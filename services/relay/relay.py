@@ -22,6 +22,7 @@ from shared.backoff import Backoff, backoff_delay
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.settings import RelaySettings
+from shared.tracing import trace_id_of
 
 log = get_logger(__name__)
 
@@ -123,10 +124,12 @@ class Relay:
             return
         rows, outcome = batch.rows, await batch.outcome
         done = outcome.confirmed + outcome.unroutable
-        latencies = await self._session.mark_published(done)
-        for seconds in latencies:
+        marked = await self._session.mark_published(done)
+        committed = {row.id: row.committed_at for row in rows}
+        for row_id in marked:
+            seconds = outcome.confirmed_at.get(row_id, 0.0) - committed[row_id]
             self._metrics.latency.observe(max(0.0, seconds))
-        self._count(rows, outcome, len(latencies))
+        self._count(rows, outcome, len(marked))
         await self._session.mark_failed(
             [self._failure(row, error) for row, error in outcome.failed]
         )
@@ -151,7 +154,10 @@ class Relay:
         parked = attempt >= self._settings.max_attempts
         delay = None if parked else self._retry_delay(attempt)
         self._metrics.failed.labels("row").inc()
-        with bound_context(task_id=str(row.task_id), message_id=str(row.message_id)):
+        names = {"task_id": str(row.task_id), "message_id": str(row.message_id)}
+        if trace_id := trace_id_of(row.traceparent):
+            names["trace_id"] = trace_id
+        with bound_context(**names):
             if parked:
                 log.error("outbox_row_parked", attempts=attempt, error=error)
             else:

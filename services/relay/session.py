@@ -133,13 +133,13 @@ class OutboxSession:
             )
         return [row_from(r) for r in records]
 
-    async def mark_published(self, ids: Sequence[int]) -> list[float]:
-        """Mark confirmed rows; returns each row's commit-to-confirm latency in seconds."""
+    async def mark_published(self, ids: Sequence[int]) -> list[int]:
+        """Mark confirmed rows; returns the ids this call marked (not ones marked already)."""
         if not ids:
             return []
         async with self._translated("mark published"):
             records = await self._conn.fetch(MARK_PUBLISHED, list(ids), timeout=self._timeout)
-        return [float(r[0]) for r in records]
+        return [int(r[0]) for r in records]
 
     async def mark_failed(self, failures: Sequence[tuple[int, str, float | None]]) -> None:
         """(id, error, retry delay or None to park) for each row that failed on its own."""

@@ -48,12 +48,23 @@ class RelayMetrics:
         )
         self.latency = Histogram(
             "taskrelay_relay_publish_latency_seconds",
-            "From the outbox row's commit to the broker's confirm",
+            "From the outbox row's commit to the broker's confirm (confirms of marked rows)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.active = Gauge(
             "taskrelay_relay_active", "1 when this relay owns partitions", registry=r
+        )
+        self.partitions_owned = Gauge(
+            "taskrelay_relay_partitions_owned", "Outbox partitions this relay owns", registry=r
+        )
+        self.partitions = Gauge(
+            "taskrelay_relay_partitions", "Outbox partitions of the deployment", registry=r
+        )
+        self.since_last_publish = Gauge(
+            "taskrelay_relay_seconds_since_last_publish",
+            "Seconds since this relay last had a row confirmed (-1 before the first)",
+            registry=r,
         )
         self.database_up = Gauge("taskrelay_relay_database_up", "PostgreSQL reachable", registry=r)
         self.broker_up = Gauge("taskrelay_relay_broker_up", "RabbitMQ reachable", registry=r)
@@ -112,5 +123,11 @@ class RelayState:
         metrics.oldest_pending_age.set(self.oldest_pending_age or 0.0)
         metrics.parked.set(self.parked)
         metrics.active.set(1 if self.owned else 0)
+        metrics.partitions_owned.set(len(self.owned))
+        metrics.partitions.set(self.partitions)
+        last = self.last_published_at
+        metrics.since_last_publish.set(
+            (datetime.now(UTC) - last).total_seconds() if last is not None else -1
+        )
         metrics.database_up.set(0 if self.database_error else 1)
         metrics.broker_up.set(0 if self.broker_error else 1)

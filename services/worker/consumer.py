@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry.trace import SpanKind
 
 from services.worker.jobs import JobQueue
 from shared.backoff import Backoff
@@ -28,6 +30,7 @@ from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.messaging import GENERATE_CONTENT
 from shared.topology import declare_topology
+from shared.tracing import traced
 
 log = get_logger(__name__)
 
@@ -60,10 +63,20 @@ def parse_job_message(message: AbstractIncomingMessage) -> JobMessage:
 
 
 class JobConsumer:
-    def __init__(self, uow_factory: UnitOfWorkFactory, jobs: JobQueue, *, prefetch: int) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        jobs: JobQueue,
+        *,
+        prefetch: int,
+        settled: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self._uow = uow_factory
         self._jobs = jobs
         self._prefetch = prefetch
+        self._settled = settled
+        """Told how each message ended: acked, dead_lettered or requeued (for the metrics)."""
+        self.started = False
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -73,6 +86,7 @@ class JobConsumer:
         await channel.set_qos(prefetch_count=self._prefetch)
         self._queue = (await declare_topology(channel)).job_queue
         self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        self.started = True
         log.info("job_consumer_started", queue=self._queue.name, prefetch=self._prefetch)
 
     async def stop(self, drain_seconds: float) -> None:
@@ -97,7 +111,11 @@ class JobConsumer:
                 self._in_flight.discard(task)
 
     async def _settle(self, message: AbstractIncomingMessage) -> None:
-        with bound_context(message_id=str(message.message_id)):
+        # The message's `traceparent` becomes the context of its work: the RQ job carries it on.
+        with (
+            bound_context(message_id=str(message.message_id)),
+            traced("job_message", message.headers, kind=SpanKind.CONSUMER),
+        ):
             try:
                 job = parse_job_message(message)
                 with bound_context(task_id=str(job.task_id)):
@@ -105,11 +123,14 @@ class JobConsumer:
             except UnhandleableMessage as exc:
                 log.error("job_message_dead_lettered", error=str(exc))
                 await message.reject(requeue=False)
+                self._settled("dead_lettered")
                 return
             if outcome is None:  # shutting down mid-retry: hand the message back
                 await message.nack(requeue=True)
+                self._settled("requeued")
                 return
             await message.ack()
+            self._settled("acked")
             log.info("job_message_acked", outcome=outcome)
 
     async def _with_backoff(self, job: JobMessage) -> str | None:

@@ -30,6 +30,7 @@ from shared.logging import bound_context, get_logger
 from shared.service.generation import ContentJob
 from shared.service.recovery import fail_for_job
 from shared.settings import Settings
+from shared.tracing import trace_headers, traced
 
 log = get_logger(__name__)
 
@@ -90,7 +91,7 @@ class JobQueue:
                 result_ttl=24 * 3600,
                 failure_ttl=7 * 24 * 3600,
                 description=f"generate content of task {task_id}",
-                meta={"message_id": str(message_id)},
+                meta={"message_id": str(message_id), "trace": trace_headers()},
                 on_failure=Callback(FAILURE_CALLBACK),
             )
         except DuplicateJobError:
@@ -106,7 +107,10 @@ async def generate_content(task_id: str) -> dict[str, Any]:
     job = get_current_job()
     holder = job.id if job is not None else f"local-{task_id}"
     message_id = job.meta.get("message_id") if job is not None else None
-    with bound_context(task_id=task_id, job_id=holder, message_id=message_id):
+    with (
+        bound_context(task_id=task_id, job_id=holder, message_id=message_id),
+        traced("generate_content", _trace_of(job)),  # its notifications carry the trace on
+    ):
         worker = context.settings.worker
         engine = create_engine(context.settings.database, pool_size=2)
         try:
@@ -142,13 +146,19 @@ def on_job_failure(
     """
     task_id = job.kwargs.get("task_id")
     why = str(exc_value) or (exc_type.__name__ if exc_type else "unknown error")
-    with bound_context(task_id=task_id, job_id=job.id):
+    with bound_context(task_id=task_id, job_id=job.id), traced("job_failed", _trace_of(job)):
         if _is_lost_dependency(exc_value) or isinstance(exc_value, AbandonedJobError):
             log.warning("content_job_interrupted", error=why)
             return
         log.error("content_job_raised", error=why)
         if task_id is not None:
             asyncio.run(_fail(UUID(task_id), job.id, why))
+
+
+def _trace_of(job: Job | None) -> dict[str, str]:
+    """The trace context the consumer stored with the job (none for an operator's own job)."""
+    carried = job.meta.get("trace") if job is not None else None
+    return carried if isinstance(carried, dict) else {}
 
 
 def _is_lost_dependency(exc: BaseException | None) -> bool:

@@ -1,11 +1,11 @@
 """`bootstrap()`: the composition root of `taskrelay worker`, and its run loop.
 
 The supervisor checks its dependencies once (one clear line and exit 1 when PostgreSQL,
-RabbitMQ or Redis is unreachable, or the generator cannot be imported), then runs three things
-until SIGTERM or SIGINT: the job consumer, the reconciler (no task stays without live work),
-and the pool of RQ worker processes. Shutdown order: stop taking messages, let the RQ workers
-hand their running jobs back at the next item boundary, then close connections; all within the
-configured grace.
+RabbitMQ or Redis is unreachable, or the generator cannot be imported), then runs until SIGTERM
+or SIGINT: the job consumer, the reconciler (no task stays without live work), the pool of RQ
+worker processes, and `/metrics`, `/livez`, `/readyz` on --metrics-port. Shutdown order: stop
+taking messages, let the RQ workers hand their running jobs back at the next item boundary,
+then close connections; all within the configured grace.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue
+from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_probe_server
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
 from shared.content import load_generator
@@ -47,19 +48,23 @@ class Worker:
     redis: redis.Redis
     broker: AbstractRobustConnection
     uow_factory: UnitOfWorkFactory
+    metrics_port: int = DEFAULT_METRICS_PORT
 
     async def run(self) -> int:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        pool = RqProcessPool(self.processes)
+        metrics = WorkerMetrics()
+        pool = RqProcessPool(self.processes, env=metrics.child_environment())
+        metrics.rq_processes.set_function(lambda: pool.alive)
         await pool.start()
         supervisor = asyncio.create_task(pool.supervise())
         consumer = JobConsumer(
             self.uow_factory,
             JobQueue(self.redis, self.settings),
             prefetch=self.settings.worker.prefetch,
+            settled=lambda outcome: metrics.job_messages.labels(outcome).inc(),
         )
         await consumer.start(await self.broker.channel())
         reconciler = asyncio.create_task(
@@ -68,7 +73,17 @@ class Worker:
                 self.redis,
                 self.settings.worker,
                 broker_connected=self.broker.connected.is_set,
+                recovered_one=lambda action: metrics.recovered.labels(action).inc(),
             )
+        )
+
+        def not_ready() -> str | None:
+            if not self.broker.connected.is_set():
+                return "RabbitMQ is not connected"
+            return None if pool.alive else "no RQ worker process is running"
+
+        probes = await start_probe_server(
+            metrics, self.settings.worker.metrics_host, self.metrics_port, not_ready
         )
         log.info("worker_started", processes=self.processes, rq_pids=pool.pids)
         await stopping.wait()
@@ -80,6 +95,9 @@ class Worker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if probes is not None:
+            await probes.stop()
+        metrics.remove()
         await self.close()
         log.info("worker_stopped")
         return 0
@@ -91,7 +109,9 @@ class Worker:
         self.redis.close()
 
 
-async def bootstrap(settings: Settings, processes: int) -> Worker:
+async def bootstrap(
+    settings: Settings, processes: int, metrics_port: int = DEFAULT_METRICS_PORT
+) -> Worker:
     """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
     load_generator(settings.worker.content_generator)  # fail now, not in every job
     await probe_database(settings.database)
@@ -103,11 +123,13 @@ async def bootstrap(settings: Settings, processes: int) -> Worker:
     except BaseException:
         await engine.dispose()
         raise
-    return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine))
+    return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine), metrics_port)
 
 
-async def run_worker(settings: Settings, processes: int) -> int:
-    worker = await bootstrap(settings, processes)
+async def run_worker(
+    settings: Settings, processes: int, metrics_port: int = DEFAULT_METRICS_PORT
+) -> int:
+    worker = await bootstrap(settings, processes, metrics_port)
     return await worker.run()
 
 

@@ -36,6 +36,11 @@ class RqProcessPool:
         self._stopping = False
 
     @property
+    def alive(self) -> int:
+        """Children running now."""
+        return sum(1 for child in self._children if child.returncode is None)
+
+    @property
     def pids(self) -> list[int]:
         return [child.pid for child in self._children]
 

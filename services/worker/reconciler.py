@@ -69,6 +69,7 @@ async def run_reconciler(
     client: redis.Redis,
     settings: WorkerSettings,
     broker_connected: Callable[[], bool],
+    recovered_one: Callable[[str], None] = lambda _: None,
 ) -> None:
     """Sweep until cancelled; while a dependency is away, wait and count its return."""
     reconciler = Reconciler(
@@ -89,6 +90,8 @@ async def run_reconciler(
             recovered = await reconciler.sweep(time.monotonic() - healthy_since)
             if recovered:
                 log.info("reconciler_recovered", tasks=len(recovered))
+            for recovery in recovered:
+                recovered_one(str(recovery.action))
             if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
                 await _purge_inbox(uow_factory, settings.inbox_retention_seconds)
                 last_purge = time.monotonic()

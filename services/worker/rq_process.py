@@ -15,6 +15,7 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with f
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -31,7 +32,9 @@ from services.worker.jobs import JobContext, install
 from shared.content import load_generator
 from shared.errors import ConfigurationError
 from shared.logging import configure_logging, get_logger
+from shared.metrics import write_files_as
 from shared.settings import Settings
+from shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -78,6 +81,7 @@ def bootstrap(settings: Settings) -> ContentWorker:
     """The composition root of an RQ worker process."""
     generator = load_generator(settings.worker.content_generator)
     install(JobContext(settings, generator, handback_requested))
+    write_files_as(os.getpid())  # this process's work horses add to one set of metric files
     connection = redis.Redis.from_url(settings.redis.url)
     return ContentWorker([settings.worker.queue_name], connection=connection)
 
@@ -86,9 +90,10 @@ def main() -> int:
     die_with_parent(announced_parent())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the supervisor too
     configure_logging("worker-rq")
+    configure_tracing("worker")
     try:
         worker = bootstrap(Settings.from_env())
-        worker.work(logging_level="INFO")
+        worker.work(logging_level=logging.getLevelName(logging.getLogger().level))
     except ConfigurationError as exc:
         print(f"taskrelay worker (rq): {exc}", file=sys.stderr)
         return 1

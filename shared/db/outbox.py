@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from shared.db.tables import PARTITION_BUCKETS
 from shared.domain import JobDispatch, Notification
 from shared.messaging import job_routing_key, notification_routing_key
+from shared.tracing import trace_headers
 
 
 def partition_key(task_id: UUID) -> int:
@@ -26,8 +27,9 @@ class OutboxWriter:
     def __init__(self, conn: Any, headers: Mapping[str, str] | None = None) -> None:
         self._conn = conn
         """An asyncpg connection inside the unit of work's transaction."""
-        self._headers = json.dumps(dict(headers or {}))
-        """Carried on every row this unit of work writes (`traceparent` of the request)."""
+        self._headers = json.dumps(dict(trace_headers() if headers is None else headers))
+        """Carried on every row this unit of work writes: by default the trace context the
+        writer runs under (the request's, the job's), so the relay sends it on."""
 
     async def add_notification(self, notification: Notification) -> UUID:
         return (await self.add(notification))[0]

@@ -41,6 +41,7 @@ from shared.domain import ItemCounts, JobDispatch, Status, TaskState, clip_error
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
+from shared.metrics import record_item
 from shared.service.lease_keeper import LeaseKeeper
 from shared.service.transitions import emit_event, transition
 
@@ -145,8 +146,11 @@ class ContentJob:
                 if self._keeper is not None and self._keeper.lost:
                     self._outcome.stop = Stop.LEASE_LOST
                     break
+                started, stored_before = time.monotonic(), self._outcome.generated
                 result = await self._generate(item)
                 item = await self._patiently(partial(self._record, item, result))
+                if self._outcome.generated > stored_before:
+                    record_item(failed=result.error is not None, seconds=time.monotonic() - started)
         finally:
             if self._keeper is not None:
                 await asyncio.to_thread(self._keeper.stop)

@@ -68,9 +68,7 @@ async def test_claim_keeps_a_delayed_rows_task_behind_it(dsn: str) -> None:
         assert [r.id for r in await session.claim(10)] == [f1]
         await session.mark_failed([(s1, "nacked again", None)])  # parked: blocks no more
         assert [r.id for r in await session.claim(10)] == [f1, s2]
-        latencies = await session.mark_published([f1, s2])
-        assert len(latencies) == 2
-        assert all(0 <= seconds < 60 for seconds in latencies)
+        assert sorted(await session.mark_published([f1, s2])) == sorted([f1, s2])
         assert await session.mark_published([f1]) == []  # a second mark changes nothing
         assert await session.claim(10) == []
     finally:

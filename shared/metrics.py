@@ -1,0 +1,75 @@
+"""Figures that work horses produce and their `taskrelay worker` serves (CONTRACT §10).
+
+Items are generated in RQ work horses, short-lived forks of the RQ worker processes, while
+`/metrics` is served by the worker's supervisor. They meet through prometheus-client's
+multiprocess mode: the supervisor gives its RQ processes a directory of their own
+(PROMETHEUS_MULTIPROC_DIR), each horse adds to memory-mapped files there, and the supervisor
+sums the files when scraped. The files are named after the RQ worker process, not the horse:
+RQ runs one horse at a time per process, so they never write at once, and a process that has run
+10,000 jobs leaves one set of files, not 10,000 (each scrape reads every file).
+
+The series are made on first use, in the process that records: nothing is opened at import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+ITEM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemMetrics:
+    items: Counter
+    item_seconds: Histogram
+
+
+_items: ItemMetrics | None = None
+
+
+def _item_metrics() -> ItemMetrics:
+    global _items
+    if _items is None:
+        # registry=None: in multiprocess mode the files are the registry; in-process (a test
+        # running a job directly) nothing serves them, and nothing global is touched.
+        _items = ItemMetrics(
+            Counter(
+                "taskrelay_worker_items",
+                "Content items whose result was stored, by outcome",
+                ["outcome"],
+                registry=None,
+            ),
+            Histogram(
+                "taskrelay_worker_item_seconds",
+                "Time to generate one content item (generator call to stored result)",
+                buckets=ITEM_BUCKETS,
+                registry=None,
+            ),
+        )
+    return _items
+
+
+def record_item(*, failed: bool, seconds: float) -> None:
+    """One item's result was stored (counted once, however often its transaction was tried)."""
+    metrics = _item_metrics()
+    metrics.items.labels("failed" if failed else "completed").inc()
+    metrics.item_seconds.observe(max(0.0, seconds))
+
+
+def write_files_as(process_id: int) -> None:
+    """In a process under a metrics directory: name its files (and its forks') `process_id`.
+
+    Call in the RQ worker process's composition root, before any series is made.
+    """
+    if os.environ.get(MULTIPROC_DIR):
+        values.ValueClass = values.MultiProcessValue(lambda: process_id)  # type: ignore[no-untyped-call]
+
+
+def collect_directory(registry: CollectorRegistry, path: str) -> None:
+    """Serve, on `registry`, the sum of what every process wrote under `path`."""
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
