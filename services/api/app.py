@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -17,6 +18,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
 from services.api.health import health
+from services.api.observability import PROBE_HANDLERS, ApiMetrics, RequestObserver
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS, current_user
@@ -38,20 +40,32 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await engine.dispose()
 
-    return Litestar(
-        route_handlers=[TaskController, health, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
-        lifespan=[database, gateway_lifespan(settings), forget_quiet_clients],
+    metrics = ApiMetrics()
+    app = Litestar(
+        route_handlers=[TaskController, health, *PROBE_HANDLERS, *GATEWAY_HANDLERS, *PAGE_HANDLERS],
+        lifespan=[database, gateway_lifespan(settings, metrics.gateway), forget_quiet_clients],
         dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=rate_limit(settings),
         request_max_body_size=settings.api.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="taskrelay",
-            version="1.0.0",
+            version=package_version(),
             path="/schema",
             components=OPENAPI_COMPONENTS,
             render_plugins=[SwaggerRenderPlugin()],
         ),
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "metrics": metrics}),
         logging_config=None,  # the process configured structlog already
     )
+    # Outermost, like Litestar's own OpenTelemetry plugin: every request, routed or not.
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics)
+    return app
+
+
+def package_version() -> str:
+    """The installed package's version: what OpenAPI documents is what runs."""
+    try:
+        return version("taskrelay")
+    except PackageNotFoundError:
+        return "0+unknown"

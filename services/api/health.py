@@ -39,7 +39,7 @@ class ApiHealth(msgspec.Struct):
 )
 async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
     """Liveness and readiness of this API instance; 503 when a dependency is down."""
-    database = "up" if await _database_answers(request.app.state.uow_factory) else "down"
+    database = "up" if await database_answers(request.app.state.uow_factory) else "down"
     gateway = getattr(request.app.state, "gateway", None)
     broker = "up" if gateway is not None and gateway.broker_connected else "down"
     if database == "down":
@@ -57,7 +57,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
     return Response(body, status_code=200 if status == "ok" else 503)
 
 
-async def _database_answers(factory: UnitOfWorkFactory) -> bool:
+async def database_answers(factory: UnitOfWorkFactory) -> bool:
+    """Does PostgreSQL answer `SELECT 1` within PROBE_TIMEOUT? (`/health` and `/readyz`)"""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT), factory() as uow:
             await uow.connection.execute(text("SELECT 1"))

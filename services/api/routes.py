@@ -71,6 +71,30 @@ ITEMS_RESPONSES = {
     404: ResponseSpec(ErrorView, description="No such task, or not yours."),
     **UNAVAILABLE,
 }
+_MEANINGS = {
+    400: "Bad input: a malformed body, parameter or header.",
+    401: "No valid bearer token.",
+    404: "No such task, or not yours.",
+    409: "The task's status refuses it, or a request with this Idempotency-Key still runs.",
+    413: "The body is too large.",
+    415: "The body is not application/json.",
+    422: "This Idempotency-Key was used for a different request.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI answers for the error statuses a route can give, each with the error schema
+    (503 included: every route here needs the database)."""
+    specs = {
+        code: ResponseSpec(ErrorView, description=_MEANINGS[code], generate_examples=False)
+        for code in codes
+    }
+    return {**specs, **UNAVAILABLE}
+
+
+READ_ERRORS = error_responses(400, 401, 404)
+WRITE_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422)
+CREATE_ERRORS = error_responses(400, 401, 409, 413, 415, 422)
 SEQ_HEADER = "X-Task-Seq"
 """The task's `seq` as of the page's read: item frames up to it are already in the page."""
 
@@ -83,7 +107,7 @@ class TaskController(Controller):
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[require_json, json_body], responses=UNAVAILABLE)
+    @post("/", status_code=201, guards=[require_json, json_body], responses=CREATE_ERRORS)
     async def create(
         self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -102,7 +126,7 @@ class TaskController(Controller):
             lambda uow: create_task(uow, user_id, new),
         )
 
-    @get("/{task_id:uuid}", responses=UNAVAILABLE)
+    @get("/{task_id:uuid}", responses=READ_ERRORS)
     async def read(self, request: Request[Any, Any, Any], task_id: UUID, user_id: str) -> TaskView:
         """The task view."""
         async with _uow_factory(request)() as uow:
@@ -127,7 +151,7 @@ class TaskController(Controller):
         page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
         return Response(page, headers={SEQ_HEADER: str(listing.seq)})
 
-    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json], responses=UNAVAILABLE)
+    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json], responses=WRITE_ERRORS)
     async def cancel(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -136,7 +160,7 @@ class TaskController(Controller):
             request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
-    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json], responses=UNAVAILABLE)
+    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json], responses=WRITE_ERRORS)
     async def retry(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[RetryView]:

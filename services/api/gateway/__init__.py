@@ -15,13 +15,14 @@ from litestar import Litestar
 from services.api.gateway.endpoint import Gateway, task_socket
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.link import probe_broker
+from services.api.gateway.metrics import GatewayMetrics
 from shared.settings import Settings
 
 GATEWAY_HANDLERS = [task_socket]
 
 
 def gateway_lifespan(
-    settings: Settings,
+    settings: Settings, metrics: GatewayMetrics
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan step; it needs `app.state.uow_factory`, so it goes after the database's."""
 
@@ -29,7 +30,10 @@ def gateway_lifespan(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         hub = NotificationHub(settings.broker)
         hub.start()
-        gateway = Gateway(settings.api, settings.auth.require_secret(), hub, app.state.uow_factory)
+        gateway = Gateway(
+            settings.api, settings.auth.require_secret(), hub, app.state.uow_factory, metrics
+        )
+        metrics.track(lambda: gateway.sockets, hub.watched_tasks)
         app.state.gateway = gateway
         _tune_collector()
         try:

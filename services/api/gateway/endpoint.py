@@ -20,9 +20,11 @@ from uuid import UUID
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from prometheus_client import CollectorRegistry
 
 from services.api.gateway.admission import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, Refused, admit
 from services.api.gateway.hub import NotificationHub
+from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
 from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable, NotFound
@@ -51,9 +53,15 @@ _encoder = msgspec.json.Encoder()
 
 class Gateway:
     def __init__(
-        self, settings: ApiSettings, secret: str, hub: NotificationHub, uows: UnitOfWorkFactory
+        self,
+        settings: ApiSettings,
+        secret: str,
+        hub: NotificationHub,
+        uows: UnitOfWorkFactory,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uows
+        self._metrics = metrics or GatewayMetrics(CollectorRegistry())
         self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
         self._watchers: set[Watcher] = set()
         self._per_user: dict[str, int] = {}
@@ -70,6 +78,9 @@ class Gateway:
         """Whether the link that feeds live updates is up (for `/health`)."""
         return self._hub.connected
 
+    def _ended(self, code: int) -> None:
+        self._metrics.disconnects.labels("client_gone" if code == CLOSE_CLIENT_GONE else code).inc()
+
     async def serve(self, socket: WebSocket[Any, Any, Any], task_id: str) -> None:
         await socket.accept()
         try:
@@ -82,10 +93,12 @@ class Gateway:
                 allowed_origins=self._settings.allowed_origins,
             )
         except Refused as refused:
+            self._ended(refused.code)
             await socket.close(refused.code, refused.reason)
             return
         with bound_context(task_id=str(task_uuid)):
             code = await self._stream(socket, user_id, task_uuid)
+        self._ended(code)
         if code != CLOSE_CLIENT_GONE:
             log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
             # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
@@ -99,7 +112,7 @@ class Gateway:
             return CLOSE_TOO_MANY
         self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
         key = str(task_id)
-        watcher = Watcher(key, self._limits)
+        watcher = Watcher(key, self._limits, self._metrics)
         self._watchers.add(watcher)
         self._idle.clear()
         reader = asyncio.create_task(self._read(socket, watcher))
@@ -122,6 +135,7 @@ class Gateway:
             return CLOSE_INTERNAL
         finally:
             reader.cancel()
+            self._metrics.resyncs.inc(watcher.resyncs)
             await self._hub.unsubscribe(key, watcher)
             self._watchers.discard(watcher)
             self._release(user_id)

@@ -25,7 +25,7 @@ log = get_logger(__name__)
 
 
 class Subscriber(Protocol):
-    def deliver(self, seq: int, frame: str) -> None: ...
+    def deliver(self, seq: int, frame: str, committed_at: float | None = None) -> None: ...
     def resync(self) -> None: ...
 
 
@@ -103,8 +103,11 @@ class NotificationHub:
         if topic is None or not topic.subscribers:
             return  # arrived just after the last watcher left
         frame = self._encoder.encode({"type": "progress", **body}).decode()
+        committed_at = (message.headers or {}).get("x-committed-at")
+        if not isinstance(committed_at, float | int):
+            committed_at = None
         for subscriber in list(topic.subscribers):
-            subscriber.deliver(seq, frame)
+            subscriber.deliver(seq, frame, committed_at)
 
     async def on_link_up(self) -> None:
         """Rebind every watched task, then resync its watchers from fresh snapshots."""

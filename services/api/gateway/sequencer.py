@@ -9,14 +9,19 @@ socket is resynchronised from a fresh snapshot. It is pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
 
-class Sequencer:
+F = TypeVar("F")
+"""A frame, opaque here (its text, maybe with what the caller needs to know about it)."""
+
+
+class Sequencer(Generic[F]):
     """Orders the frames of one task for one socket, from the `seq` of its last snapshot."""
 
     def __init__(self, last_sent: int, max_held: int) -> None:
         self.last_sent = last_sent
         """The highest `seq` the socket has seen: its snapshot's, or its last frame's."""
-        self._held: dict[int, str] = {}
+        self._held: dict[int, F] = {}
         self._max_held = max_held
 
     @property
@@ -29,7 +34,7 @@ class Sequencer:
         """So many frames wait behind a hole that waiting longer is pointless."""
         return len(self._held) > self._max_held
 
-    def reset(self, snapshot_seq: int) -> list[str]:
+    def reset(self, snapshot_seq: int) -> list[F]:
         """A fresh snapshot was sent: forget what it covers; return the frames now in order.
 
         Never backwards: a frame already sent is never sent again, whatever the snapshot says.
@@ -38,15 +43,15 @@ class Sequencer:
         self._held = {seq: frame for seq, frame in self._held.items() if seq > snapshot_seq}
         return self._release()
 
-    def accept(self, seq: int, frame: str) -> list[str]:
+    def accept(self, seq: int, frame: F) -> list[F]:
         """Offer one frame; return the frames (maybe none) to send now, in `seq` order."""
         if seq <= self.last_sent or seq in self._held:
             return []  # already sent, or a duplicate of one already waiting
         self._held[seq] = frame
         return self._release()
 
-    def _release(self) -> list[str]:
-        ready: list[str] = []
+    def _release(self) -> list[F]:
+        ready: list[F] = []
         while (frame := self._held.pop(self.last_sent + 1, None)) is not None:
             ready.append(frame)
             self.last_sent += 1

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.api.gateway.sequencer import Sequencer
 
@@ -29,6 +30,26 @@ Send = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
+class Frame:
+    """A frame to write, and what the metrics need to know of it."""
+
+    text: str
+    kind: str
+    """snapshot, progress or reply."""
+    committed_at: float | None = None
+    """A progress frame's outbox commit (epoch seconds), when the message carried it."""
+
+
+class WatchMetrics(Protocol):
+    def sent(self, kind: str, committed_at: float | None = None) -> None: ...
+
+
+class _NoMetrics:
+    def sent(self, kind: str, committed_at: float | None = None) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
 class WatchLimits:
     queue_limit: int
     """Frames waiting for this socket before it is closed with 4008."""
@@ -38,10 +59,15 @@ class WatchLimits:
 
 
 class Watcher:
-    def __init__(self, task_id: str, limits: WatchLimits) -> None:
+    def __init__(
+        self, task_id: str, limits: WatchLimits, metrics: WatchMetrics | None = None
+    ) -> None:
         self.task_id = task_id
         self._limits = limits
-        self._inbox: deque[tuple[int, str]] = deque()
+        self._metrics = metrics or _NoMetrics()
+        self.resyncs = 0
+        """Fresh snapshots sent after the first."""
+        self._inbox: deque[tuple[int, Frame]] = deque()
         self._replies: deque[str] = deque()
         self._wake = asyncio.Event()
         self._overflowed = False
@@ -52,9 +78,9 @@ class Watcher:
 
     # Called by the hub and the reader: synchronous, never blocking.
 
-    def deliver(self, seq: int, frame: str) -> None:
+    def deliver(self, seq: int, frame: str, committed_at: float | None = None) -> None:
         if len(self._inbox) < self._limits.queue_limit:
-            self._inbox.append((seq, frame))
+            self._inbox.append((seq, Frame(frame, "progress", committed_at)))
         elif not self._overflowed:
             self._overflowed = True
             if self._sending is not None:
@@ -90,9 +116,9 @@ class Watcher:
             return CLOSE_OVERFLOW
 
     async def _loop(self, snapshot: Snapshot, send: Send) -> int:
-        seq, frame = await snapshot()
-        await self._send(send, frame)
-        order = Sequencer(seq, max_held=self._limits.queue_limit)
+        seq, text = await snapshot()
+        await self._send(send, Frame(text, "snapshot"))
+        order: Sequencer[Frame] = Sequencer(seq, max_held=self._limits.queue_limit)
         gap_since: float | None = None
         while True:
             if not await self._wait(gap_since):
@@ -102,16 +128,17 @@ class Watcher:
                 return self._close_code
             if self._overflowed or order.overflowing:
                 return CLOSE_OVERFLOW
-            ready: list[str] = []
+            ready: list[Frame] = []
             if self._resync:
                 self._resync = False
+                self.resyncs += 1
                 gap_since = None  # a hole left after a fresh snapshot gets a new grace
-                seq, frame = await snapshot()
-                ready = [frame, *order.reset(seq)]
+                seq, text = await snapshot()
+                ready = [Frame(text, "snapshot"), *order.reset(seq)]
             while self._inbox:
                 ready.extend(order.accept(*self._inbox.popleft()))
             while self._replies:
-                ready.append(self._replies.popleft())
+                ready.append(Frame(self._replies.popleft(), "reply"))
             for frame in ready:
                 await self._send(send, frame)
             gap_since = (gap_since or time.monotonic()) if order.has_gap else None
@@ -129,11 +156,12 @@ class Watcher:
             return False
         return True
 
-    async def _send(self, send: Send, frame: str) -> None:
+    async def _send(self, send: Send, frame: Frame) -> None:
         task = self._sending = asyncio.current_task()
         try:
             async with asyncio.timeout(self._limits.send_timeout_seconds):
-                await send(frame)
+                await send(frame.text)
+            self._metrics.sent(frame.kind, frame.committed_at)
         except TimeoutError:
             raise SlowConsumer(self.task_id) from None
         except asyncio.CancelledError:

@@ -1,0 +1,138 @@
+"""What the API process tells an operator: its metrics, its probes, one access line a request.
+
+`RequestObserver` wraps the whole app (outside routing, where Litestar's own OpenTelemetry
+plugin sits, so a 404 counts too): each HTTP request runs under its trace (the `traceparent` it
+brought, or a new one), is counted by route template and status with its duration, and gets
+one `http_request` log line with its trace id. Query strings are logged with every `token`
+value redacted. `/livez`, `/readyz` and `/metrics` need no token (CONTRACT §10).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from litestar import Request, Response, get
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry.trace import SpanKind
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from services.api.gateway.metrics import GatewayMetrics
+from services.api.health import database_answers
+from shared.logging import get_logger
+from shared.tracing import traced
+
+log = get_logger("taskrelay.access")
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SECRET_PARAMETERS = frozenset({"token", "access_token"})
+
+
+class ApiMetrics:
+    """The API's series, on a registry of its own: HTTP requests and the gateway's."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "taskrelay_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "taskrelay_http_request_seconds",
+            "Time to answer an HTTP request, by method, route template and status",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.gateway = GatewayMetrics(r)
+
+
+class RequestObserver:
+    """ASGI wrapper: trace context, metrics and the access line of every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self._app, self._metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self._app(scope, receive, send)
+            return
+        status = 500  # unless the app answers: an exception escaping it is a 500
+        started = time.perf_counter()
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        method = scope["method"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with traced(f"HTTP {method}", headers, kind=SpanKind.SERVER):
+            try:
+                await self._app(scope, receive, observed_send)
+            finally:
+                seconds = time.perf_counter() - started
+                route = scope.get("path_template") or "unmatched"
+                labels = (method, route, str(status))
+                self._metrics.requests.labels(*labels).inc()
+                self._metrics.duration.labels(*labels).observe(seconds)
+                log.info(
+                    "http_request",
+                    method=method,
+                    path=scope["path"],
+                    query=redact_query(scope.get("query_string", b"").decode("latin-1")),
+                    route=route,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                )
+
+
+def redact_query(query: str) -> str:
+    """The query string with the value of every token parameter replaced, however spelled."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode(
+        [(k, "[redacted]" if k.strip().lower() in SECRET_PARAMETERS else v) for k, v in pairs]
+    )
+
+
+@get("/livez", tags=["operations"], include_in_schema=True, sync_to_thread=False)
+def livez() -> str:
+    """200 while the process runs."""
+    return "live"
+
+
+@get("/readyz", tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
+    """200 when this instance can serve: PostgreSQL answers and the gateway's broker link is up."""
+    reasons = []
+    if not await database_answers(request.app.state.uow_factory):
+        reasons.append("PostgreSQL is unreachable")
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is None or not gateway.broker_connected:
+        reasons.append("the gateway is not connected to RabbitMQ")
+    if reasons:
+        return Response("not ready: " + "; ".join(reasons), status_code=503)
+    return Response("ready", status_code=200)
+
+
+@get("/metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text: HTTP requests, the gateway's sockets, frames and delivery latency."""
+    registry: CollectorRegistry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+PROBE_HANDLERS = [livez, readyz, metrics]
