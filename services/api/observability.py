@@ -104,7 +104,8 @@ def redact_query(query: str) -> str:
         return ""
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode(
-        [(k, "[redacted]" if k.strip().lower() in SECRET_PARAMETERS else v) for k, v in pairs]
+        [(k, "[redacted]" if k.strip().lower() in SECRET_PARAMETERS else v) for k, v in pairs],
+        safe="[]",
     )
 
 

@@ -52,6 +52,8 @@ class RelayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        for reason in ("row", "connection"):
+            self.failed.labels(reason)  # at 0 from the start, for dashboards and alerts
         self.active = Gauge(
             "taskrelay_relay_active", "1 when this relay owns partitions", registry=r
         )

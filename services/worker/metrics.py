@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from shared.logging import get_logger
 from shared.metrics import MULTIPROC_DIR, collect_directory
 from shared.probe_server import ProbeServer, probe_routes
+from shared.service.recovery import Action
 
 log = get_logger(__name__)
 
@@ -46,8 +47,11 @@ class WorkerMetrics:
         self.rq_processes = Gauge(
             "taskrelay_worker_rq_processes", "RQ worker processes running", registry=r
         )
+        # Known label values exist from the start, so a dashboard's query finds them at 0.
         for outcome in ("acked", "dead_lettered", "requeued"):
             self.job_messages.labels(outcome)
+        for action in Action:
+            self.recovered.labels(str(action))
 
     def child_environment(self) -> dict[str, str]:
         """The environment of an RQ worker process: its metrics go to this directory."""

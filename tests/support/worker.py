@@ -35,10 +35,15 @@ def rq_workers(redis_url: str) -> int:
         client.close()
 
 
-def start_worker(env: dict[str, str], processes: int = 1, name: str = "worker") -> Process:
+def start_worker(
+    env: dict[str, str], processes: int = 1, name: str = "worker", metrics_port: int | None = None
+) -> Process:
     """A worker whose consumer is attached and whose RQ workers registered in Redis."""
     before = rq_workers(env["REDIS_URL"])
-    proc = Process(["worker", "--processes", str(processes)], env, name)
+    args = ["worker", "--processes", str(processes)]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
+    proc = Process(args, env, name)
     try:
         wait_until_sync(
             lambda: not proc.alive() or "worker_started" in proc.output(),

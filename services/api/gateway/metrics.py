@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+CLOSE_CODES = ("1009", "1011", "1012", "4008", "4401", "4403", "4404")
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -47,8 +48,11 @@ class GatewayMetrics:
             "Fresh snapshots sent to an open socket (broker link rebuilt, or a gap too long)",
             registry=r,
         )
+        # Known label values exist from the start, so a dashboard's query finds them at 0.
         for kind in ("snapshot", "progress", "reply"):
             self.frames.labels(kind)
+        for code in ("client_gone", *CLOSE_CODES):
+            self.disconnects.labels(code)
 
     def track(self, sockets: Callable[[], int], watched: Callable[[], int]) -> None:
         """Read the gauges from the live gateway at each scrape."""
