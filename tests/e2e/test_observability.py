@@ -269,3 +269,22 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float:
     matching = [v for n, ls, v in samples if n == name and labels.items() <= ls.items()]
     assert matching, f"{name}{labels} is not served"
     return sum(matching)
+
+
+async def test_a_worker_whose_metrics_port_is_taken_warns_once_and_works_on(
+    system: System, resources: Resources, client: httpx.AsyncClient
+) -> None:
+    """Last in this module: it stops the module's worker so that the second one does the work."""
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting")
+    second = start_worker(env, name="worker-second", metrics_port=system.worker_port)
+    try:
+        system.worker.stop()
+        body = {"roadmap_id": "second", "concepts": [{"concept_id": "a", "title": "A"}]}
+        created = await client.post("/api/v1/tasks", json=body, headers=auth(USER))
+        assert created.status_code == 201, created.text
+        await _wait_status(client, created.json()["task_id"], "completed")
+        events = [str(line["event"]) for line in log_lines(second)]
+        assert events.count("worker_metrics_port_unavailable") == 1
+        assert "worker_metrics_serving" not in events
+    finally:
+        second.stop()

@@ -1,4 +1,5 @@
-"""Schemathesis against `/schema`: generated requests, valid and not, never get a 5xx.
+"""The OpenAPI document at `/schema`: Schemathesis's generated requests, valid and not, never get
+a 5xx; and every error status each route can answer is documented with the error schema.
 
 Besides what the schema describes, the bodies include JSON nested far past 32 levels, strings
 that are not UTF-8 and byte-level garbage (`tests/support/schemathesis_hooks.py`).
@@ -6,9 +7,12 @@ that are not UTF-8 and byte-level garbage (`tests/support/schemathesis_hooks.py`
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 from shared.auth import issue_token
@@ -46,3 +50,23 @@ def test_no_server_errors(base_url: str) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def test_every_error_status_is_documented_with_the_error_schema(base_url: str) -> None:
+    with urllib.request.urlopen(f"{base_url}/schema/openapi.json", timeout=10) as response:
+        document = json.load(response)
+    assert document["info"]["version"] == version("taskrelay")
+    expected = {
+        ("post", "/api/v1/tasks"): {400, 401, 409, 413, 415, 422, 503},
+        ("get", "/api/v1/tasks/{task_id}"): {400, 401, 404, 503},
+        ("post", "/api/v1/tasks/{task_id}/cancel"): {400, 401, 404, 409, 413, 415, 422, 503},
+        ("post", "/api/v1/tasks/{task_id}/retry"): {400, 401, 404, 409, 413, 415, 422, 503},
+    }
+    for (method, path), statuses in expected.items():
+        responses = document["paths"][path][method]["responses"]
+        assert statuses <= {int(code) for code in responses}, (method, path, sorted(responses))
+        for status in statuses:
+            schema = responses[str(status)]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorView"}, (path, status)
+    error_body = document["components"]["schemas"]["ErrorView"]
+    assert {"status_code", "detail"} <= set(error_body["required"])

@@ -1,0 +1,74 @@
+"""Logs as a process writes them: run a real interpreter that configures logging, log through
+structlog and the standard library, and read its stderr line by line as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+SCRIPT = textwrap.dedent(
+    """
+    import logging
+    from shared.logging import configure_logging, get_logger
+    from shared.tracing import traced
+
+    configure_logging("probe")
+    library = logging.getLogger("some.library")
+    library.debug("library_debug_line")
+    try:
+        raise ValueError("boom in a library")
+    except ValueError:
+        library.exception("library_failed")
+    with traced("work", {"traceparent": "00-%s-00f067aa0ba902b7-01"}):
+        get_logger("taskrelay").debug("own_debug_line")
+        library.info("library_info_line")
+    """
+)
+TRACE_ID = "4bf92f3577b34da6a3ce929b0e0e4736"
+
+
+def run(level: str) -> list[dict[str, Any]]:
+    env = {**os.environ, "TASKRELAY_LOG_FORMAT": "json", "TASKRELAY_LOG_LEVEL": level}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT % TRACE_ID],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in result.stderr.splitlines()]
+
+
+def by_event(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["event"]: line for line in lines}
+
+
+def test_a_library_traceback_is_rendered_as_text_in_json() -> None:
+    failed = by_event(run("INFO"))["library_failed"]
+    assert "exc_info" not in failed
+    assert "Traceback (most recent call last)" in failed["exception"]
+    assert "ValueError: boom in a library" in failed["exception"]
+    assert failed["level"] == "error"
+    assert failed["logger"] == "some.library"
+
+
+def test_debug_reaches_standard_library_loggers_too() -> None:
+    events = by_event(run("DEBUG"))
+    assert "library_debug_line" in events
+    assert "own_debug_line" in events
+    quiet = by_event(run("INFO"))
+    assert "library_debug_line" not in quiet
+    assert "own_debug_line" not in quiet
+    assert "library_info_line" in quiet
+
+
+def test_lines_inside_a_trace_name_its_trace_id() -> None:
+    events = by_event(run("DEBUG"))
+    assert events["own_debug_line"]["trace_id"] == TRACE_ID
+    assert events["library_info_line"]["trace_id"] == TRACE_ID
+    assert "trace_id" not in events["library_failed"]
