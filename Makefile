@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint typecheck clean browser
+.PHONY: install run test lint typecheck clean browser compose-check
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# compose.yaml against the Compose Specification's schema, without a Docker daemon (needs npm).
+compose-check:
+	npx --yes dclint@3.1.0 compose.yaml --disable-rule service-keys-order \
+		--disable-rule services-alphabetical-order --disable-rule top-level-properties-order
 
 clean:
 	rm -rf $(VENV)
