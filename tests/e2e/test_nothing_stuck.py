@@ -11,7 +11,9 @@ end to the last task done, items generated twice) are printed for docs/worker.md
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -25,7 +27,7 @@ from shared.settings import DatabaseSettings
 from shared.topology import JOB_QUEUE
 from tests.support import generators
 from tests.support import resources as res
-from tests.support.processes import Process, start_api
+from tests.support.processes import Process, free_port, start_api
 from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.system import TOKEN, TYPES, System, fault_env, running
@@ -168,10 +170,16 @@ async def _dead_letter_then_done(resources: Resources) -> None:
             answer = await client.post("/api/v1/tasks", json=body)
             task_id = UUID(answer.json()["task_id"])
         await dead_letter_next_job_message(resources.amqp_url)
-        with start_worker(env, 1, name="worker-after-dead-letter"):
+        port = free_port()
+        with start_worker(env, 1, name="worker-after-dead-letter", metrics_port=port):
             row = await wait_for_final(uows, task_id, within=90)
+            # The recovery is counted where an operator looks: the worker's /metrics.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                scraped = answer.read().decode()
     await engine.dispose()
     assert row.status == "completed"
+    recovered = re.findall(r"^taskrelay_worker_recovered_tasks_total\{.*\} (\S+)$", scraped, re.M)
+    assert sum(float(count) for count in recovered) >= 1
 
 
 async def dead_letter_next_job_message(amqp_url: str) -> None:
