@@ -17,3 +17,8 @@ def notification_routing_key(task_id: UUID | str) -> str:
 
 def job_routing_key(name: str) -> str:
     return f"{JOB_PREFIX}{name}"
+
+
+COMMITTED_AT_HEADER = "x-committed-at-us"
+"""AMQP header: the outbox row's commit instant, integer microseconds since the epoch. An
+integer, because AMQP tables carry a Python float as single precision (128 s steps today)."""

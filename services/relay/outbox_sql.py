@@ -91,7 +91,7 @@ class OutboxRow:
     attempts: int
     committed_at: float = 0.0
     """When the row was written (epoch seconds): its writer's last statements before COMMIT
-    insert it, so this is the commit instant to within a statement. Sent as `x-committed-at`,
+    insert it, so this is the commit instant to within a statement. Sent as `x-committed-at-us`,
     the start of the relay's and the gateway's latency figures."""
 
 

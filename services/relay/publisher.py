@@ -25,6 +25,7 @@ from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
 from shared.dependencies import RABBITMQ, redact, unavailable
+from shared.messaging import COMMITTED_AT_HEADER
 from shared.topology import declare_topology
 
 
@@ -170,7 +171,7 @@ class Publisher:
         if row.traceparent:
             headers["traceparent"] = row.traceparent
         if row.committed_at:
-            headers["x-committed-at"] = row.committed_at
+            headers[COMMITTED_AT_HEADER] = round(row.committed_at * 1_000_000)
         return aio_pika.Message(
             body,
             content_type="application/json",

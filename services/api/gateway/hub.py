@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from services.api.gateway.link import BrokerLink
 from shared.logging import get_logger
-from shared.messaging import notification_routing_key
+from shared.messaging import COMMITTED_AT_HEADER, notification_routing_key
 from shared.settings import BrokerSettings
 
 log = get_logger(__name__)
@@ -103,9 +103,8 @@ class NotificationHub:
         if topic is None or not topic.subscribers:
             return  # arrived just after the last watcher left
         frame = self._encoder.encode({"type": "progress", **body}).decode()
-        committed_at = (message.headers or {}).get("x-committed-at")
-        if not isinstance(committed_at, float | int):
-            committed_at = None
+        stamp = (message.headers or {}).get(COMMITTED_AT_HEADER)
+        committed_at = stamp / 1_000_000 if isinstance(stamp, int) else None
         for subscriber in list(topic.subscribers):
             subscriber.deliver(seq, frame, committed_at)
 

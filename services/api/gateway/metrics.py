@@ -1,8 +1,8 @@
 """The gateway's Prometheus series: sockets, watched tasks, frames, disconnects, resyncs, and
 `taskrelay_gateway_delivery_seconds`, the project's headline figure.
 
-Delivery is measured per progress frame, from its outbox row's commit (the `x-committed-at`
-header the relay copies from the row) to the moment the frame was written to the socket, so it
+Delivery is measured per progress frame, from its outbox row's commit (the header
+`x-committed-at-us` the relay copies from the row) to the moment the frame was written, so it
 spans the relay, the broker, the gateway's queue, the ordering and the socket write. Clocks of
 different hosts enter it: run them under NTP.
 """
