@@ -3,15 +3,15 @@
 `RequestObserver` wraps the whole app (outside routing, where Litestar's own OpenTelemetry
 plugin sits, so a 404 counts too): each HTTP request runs under its trace (the `traceparent` it
 brought, or a new one), is counted by route template and status with its duration, and gets
-one `http_request` log line with its trace id. Query strings are logged with every `token`
-value redacted. `/livez`, `/readyz` and `/metrics` need no token (CONTRACT §10).
+one `http_request` log line with its trace id. Query strings are logged with every token and
+password masked (`shared.redaction`). `/livez`, `/readyz` and `/metrics` need no token
+(CONTRACT §10).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
@@ -28,12 +28,12 @@ from prometheus_client import (
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.health import database_answers
 from shared.logging import get_logger
+from shared.redaction import redact_query
 from shared.tracing import traced
 
 log = get_logger("taskrelay.access")
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-SECRET_PARAMETERS = frozenset({"token", "access_token"})
 
 
 class ApiMetrics:
@@ -96,17 +96,6 @@ class RequestObserver:
                     status=status,
                     duration_ms=round(seconds * 1000, 2),
                 )
-
-
-def redact_query(query: str) -> str:
-    """The query string with the value of every token parameter replaced, however spelled."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode(
-        [(k, "[redacted]" if k.strip().lower() in SECRET_PARAMETERS else v) for k, v in pairs],
-        safe="[]",
-    )
 
 
 @get("/livez", tags=["operations"], include_in_schema=True, sync_to_thread=False)

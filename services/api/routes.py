@@ -79,6 +79,7 @@ _MEANINGS = {
     413: "The body is too large.",
     415: "The body is not application/json.",
     422: "This Idempotency-Key was used for a different request.",
+    429: "Too many requests from this client: retry after `Retry-After` seconds.",
 }
 
 
@@ -92,9 +93,9 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     return {**specs, **UNAVAILABLE}
 
 
-READ_ERRORS = error_responses(400, 401, 404)
-WRITE_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422)
-CREATE_ERRORS = error_responses(400, 401, 409, 413, 415, 422)
+READ_ERRORS = error_responses(400, 401, 404, 429)
+WRITE_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429)
+CREATE_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429)
 SEQ_HEADER = "X-Task-Seq"
 """The task's `seq` as of the page's read: item frames up to it are already in the page."""
 

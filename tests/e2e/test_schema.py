@@ -57,10 +57,11 @@ def test_every_error_status_is_documented_with_the_error_schema(base_url: str) -
         document = json.load(response)
     assert document["info"]["version"] == version("taskrelay")
     expected = {
-        ("post", "/api/v1/tasks"): {400, 401, 409, 413, 415, 422, 503},
-        ("get", "/api/v1/tasks/{task_id}"): {400, 401, 404, 503},
-        ("post", "/api/v1/tasks/{task_id}/cancel"): {400, 401, 404, 409, 413, 415, 422, 503},
-        ("post", "/api/v1/tasks/{task_id}/retry"): {400, 401, 404, 409, 413, 415, 422, 503},
+        ("post", "/api/v1/tasks"): {400, 401, 409, 413, 415, 422, 429, 503},
+        ("get", "/api/v1/tasks/{task_id}"): {400, 401, 404, 429, 503},
+        ("post", "/api/v1/tasks/{task_id}/cancel"): {400, 401, 404, 409, 413, 415, 422, 429, 503},
+        ("post", "/api/v1/tasks/{task_id}/retry"): {400, 401, 404, 409, 413, 415, 422, 429, 503},
+        ("get", "/api/v1/tasks/{task_id}/items"): {400, 401, 404, 503},
     }
     for (method, path), statuses in expected.items():
         responses = document["paths"][path][method]["responses"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-CLOSE_CODES = ("1009", "1011", "1012", "4008", "4401", "4403", "4404", "4429")
+CLOSE_CODES = ("1009", "1011", "1012", "1013", "4008", "4401", "4403", "4404", "4429")
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
