@@ -73,11 +73,17 @@ def configure_logging(process: str, *, json: bool | None = None, level: str | No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_number)
-    # Chatty libraries stay at WARNING unless DEBUG is asked for, which reaches every logger.
-    # uvicorn's access log is replaced by the API's own access line.
-    quiet = level_number if level_number <= logging.DEBUG else logging.WARNING
-    for noisy in ("aiormq", "aio_pika", "httpx"):
-        logging.getLogger(noisy).setLevel(max(quiet, level_number))
+    # DEBUG reaches every logger. Above it, chatty libraries are held back: the AMQP client
+    # warns, with a traceback, of every lost connection that taskrelay reports itself in one
+    # line (broker_down, gateway_broker_lost), so it speaks from ERROR up. uvicorn's access
+    # log is replaced by the API's own access line.
+    debug = level_number <= logging.DEBUG
+    for noisy, floor in (
+        ("aiormq", logging.ERROR),
+        ("aio_pika", logging.ERROR),
+        ("httpx", logging.WARNING),
+    ):
+        logging.getLogger(noisy).setLevel(level_number if debug else max(floor, level_number))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
