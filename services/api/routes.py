@@ -65,12 +65,6 @@ Cursor = Annotated[
         description="The `next` of the previous page; a cursor this API did not issue is a 400.",
     ),
 ]
-ITEMS_RESPONSES = {
-    400: ResponseSpec(ErrorView, description="A bad `status`, `limit` or `cursor`."),
-    401: ResponseSpec(ErrorView, description="No valid bearer token."),
-    404: ResponseSpec(ErrorView, description="No such task, or not yours."),
-    **UNAVAILABLE,
-}
 _MEANINGS = {
     400: "Bad input: a malformed body, parameter or header.",
     401: "No valid bearer token.",
@@ -134,7 +128,7 @@ class TaskController(Controller):
             view = await get_task_view(uow, user_id, task_id)
         return msgspec.convert(view, TaskView)
 
-    @get("/{task_id:uuid}/items", responses=ITEMS_RESPONSES)
+    @get("/{task_id:uuid}/items", responses=READ_ERRORS)
     async def items(
         self,
         request: Request[Any, Any, Any],
