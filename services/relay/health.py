@@ -7,6 +7,7 @@ live state. Ready means both dependencies answer: a standby is ready (it takes o
 from __future__ import annotations
 
 import json
+import os
 
 from services.relay.state import RelayMetrics, RelayState
 from shared.errors import ConfigurationError
@@ -30,8 +31,10 @@ class HealthServer:
         try:
             await self._server.start()
         except OSError as exc:
+            address = self._server.where.removeprefix("http://")
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ConfigurationError(
-                f"cannot serve health on {self._server.where}: {exc.strerror}; "
+                f"cannot serve health on {address}: {reason}; "
                 "choose another port with --health-port"
             ) from exc
 
