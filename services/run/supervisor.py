@@ -26,6 +26,7 @@ from services.run import ports, state
 from services.run.children import Child
 from services.run.preflight import check_all
 from services.run.streams import Streams, silence_gone
+from services.worker.metrics import DEFAULT_METRICS_PORT
 from shared.auth import issue_token
 from shared.db.migrate import migrate
 from shared.errors import DependencyUnavailable
@@ -180,6 +181,7 @@ def _banner(options: RunOptions, client: ApiClient, task_id: str, token: str) ->
             "taskrelay is running (Ctrl-C stops it)",
             f"  API        {client.base_url}   (OpenAPI at {client.base_url}/schema)",
             f"  relay      http://127.0.0.1:{options.health_port}/health   and /metrics",
+            f"  worker     http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics   (/livez, /readyz)",
             f"  demo task  {client.page_url(task_id)}",
             f"  token      {token}   (user 'demo')",
             f"  try        {_command()} demo",
