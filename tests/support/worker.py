@@ -162,10 +162,15 @@ async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str
 
 
 def log_lines(proc: Process) -> list[dict[str, object]]:
+    """The JSON lines of a process's output. A worker and its RQ processes share one stdout, and
+    a line cut by another process's write (seen under load) is not a line of either: skipped."""
     lines = []
     for line in proc.output().splitlines():
         if line.startswith("{"):
-            lines.append(json.loads(line))
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     return lines
 
 
