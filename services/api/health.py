@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.openapi import ResponseSpec
-from sqlalchemy import text
 
 from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable
@@ -61,7 +60,7 @@ async def database_answers(factory: UnitOfWorkFactory) -> bool:
     """Does PostgreSQL answer `SELECT 1` within PROBE_TIMEOUT? (`/health` and `/readyz`)"""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT), factory() as uow:
-            await uow.connection.execute(text("SELECT 1"))
+            await uow.ping()
     except (DependencyUnavailable, TimeoutError):
         return False
     return True

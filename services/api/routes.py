@@ -26,7 +26,7 @@ from services.api.schemas import (
     TaskView,
 )
 from services.api.security import SECURITY, authenticate, require_json
-from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
 from shared.service import (
     NewTask,
@@ -93,7 +93,7 @@ CREATE_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429)
 SEQ_HEADER = "X-Task-Seq"
 """The task's `seq` as of the page's read: item frames up to it are already in the page."""
 
-Work = Callable[[UnitOfWork], Awaitable[Any]]
+Work = Callable[[AbstractUnitOfWork], Awaitable[Any]]
 
 
 class TaskController(Controller):

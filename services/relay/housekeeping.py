@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
-from shared.db.idempotency import IdempotencyRepository
+from shared.db.idempotency import PURGE_EXPIRED
 from shared.dependencies import POSTGRES, START
 from shared.errors import DependencyUnavailable
 
@@ -48,7 +47,7 @@ class Housekeeping:
     async def backlog(self) -> Backlog:
         try:
             async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:
-                row = (await conn.execute(text(STATS))).one()
+                row = (await conn.exec_driver_sql(STATS)).one()
         except _DB_ERRORS as exc:
             raise self._unavailable("backlog", exc) from exc
         pending = int(row.counted)
@@ -80,14 +79,17 @@ class Housekeeping:
 
     async def _delete_published(self) -> int:
         async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
-            result = await conn.execute(
-                text(DELETE_PUBLISHED), {"retention": self._retention, "batch": self._batch}
+            result = await conn.exec_driver_sql(
+                DELETE_PUBLISHED, (float(self._retention), self._batch)
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def _purge_idempotency(self) -> int:
         async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
-            return await IdempotencyRepository(conn).purge(IDEMPOTENCY_TTL, limit=self._batch)
+            result = await conn.exec_driver_sql(
+                PURGE_EXPIRED, (IDEMPOTENCY_TTL.total_seconds(), self._batch)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def _unavailable(self, what: str, exc: BaseException) -> DependencyUnavailable:
         reason = f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

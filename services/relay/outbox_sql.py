@@ -71,8 +71,8 @@ DELETE_PUBLISHED = """
 DELETE FROM outbox WHERE id IN (
   SELECT id FROM outbox
   WHERE published_at IS NOT NULL
-    AND published_at < clock_timestamp() - make_interval(secs => :retention)
-  LIMIT :batch)
+    AND published_at < clock_timestamp() - make_interval(secs => $1)
+  LIMIT $2)
 """
 
 

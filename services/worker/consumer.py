@@ -24,8 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from services.worker.jobs import JobQueue
 from shared.backoff import Backoff
-from shared.db.uow import UnitOfWorkFactory
-from shared.db.work import InboxRepository
+from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.messaging import GENERATE_CONTENT
@@ -65,13 +64,13 @@ def parse_job_message(message: AbstractIncomingMessage) -> JobMessage:
 class JobConsumer:
     def __init__(
         self,
-        uow_factory: UnitOfWorkFactory,
+        uow_factory: AbstractUnitOfWorkFactory,
         jobs: JobQueue,
         *,
         prefetch: int,
         settled: Callable[[str], None] = lambda _: None,
     ) -> None:
-        self._uow = uow_factory
+        self._uow_factory = uow_factory
         self._jobs = jobs
         self._prefetch = prefetch
         self._settled = settled
@@ -148,14 +147,13 @@ class JobConsumer:
                 pass
 
     async def _handle(self, job: JobMessage) -> str:
-        async with self._uow() as uow:
-            inbox = InboxRepository(uow.connection)
-            if await inbox.seen(job.message_id):
+        async with self._uow_factory() as uow:
+            if await uow.inbox.seen(job.message_id):
                 return "duplicate"
-            if not await inbox.task_exists(job.task_id):
+            if not await uow.tasks.exists(job.task_id):
                 raise UnhandleableMessage(f"task {job.task_id} does not exist")
         job_id = await asyncio.to_thread(self._jobs.enqueue, job.task_id, job.message_id)
-        async with self._uow() as uow:
-            await InboxRepository(uow.connection).record(job.message_id, job.task_id, job_id)
+        async with self._uow_factory() as uow:
+            await uow.inbox.record(job.message_id, job.task_id, job_id)
             await uow.commit()
         return "enqueued"

@@ -20,8 +20,7 @@ import redis
 from rq.job import Job
 from rq.utils import utcparse
 
-from shared.db.uow import UnitOfWorkFactory
-from shared.db.work import InboxRepository
+from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.logging import get_logger
 from shared.service.recovery import JobState, JobStatus, Reconciler
 from shared.settings import WorkerSettings
@@ -65,7 +64,7 @@ def _state(status: str, started_at: bytes | None) -> JobState:
 
 
 async def run_reconciler(
-    uow_factory: UnitOfWorkFactory,
+    uow_factory: AbstractUnitOfWorkFactory,
     client: redis.Redis,
     settings: WorkerSettings,
     broker_connected: Callable[[], bool],
@@ -102,9 +101,9 @@ async def run_reconciler(
         await asyncio.sleep(settings.reconcile_interval_seconds)
 
 
-async def _purge_inbox(uow_factory: UnitOfWorkFactory, older_than: float) -> None:
+async def _purge_inbox(uow_factory: AbstractUnitOfWorkFactory, older_than: float) -> None:
     async with uow_factory() as uow:
-        removed = await InboxRepository(uow.connection).purge(older_than)
+        removed = await uow.inbox.purge(older_than)
         await uow.commit()
     if removed:
         log.info("job_inbox_purged", rows=removed)

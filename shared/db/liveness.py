@@ -4,6 +4,10 @@ For every `pending` or `processing` task without a live lease, one row says what
 latest job dispatch: still in the outbox, parked, published but not taken by a worker, or taken
 (its RQ job id), and the state of its lease. `shared.service.recovery` judges from these facts,
 and what RQ says of the job, whether the task still has live work.
+
+It is the reconciler's read model, not a table's repository: one query over `roadmap_tasks`,
+`task_leases`, `outbox` and `job_inbox`, which no single table's repository should own. Plain
+prepared SQL (`shared.db.sql`) on the unit of work's asyncpg connection.
 """
 
 from __future__ import annotations
@@ -12,12 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from shared.db.sql import Connection
 from shared.domain import Status
 
-_FACTS = text(
+_FACTS = (
     "SELECT t.task_id, t.status, t.updated_at, l.holder, coalesce(l.generation, 0) AS generation, "
     "extract(epoch FROM now() - l.expires_at) AS lapsed_for, "
     "d.id AS dispatch_id, d.published_at IS NULL AND d.parked_at IS NULL AS dispatch_waiting, "
@@ -31,10 +33,10 @@ _FACTS = text(
     "LEFT JOIN LATERAL (SELECT j.message_id, j.job_id FROM job_inbox j "
     "  WHERE j.task_id = t.task_id ORDER BY j.received_at DESC LIMIT 1) i ON true "
     "WHERE t.status IN ('pending', 'processing') "
-    "AND t.updated_at < now() - make_interval(secs => :quiet) "
+    "AND t.updated_at < now() - make_interval(secs => $1) "
     "AND (l.holder IS NULL OR l.expires_at < now()) "
-    "AND (t.updated_at, t.task_id) > (:after_time, :after_id) "
-    "ORDER BY t.updated_at, t.task_id LIMIT :n"
+    "AND (t.updated_at, t.task_id) > ($2::timestamptz, $3::uuid) "
+    "ORDER BY t.updated_at, t.task_id LIMIT $4"
 )
 
 _BEGINNING = (datetime.fromisoformat("1970-01-01T00:00:00+00:00"), UUID(int=0))
@@ -66,7 +68,7 @@ class WorkFacts:
 class LivenessRepository:
     """Pages through the tasks that must have live work but hold no live lease."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def without_live_lease(
@@ -74,24 +76,21 @@ class LivenessRepository:
     ) -> list[WorkFacts]:
         """Such tasks unchanged for `quiet_seconds`, oldest change first, after `after`."""
         after_time, after_id = after or _BEGINNING
-        rows = await self._conn.execute(
-            _FACTS,
-            {"quiet": quiet_seconds, "after_time": after_time, "after_id": after_id, "n": limit},
-        )
+        rows = await self._conn.fetch(_FACTS, float(quiet_seconds), after_time, after_id, limit)
         return [
             WorkFacts(
-                task_id=r.task_id,
-                status=Status(r.status),
-                holder=r.holder,
-                generation=int(r.generation),
-                lapsed_for=_seconds(r.lapsed_for),
-                dispatch_id=r.dispatch_id,
-                dispatch_waiting=bool(r.dispatch_waiting),
-                dispatch_parked=bool(r.dispatch_parked),
-                published_for=_seconds(r.published_for),
-                dispatch_taken=bool(r.dispatch_taken),
-                job_id=r.job_id,
-                cursor=(r.updated_at, r.task_id),
+                task_id=r["task_id"],
+                status=Status(r["status"]),
+                holder=r["holder"],
+                generation=int(r["generation"]),
+                lapsed_for=_seconds(r["lapsed_for"]),
+                dispatch_id=r["dispatch_id"],
+                dispatch_waiting=bool(r["dispatch_waiting"]),
+                dispatch_parked=bool(r["dispatch_parked"]),
+                published_for=_seconds(r["published_for"]),
+                dispatch_taken=bool(r["dispatch_taken"]),
+                job_id=r["job_id"],
+                cursor=(r["updated_at"], r["task_id"]),
             )
             for r in rows
         ]

@@ -1,18 +1,17 @@
-"""The unit of work: one connection, one transaction, its repositories and its outbox.
+"""The unit of work: one connection, one transaction, every repository on it.
 
 It rolls back unless `commit()` is called, so a failure anywhere before the commit leaves
-neither the change nor any outbox row behind. Services write through it; whoever opened it
-(an HTTP handler, a job) commits, and only then answers or logs.
+neither the change nor any outbox row behind. Services write through it, typed against
+`shared.db.abstract.AbstractUnitOfWork`; whoever opened it (an HTTP handler, a job) commits,
+and only then answers or logs.
 
 The transaction is asyncpg's own, on the connection SQLAlchemy's pool hands out (the pool
-pings idle connections and replaces dead ones). The hot-path repositories (tasks, items,
-outbox) run prepared SQL on that asyncpg connection; SQLAlchemy Core statements
-(`uow.connection`) run on the same connection inside the same transaction, because the
-SQLAlchemy side is told not to BEGIN on its own. Losing PostgreSQL inside a unit of work is
-reported as DependencyUnavailable, whichever side noticed: `connection_lost` is the one place
-that tells an outage (refused, starting up, shutting down, link dropped, pool or connect
-timeout) from a bad statement, and the transaction is rolled back or its connection discarded
-first, so nothing is half-written.
+pings idle connections and replaces dead ones). Every repository runs prepared `$n` SQL
+(`shared.db.sql`) on that asyncpg connection. Losing PostgreSQL inside a unit of work is
+reported as DependencyUnavailable: `connection_lost` is the one place that tells an outage
+(refused, starting up, shutting down, link dropped, pool or connect timeout) from a bad
+statement, and the transaction is rolled back or its connection discarded first, so nothing
+is half-written.
 """
 
 from __future__ import annotations
@@ -30,8 +29,12 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from shared.db.idempotency import IdempotencyRepository
+from shared.db.inbox import InboxRepository
+from shared.db.items import ItemRepository
+from shared.db.leases import LeaseRepository
+from shared.db.liveness import LivenessRepository
 from shared.db.outbox import OutboxWriter
-from shared.db.repositories import ItemRepository, TaskRepository
+from shared.db.tasks import TaskRepository
 from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
 
@@ -70,9 +73,15 @@ def connection_lost(exc: BaseException | None) -> bool:
 
 
 class UnitOfWork:
+    """The real `AbstractUnitOfWork`, on PostgreSQL; the repositories exist while it is open."""
+
     tasks: TaskRepository
     items: ItemRepository
     outbox: OutboxWriter
+    leases: LeaseRepository
+    inbox: InboxRepository
+    idempotency: IdempotencyRepository
+    liveness: LivenessRepository
 
     def __init__(
         self,
@@ -86,14 +95,16 @@ class UnitOfWork:
         self._raw: PoolProxiedConnection | None = None
         self._conn: AsyncConnection | None = None
         self._tx: Any = None
+        self._driver: Any = None
         self._on_commit: list[Callable[[], None]] = []
 
     @property
     def connection(self) -> AsyncConnection:
-        """SQLAlchemy's view of the same connection and transaction, for Core statements.
+        """SQLAlchemy's view of the same connection and transaction, for tests' ad-hoc queries.
 
-        Made on first use: most units of work never need it. It is in AUTOCOMMIT mode so that
-        SQLAlchemy issues no BEGIN of its own; its statements run in the asyncpg transaction.
+        Not part of `AbstractUnitOfWork`: services go through the repositories only. Made on
+        first use. It is in AUTOCOMMIT mode so that SQLAlchemy issues no BEGIN of its own; its
+        statements run in the asyncpg transaction.
         """
         if self._raw is None:
             raise RuntimeError("the unit of work is not open")
@@ -102,10 +113,6 @@ class UnitOfWork:
             sync.execution_options(isolation_level="AUTOCOMMIT")
             self._conn = AsyncConnection(self._engine, sync)
         return self._conn
-
-    @property
-    def idempotency(self) -> IdempotencyRepository:
-        return IdempotencyRepository(self.connection)
 
     async def __aenter__(self) -> UnitOfWork:
         try:
@@ -127,9 +134,14 @@ class UnitOfWork:
                 raise self._unavailable(exc) from exc
             raise
         self._raw = raw
+        self._driver = driver
         self.tasks = TaskRepository(driver)
         self.items = ItemRepository(driver)
         self.outbox = self._outbox_class(driver, self._headers)
+        self.leases = LeaseRepository(driver)
+        self.inbox = InboxRepository(driver)
+        self.idempotency = IdempotencyRepository(driver)
+        self.liveness = LivenessRepository(driver)
         return self
 
     async def __aexit__(
@@ -139,7 +151,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         raw, conn, tx = self._raw, self._conn, self._tx
-        self._raw = self._conn = self._tx = None
+        self._raw = self._conn = self._tx = self._driver = None
         if raw is None:
             return
         lost = _lost_on(raw, exc)
@@ -166,6 +178,12 @@ class UnitOfWork:
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (a log line, say); never before."""
         self._on_commit.append(callback)
+
+    async def ping(self) -> None:
+        """One round trip (`SELECT 1`); an outage surfaces as DependencyUnavailable on exit."""
+        if self._driver is None:
+            raise RuntimeError("the unit of work is not open")
+        await self._driver.fetchval("SELECT 1")
 
     async def commit(self) -> None:
         if self._tx is None:
@@ -212,7 +230,7 @@ def _invalidate(raw: PoolProxiedConnection) -> None:
 
 
 class UnitOfWorkFactory:
-    """Makes units of work on one engine; what handlers and services receive."""
+    """Makes units of work on one engine: the real `AbstractUnitOfWorkFactory`."""
 
     def __init__(
         self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter

@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
@@ -35,15 +34,17 @@ from uuid import UUID
 
 from shared.backoff import Backoff
 from shared.content import ContentGenerator, ContentRequest
-from shared.db.uow import UnitOfWork, UnitOfWorkFactory
-from shared.db.work import Lease, LeaseRepository, PendingItem, WorkItemRepository
-from shared.domain import ItemCounts, JobDispatch, Status, TaskState, clip_error
+from shared.db.abstract import AbstractUnitOfWork
+from shared.db.items import PendingItem
+from shared.db.leases import Lease
+from shared.db.uow import UnitOfWorkFactory
+from shared.domain import JobDispatch, Status, TaskState, clip_error
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
 from shared.metrics import record_item
 from shared.service.lease_keeper import LeaseKeeper
-from shared.service.transitions import emit_event, transition
+from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
 
 log = get_logger(__name__)
 
@@ -67,46 +68,10 @@ class Stop(StrEnum):
     NOT_FOUND = "not_found"
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    content: Any = None
-    error: str | None = None
-
-
 @dataclass(slots=True)
 class JobOutcome:
     stop: Stop = Stop.NOT_FOUND
     generated: int = 0
-
-
-def progress_data(counts: ItemCounts) -> dict[str, int]:
-    """The counts every item notification carries, over ALL of the task's items (§7)."""
-    return {
-        "completed_items": counts.completed,
-        "failed_items": counts.failed,
-        "total_items": counts.total,
-    }
-
-
-async def finish_task(uow: UnitOfWork, state: TaskState) -> TaskState:
-    """processing -> completed, partial_failure or failed, from the items' final statuses."""
-    counts = await uow.items.counts(state.task_id)
-    data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
-    if counts.failed == 0:
-        target, error = Status.COMPLETED, None
-        message = f"Generated all {counts.total} content items"
-    elif counts.completed == 0:
-        target, error = Status.FAILED, f"All {counts.total} content items failed"
-        message = error
-    else:
-        target = Status.PARTIAL_FAILURE
-        error = f"{counts.failed} of {counts.total} content items failed"
-        message = error
-    step = f"content_generation_{target}"
-    change = await transition(
-        uow, state, target, step=step, message=message, data=data, error_message=error
-    )
-    return change.state
 
 
 class ContentJob:
@@ -124,7 +89,8 @@ class ContentJob:
         should_stop: Callable[[], bool] = lambda: False,
         outage_patience: float = 600.0,
     ) -> None:
-        self._uow = uow_factory
+        self._uow_factory = uow_factory
+        """Concrete: the lease keeper's thread opens its own engine on the same database."""
         self._generator = generator
         self._task_id = task_id
         self._holder = holder
@@ -177,7 +143,7 @@ class ContentJob:
                 await asyncio.sleep(delay)
 
     async def _begin(self) -> PendingItem | None:
-        async with self._uow() as uow:
+        async with self._uow_factory() as uow:
             state = await uow.tasks.lock(self._task_id)
             if state is None:
                 return None
@@ -185,27 +151,17 @@ class ContentJob:
             if state.status not in (Status.PENDING, Status.PROCESSING):
                 self._outcome.stop = Stop.NOT_RUNNABLE
                 return None
-            leases = LeaseRepository(uow.connection)
-            lease = await leases.acquire(self._task_id, self._holder, self._lease_seconds)
+            lease = await uow.leases.acquire(self._task_id, self._holder, self._lease_seconds)
             if lease is None:
                 self._outcome.stop = Stop.BUSY
                 return None
             if state.status is Status.PENDING:
-                counts = await uow.items.counts(self._task_id)
-                started = await transition(
-                    uow,
-                    state,
-                    Status.PROCESSING,
-                    step="content_generation_started",
-                    message=f"Generating {counts.pending} content items",
-                    data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
-                )
-                state = started.state
-            item = await self._next_or_finish(uow, state, leases, lease)
+                state = await start_task(uow, state)
+            item = await self._next_or_finish(uow, state, lease)
             await uow.commit()
         if item is not None:
             self._lease = lease
-            url = self._uow.engine.url
+            url = self._uow_factory.engine.url
             self._keeper = LeaseKeeper(url, lease, self._lease_seconds).start()
         return item
 
@@ -213,41 +169,36 @@ class ContentJob:
         """ONE transaction: the fencing check, the result, its attempt, its notification; then
         the next boundary."""
         assert self._lease is not None
-        async with self._uow() as uow:
+        async with self._uow_factory() as uow:
             state = await uow.tasks.lock(self._task_id)
             if state is None:
                 self._outcome.stop = Stop.NOT_FOUND
                 return None
-            leases = LeaseRepository(uow.connection)
             lease = self._lease
-            if not await leases.renew(lease, self._lease_seconds, progress=True):
+            after = await store_item_result(uow, state, item, result)
+            # The fencing check, in the same transaction: a lease taken back rolls the result
+            # back. Only a stored result is progress that clears the count of recoveries.
+            progress = after is not None
+            if not await uow.leases.renew(lease, self._lease_seconds, progress=progress):
                 self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
                 return None
-            now = datetime.now(UTC)
-            items = WorkItemRepository(uow.connection)
-            stored = await items.store_result(
-                self._task_id, item.key, content=result.content, error=result.error, now=now
-            )
-            generated = 0
-            if stored:
-                state = await self._notify(uow, state, item, result)
-                generated = 1
+            state = after or state
             following = None
             if state.status is Status.PROCESSING:
-                following = await self._next_or_finish(uow, state, leases, lease)
+                following = await self._next_or_finish(uow, state, lease)
             else:
-                await leases.release(lease, keep_recoveries=False)
+                await uow.leases.release(lease, keep_recoveries=False)
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
             await uow.commit()
-        self._outcome.generated += generated  # counted once committed, however often tried
+        self._outcome.generated += int(progress)  # counted once committed, however often tried
         return following
 
     async def _next_or_finish(
-        self, uow: UnitOfWork, state: TaskState, leases: LeaseRepository, lease: Lease
+        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease
     ) -> PendingItem | None:
         """The item boundary, under the task row lock: hand back, finish, or the next item."""
-        items = WorkItemRepository(uow.connection)
+        leases, items = uow.leases, uow.items
         if self._should_stop():
             rest = await items.pending_keys(self._task_id)
             if rest:
@@ -262,29 +213,6 @@ class ContentJob:
             await leases.release(lease, keep_recoveries=False)
             self._outcome.stop = Stop.FINISHED
         return following
-
-    async def _notify(
-        self, uow: UnitOfWork, state: TaskState, item: PendingItem, result: ItemResult
-    ) -> TaskState:
-        counts = await uow.items.counts(self._task_id)
-        key = item.key
-        data: dict[str, Any] = {
-            "concept_id": key.concept_id,
-            "content_type": key.content_type,
-            "item_status": "failed" if result.error is not None else "completed",
-            "item": key.result(result.error),
-            **progress_data(counts),
-        }
-        done = counts.completed + counts.failed
-        if result.error is None:
-            step = "content_item_completed"
-            title, total = item.concept_title, counts.total
-            message = f"Generated {key.content_type} for {title} ({done}/{total})"
-        else:
-            step, data["error"] = "content_item_failed", result.error
-            message = f"Failed to generate {key.content_type} for {item.concept_title}"
-        change = await emit_event(uow, state, step=step, message=message, data=data)
-        return change.state
 
     async def _generate(self, item: PendingItem) -> ItemResult:
         request = ContentRequest(

@@ -10,8 +10,8 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.db.abstract import AbstractUnitOfWork
 from shared.db.idempotency import StoredResponse
-from shared.db.uow import UnitOfWork
 from shared.errors import IdempotencyConflict, IdempotencyMismatch, InvalidInput
 
 MAX_KEY_LENGTH = 255
@@ -26,7 +26,7 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 async def claim(
-    uow: UnitOfWork, owner_id: str, key: str, fingerprint: str, ttl_seconds: float
+    uow: AbstractUnitOfWork, owner_id: str, key: str, fingerprint: str, ttl_seconds: float
 ) -> StoredResponse | None:
     """Take the key for this transaction; the stored response if the request was answered."""
     if not key or len(key) > MAX_KEY_LENGTH:
@@ -41,7 +41,7 @@ async def claim(
 
 
 async def remember(
-    uow: UnitOfWork, owner_id: str, key: str, fingerprint: str, status_code: int, body: Any
+    uow: AbstractUnitOfWork, owner_id: str, key: str, fingerprint: str, status_code: int, body: Any
 ) -> None:
     """Store the response in the same transaction as the work it answers."""
     await uow.idempotency.save(owner_id, key, fingerprint, status_code, body)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from shared.db.uow import UnitOfWork
+from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import ItemRow, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, NotFound
 
@@ -30,7 +30,7 @@ class ItemsListing:
 
 
 async def list_items(
-    uow: UnitOfWork,
+    uow: AbstractUnitOfWork,
     owner_id: str,
     task_id: UUID,
     *,

@@ -18,8 +18,9 @@ import threading
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.db.abstract import AbstractUnitOfWorkFactory
+from shared.db.leases import Lease
 from shared.db.uow import UnitOfWorkFactory
-from shared.db.work import Lease, LeaseRepository
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -57,23 +58,23 @@ class LeaseKeeper:
 
     async def _beat(self) -> None:
         engine = create_async_engine(self._url, pool_size=1, max_overflow=0)
-        uows = UnitOfWorkFactory(engine)
+        uow_factory = UnitOfWorkFactory(engine)
         delay = self._seconds / 3
         try:
             # This loop has nothing else to run: blocking it while waiting costs nothing.
             while not self._stop.wait(delay):
-                delay = await self._renew(uows)
+                delay = await self._renew(uow_factory)
                 if self._lost.is_set():
                     return
         finally:
             await engine.dispose()
 
-    async def _renew(self, uows: UnitOfWorkFactory) -> float:
+    async def _renew(self, uow_factory: AbstractUnitOfWorkFactory) -> float:
         """One renewal; the wait before the next one."""
         lease = self._lease
         try:
-            async with uows() as uow:
-                kept = await LeaseRepository(uow.connection).renew(lease, self._seconds)
+            async with uow_factory() as uow:
+                kept = await uow.leases.renew(lease, self._seconds)
                 await uow.commit()
         except Exception as exc:  # the database blinked: the lease has time left, try soon
             log.warning("lease_heartbeat_failed", task_id=str(lease.task_id), error=str(exc))

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
-from shared.db.liveness import LivenessRepository, WorkFacts
-from shared.db.uow import UnitOfWork, UnitOfWorkFactory
-from shared.db.work import LeaseRepository, WorkItemRepository
+from shared.db.abstract import AbstractUnitOfWork, AbstractUnitOfWorkFactory
+from shared.db.liveness import WorkFacts
 from shared.domain import JobDispatch, Status, TaskState, clip_error
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
-from shared.service.generation import finish_task, progress_data
+from shared.service.progress import finish_task, progress_data
 from shared.service.transitions import emit_event, transition
 
 log = get_logger(__name__)
@@ -124,14 +123,14 @@ class Reconciler:
 
     def __init__(
         self,
-        uow_factory: UnitOfWorkFactory,
+        uow_factory: AbstractUnitOfWorkFactory,
         job_states: JobStates,
         *,
         stale_after: float,
         max_recoveries: int,
         quiet_seconds: float = 5.0,
     ) -> None:
-        self._uow = uow_factory
+        self._uow_factory = uow_factory
         self._job_states = job_states
         self._stale_after = stale_after
         self._max_recoveries = max_recoveries
@@ -143,10 +142,8 @@ class Reconciler:
         recovered: list[Recovery] = []
         cursor = None
         while True:
-            async with self._uow() as uow:
-                page = await LivenessRepository(uow.connection).without_live_lease(
-                    self._quiet, PAGE, cursor
-                )
+            async with self._uow_factory() as uow:
+                page = await uow.liveness.without_live_lease(self._quiet, PAGE, cursor)
             if not page:
                 return recovered
             cursor = page[-1].cursor
@@ -158,17 +155,16 @@ class Reconciler:
                     recovered.append(done)
 
     async def _recover(self, facts: WorkFacts, why: str) -> Recovery | None:
-        async with self._uow() as uow:
+        async with self._uow_factory() as uow:
             state = await uow.tasks.lock_unless_busy(facts.task_id)
             if state is None or state.status is not facts.status:
                 return None  # busy (a job's boundary, a request, another reconciler) or moved on
-            leases = LeaseRepository(uow.connection)
-            recoveries = await leases.take_back(facts.task_id, facts.generation)
+            recoveries = await uow.leases.take_back(facts.task_id, facts.generation)
             if recoveries is None:
                 return None  # a job took or renewed the lease since the facts were read
             action = await self._act(uow, state, recoveries, why)
             if action is not Action.RESUMED:
-                await leases.forget(facts.task_id)
+                await uow.leases.forget(facts.task_id)
             await uow.commit()
         log.warning(
             "task_recovered",
@@ -179,8 +175,10 @@ class Reconciler:
         )
         return Recovery(facts.task_id, action, why)
 
-    async def _act(self, uow: UnitOfWork, state: TaskState, recoveries: int, why: str) -> Action:
-        pending = await WorkItemRepository(uow.connection).pending_keys(state.task_id)
+    async def _act(
+        self, uow: AbstractUnitOfWork, state: TaskState, recoveries: int, why: str
+    ) -> Action:
+        pending = await uow.items.pending_keys(state.task_id)
         if not pending and state.status is Status.PROCESSING:
             await finish_task(uow, state)
             return Action.FINISHED
@@ -206,16 +204,15 @@ class Reconciler:
 
 
 async def fail_for_job(
-    uow_factory: UnitOfWorkFactory, task_id: UUID, job_id: str, why: str
+    uow_factory: AbstractUnitOfWorkFactory, task_id: UUID, job_id: str, why: str
 ) -> bool:
     """RQ's failure callback: fail the task if this job still holds it; True if it did."""
     async with uow_factory() as uow:
         state = await uow.tasks.lock(task_id)
-        leases = LeaseRepository(uow.connection)
-        lease = await leases.held_by(task_id, job_id)
+        lease = await uow.leases.held_by(task_id, job_id)
         if state is None or lease is None:
             return False
-        await leases.release(lease, keep_recoveries=False)
+        await uow.leases.release(lease, keep_recoveries=False)
         if state.status is Status.PROCESSING:
             counts = await uow.items.counts(task_id)
             data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
@@ -225,7 +222,9 @@ async def fail_for_job(
     return True
 
 
-async def fail(uow: UnitOfWork, state: TaskState, error: str, data: dict[str, object]) -> None:
+async def fail(
+    uow: AbstractUnitOfWork, state: TaskState, error: str, data: dict[str, object]
+) -> None:
     """`pending`/`processing` -> `failed`, saying why, through the state machine."""
     error = clip_error(error)  # a reason can be an RQ exception's text: the message carries it
     if state.status is Status.PENDING:  # the state machine fails only a task that started

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.db.uow import UnitOfWork
+from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState
 from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -42,7 +42,7 @@ class RetryResult:
     recovery_type: str
 
 
-async def create_task(uow: UnitOfWork, owner_id: str, new: NewTask) -> dict[str, Any]:
+async def create_task(uow: AbstractUnitOfWork, owner_id: str, new: NewTask) -> dict[str, Any]:
     """The task, its items and the generation job dispatch, in one transaction."""
     _validate(new)
     now = datetime.now(UTC)
@@ -63,14 +63,14 @@ async def create_task(uow: UnitOfWork, owner_id: str, new: NewTask) -> dict[str,
     return _public(view)
 
 
-async def get_task_view(uow: UnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+async def get_task_view(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
     view = await _view(uow, task_id)
     if view["owner_id"] != owner_id:
         raise NotFound(f"task {task_id} not found")
     return _public(view)
 
 
-async def cancel_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+async def cancel_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
     state = await _lock_owned(uow, owner_id, task_id)
     await transition(
         uow,
@@ -84,7 +84,7 @@ async def cancel_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> dict[str
     return _public(await _view(uow, task_id))
 
 
-async def retry_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> RetryResult:
+async def retry_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> RetryResult:
     """Reset every item not completed to pending, go back to processing, dispatch the job."""
     state = await _lock_owned(uow, owner_id, task_id)
     rule_for(state.status, Status.PROCESSING, Kind.RETRY)  # refuses early, before reading items
@@ -115,13 +115,13 @@ async def retry_task(uow: UnitOfWork, owner_id: str, task_id: UUID) -> RetryResu
     return RetryResult(_public(view), len(keys), by_type, RECOVERY_TYPE)
 
 
-async def require_owner(uow: UnitOfWork, owner_id: str, task_id: UUID) -> None:
+async def require_owner(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> None:
     """NotFound unless the task exists and is `owner_id`'s; takes no lock."""
     if await uow.tasks.owner(task_id) != owner_id:
         raise NotFound(f"task {task_id} not found")
 
 
-async def _lock_owned(uow: UnitOfWork, owner_id: str, task_id: UUID) -> TaskState:
+async def _lock_owned(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> TaskState:
     """The task's state under its row lock, taken only once the caller is known to own it:
     another user who learns a task id cannot hold its lock against the worker."""
     await require_owner(uow, owner_id, task_id)  # the owner never changes, so this holds
@@ -131,7 +131,7 @@ async def _lock_owned(uow: UnitOfWork, owner_id: str, task_id: UUID) -> TaskStat
     return state
 
 
-async def _view(uow: UnitOfWork, task_id: UUID) -> dict[str, Any]:
+async def _view(uow: AbstractUnitOfWork, task_id: UUID) -> dict[str, Any]:
     found = await uow.tasks.view_row(task_id)
     if found is None:
         raise NotFound(f"task {task_id} not found")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.db.uow import UnitOfWork
+from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import Change, JobDispatch, Kind, Status, TaskState
 from shared.domain.state_machine import plan_event, plan_transition
 from shared.logging import get_logger
@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 
 async def transition(
-    uow: UnitOfWork,
+    uow: AbstractUnitOfWork,
     state: TaskState,
     target: Status,
     *,
@@ -46,7 +46,7 @@ async def transition(
 
 
 async def emit_event(
-    uow: UnitOfWork,
+    uow: AbstractUnitOfWork,
     state: TaskState,
     *,
     step: str,
@@ -61,7 +61,9 @@ async def emit_event(
     return change
 
 
-async def _write(uow: UnitOfWork, change: Change, now: datetime, job: JobDispatch | None) -> None:
+async def _write(
+    uow: AbstractUnitOfWork, change: Change, now: datetime, job: JobDispatch | None
+) -> None:
     await uow.tasks.save(change.state, now, change.notification.message)
     await uow.outbox.add(change.notification, *([job] if job is not None else []))
     note = change.notification

@@ -22,7 +22,6 @@ from sqlalchemy.exc import OperationalError
 from services.worker.jobs import JOB_FUNCTION, JobContext, install, job_id_for, on_job_failure
 from shared.content import placeholder_generator
 from shared.db import UnitOfWorkFactory
-from shared.db.work import LeaseRepository
 from shared.domain import Status
 from shared.service.tasks import NewTask, create_task
 from shared.service.transitions import transition
@@ -48,7 +47,7 @@ async def running_task(uows: UnitOfWorkFactory, holder: str) -> UUID:
     async with uows() as uow:
         state = await uow.tasks.lock(task_id)
         assert state is not None
-        assert await LeaseRepository(uow.connection).acquire(task_id, holder, 30)
+        assert await uow.leases.acquire(task_id, holder, 30)
         await transition(uow, state, Status.PROCESSING, step="started", message="go")
         await uow.commit()
     return task_id
@@ -108,4 +107,4 @@ async def test_a_job_that_lost_the_database_is_left_to_its_lease(
 
     assert (await task_row(uow_factory, task_id)).status == "processing"
     async with uow_factory() as uow:  # still held: the reconciler takes it if it lapses
-        assert await LeaseRepository(uow.connection).held_by(task_id, job_id) is not None
+        assert await uow.leases.held_by(task_id, job_id) is not None

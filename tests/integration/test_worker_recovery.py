@@ -28,7 +28,6 @@ from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
-from shared.db.work import InboxRepository, LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status
 from shared.service.generation import ContentJob, Stop
 from shared.service.recovery import Action, Reconciler
@@ -93,7 +92,7 @@ async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> 
             .order_by(outbox.c.id.desc())
             .limit(1)
         )
-        await InboxRepository(uow.connection).record(message_id, task_id, job_id)
+        await uow.inbox.record(message_id, task_id, job_id)
         await uow.commit()
 
 
@@ -102,7 +101,7 @@ async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -
     async with uows() as uow:
         state = await uow.tasks.lock(task_id)
         assert state is not None
-        assert await LeaseRepository(uow.connection).acquire(task_id, holder, 0.01)
+        assert await uow.leases.acquire(task_id, holder, 0.01)
         if state.status is Status.PENDING:
             await transition(uow, state, Status.PROCESSING, step="started", message="go")
         await uow.commit()
@@ -160,7 +159,7 @@ async def test_a_lost_job_with_nothing_left_pending_gets_its_task_finished(
     task_id = await new_task(uow_factory, ("only",))
     await start_dying_job(uow_factory, task_id, "dead-after-last-item")
     async with uow_factory() as uow:
-        items = WorkItemRepository(uow.connection)
+        items = uow.items
         await items.store_result(
             task_id, ItemKey("only", "quiz"), content="x", error=None, now=datetime.now(UTC)
         )
@@ -298,7 +297,7 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
     assert outcome.stop is Stop.LEASE_LOST
     assert outcome.generated == 1  # "second" was refused: the resumed job generates it
     async with uow_factory() as uow:
-        items = WorkItemRepository(uow.connection)
+        items = uow.items
         assert [k.concept_id for k in await items.pending_keys(task_id)] == ["second", "third"]
 
     resumed = ContentJob(
@@ -427,7 +426,7 @@ async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
 ) -> None:
     old, recent, task_id = uuid4(), uuid4(), uuid4()
     async with uow_factory() as uow:
-        inbox = InboxRepository(uow.connection)
+        inbox = uow.inbox
         await inbox.record(old, task_id, "job-old")
         await inbox.record(recent, task_id, "job-recent")
         await uow.connection.execute(
@@ -438,7 +437,7 @@ async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
         await uow.commit()
 
     async with uow_factory() as uow:
-        inbox = InboxRepository(uow.connection)
+        inbox = uow.inbox
         assert await inbox.purge(older_than_seconds=7 * 24 * 3600) >= 1
         await uow.commit()
         assert not await inbox.seen(old)

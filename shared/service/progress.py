@@ -1,0 +1,105 @@
+"""What a content job writes about its task: the start, each item's result, the finish.
+
+Each function writes through the caller's unit of work and the state machine
+(`shared.service.transitions`), so a status change, an item result and its notification land in
+one transaction with the outbox rows they emit. `shared.service.generation` decides when to call
+them (the job loop); the reconciler (`shared.service.recovery`) finishes tasks through
+`finish_task` too. Counts in every notification are over ALL of the task's items (CONTRACT §7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.db.abstract import AbstractUnitOfWork
+from shared.db.items import PendingItem
+from shared.domain import ItemCounts, Status, TaskState
+from shared.service.transitions import emit_event, transition
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What the generator gave for one item: its content, or the error that failed it."""
+
+    content: Any = None
+    error: str | None = None
+
+
+def progress_data(counts: ItemCounts) -> dict[str, int]:
+    """The counts every item notification carries, over ALL of the task's items (§7)."""
+    return {
+        "completed_items": counts.completed,
+        "failed_items": counts.failed,
+        "total_items": counts.total,
+    }
+
+
+async def start_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
+    """pending -> processing, when a job first takes the task."""
+    counts = await uow.items.counts(state.task_id)
+    started = await transition(
+        uow,
+        state,
+        Status.PROCESSING,
+        step="content_generation_started",
+        message=f"Generating {counts.pending} content items",
+        data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
+    )
+    return started.state
+
+
+async def store_item_result(
+    uow: AbstractUnitOfWork, state: TaskState, item: PendingItem, result: ItemResult
+) -> TaskState | None:
+    """Store the result and count the attempt if the item is still pending, and emit its
+    notification; the task's new state, or None when nothing was stored (a duplicate job)."""
+    stored = await uow.items.store_result(
+        state.task_id,
+        item.key,
+        content=result.content,
+        error=result.error,
+        now=datetime.now(UTC),
+    )
+    if not stored:
+        return None
+    counts = await uow.items.counts(state.task_id)
+    key = item.key
+    data: dict[str, Any] = {
+        "concept_id": key.concept_id,
+        "content_type": key.content_type,
+        "item_status": "failed" if result.error is not None else "completed",
+        "item": key.result(result.error),
+        **progress_data(counts),
+    }
+    if result.error is None:
+        step = "content_item_completed"
+        done = counts.completed + counts.failed
+        message = f"Generated {key.content_type} for {item.concept_title} ({done}/{counts.total})"
+    else:
+        step, data["error"] = "content_item_failed", result.error
+        message = f"Failed to generate {key.content_type} for {item.concept_title}"
+    change = await emit_event(uow, state, step=step, message=message, data=data)
+    return change.state
+
+
+async def finish_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
+    """processing -> completed, partial_failure or failed, from the items' final statuses."""
+    counts = await uow.items.counts(state.task_id)
+    data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
+    if counts.failed == 0:
+        target, error = Status.COMPLETED, None
+        message = f"Generated all {counts.total} content items"
+    elif counts.completed == 0:
+        target, error = Status.FAILED, f"All {counts.total} content items failed"
+        message = error
+    else:
+        target = Status.PARTIAL_FAILURE
+        error = f"{counts.failed} of {counts.total} content items failed"
+        message = error
+    step = f"content_generation_{target}"
+    change = await transition(
+        uow, state, target, step=step, message=message, data=data, error_message=error
+    )
+    return change.state
