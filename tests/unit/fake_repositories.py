@@ -1,0 +1,296 @@
+"""In-memory repositories over one `FakeState`, for the fake unit of work (`fakes.py`).
+
+Each implements its protocol of `shared.db.abstract` with the same effects as the SQL of its
+real counterpart where a service can tell: only pending items take a result, a lease is taken
+only when free, lapsed or already the holder's (on a fake clock), the outbox keeps every
+message in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from shared.db.idempotency import StoredResponse
+from shared.db.items import PendingItem
+from shared.db.leases import Lease
+from shared.db.liveness import WorkFacts
+from shared.domain import (
+    ItemCounts,
+    ItemKey,
+    ItemPage,
+    ItemRow,
+    ItemStatus,
+    JobDispatch,
+    Notification,
+    Status,
+    TaskState,
+)
+
+
+@dataclass(slots=True)
+class FakeItem:
+    key: ItemKey
+    title: str
+    position: int
+    status: str = ItemStatus.PENDING.value
+    attempts: int = 0
+    error: str | None = None
+    content: Any = None
+
+
+@dataclass(slots=True)
+class FakeLease:
+    holder: str | None
+    expires_at: float | None
+    generation: int
+    recoveries: int = 0
+
+
+@dataclass(slots=True)
+class FakeState:
+    """The committed database: what a unit of work copies in and publishes back."""
+
+    tasks: dict[UUID, TaskState] = field(default_factory=dict)
+    last_message: dict[UUID, str] = field(default_factory=dict)
+    items: dict[UUID, list[FakeItem]] = field(default_factory=dict)
+    outbox: list[Notification | JobDispatch] = field(default_factory=list)
+    leases: dict[UUID, FakeLease] = field(default_factory=dict)
+    inbox: dict[UUID, tuple[UUID, str]] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], StoredResponse] = field(default_factory=dict)
+    facts: list[WorkFacts] = field(default_factory=list)
+    """What the liveness read model lists; a test sets it, as the real query derives it."""
+    clock: float = 0.0
+    """The database clock for leases, in seconds."""
+
+
+class FakeTasks:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def add(self, state: TaskState, now: datetime) -> None:
+        self._s.tasks[state.task_id] = state
+
+    async def exists(self, task_id: UUID) -> bool:
+        return task_id in self._s.tasks
+
+    async def owner(self, task_id: UUID) -> str | None:
+        task = self._s.tasks.get(task_id)
+        return task.owner_id if task else None
+
+    async def lock(self, task_id: UUID) -> TaskState | None:
+        return self._s.tasks.get(task_id)
+
+    async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
+        return self._s.tasks.get(task_id)
+
+    async def save(self, state: TaskState, now: datetime, message: str) -> None:
+        self._s.tasks[state.task_id] = state
+        self._s.last_message[state.task_id] = message
+
+    async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
+        task = self._s.tasks.get(task_id)
+        if task is None:
+            return None
+        now = datetime.now(UTC)
+        row = asdict(task)
+        row.update(status=task.status.value, created_at=now, updated_at=now)
+        row["last_message"] = self._s.last_message.get(task_id)
+        return row, await FakeItems(self._s).counts(task_id)
+
+
+class FakeItems:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def add_many(
+        self, task_id: UUID, items: Sequence[tuple[ItemKey, str]], now: datetime
+    ) -> None:
+        self._s.items[task_id] = [FakeItem(k, t, p) for p, (k, t) in enumerate(items)]
+
+    async def reset_unfinished(self, task_id: UUID, now: datetime) -> list[ItemKey]:
+        reset = [i for i in self._s.items.get(task_id, []) if i.status != "completed"]
+        for item in reset:
+            item.status = "pending"
+        return [i.key for i in reset]
+
+    async def counts(self, task_id: UUID) -> ItemCounts:
+        tally: dict[tuple[str, str], int] = {}
+        for i in self._s.items.get(task_id, []):
+            tally[i.key.content_type, i.status] = tally.get((i.key.content_type, i.status), 0) + 1
+        return ItemCounts.from_rows([(t, s, n) for (t, s), n in tally.items()])
+
+    async def page(
+        self, task_id: UUID, after: int, limit: int, status: str | None
+    ) -> ItemPage | None:
+        task = self._s.tasks.get(task_id)
+        if task is None:
+            return None
+        chosen = [
+            i
+            for i in self._s.items.get(task_id, [])
+            if i.position > after and status in (None, i.status)
+        ][:limit]
+        now = datetime.now(UTC)
+        rows = [
+            ItemRow(
+                i.position,
+                i.key.concept_id,
+                i.title,
+                i.key.content_type,
+                i.status,
+                i.attempts,
+                i.error,
+                now,
+            )
+            for i in chosen
+        ]
+        return ItemPage(owner_id=task.owner_id, seq=task.seq, items=rows)
+
+    async def next_pending(self, task_id: UUID) -> PendingItem | None:
+        for i in self._s.items.get(task_id, []):
+            if i.status == "pending":
+                return PendingItem(i.key, i.title, i.attempts)
+        return None
+
+    async def pending_keys(self, task_id: UUID) -> list[ItemKey]:
+        return [i.key for i in self._s.items.get(task_id, []) if i.status == "pending"]
+
+    async def store_result(
+        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
+    ) -> bool:
+        for i in self._s.items.get(task_id, []):
+            if i.key == key and i.status == "pending":
+                i.status = "failed" if error is not None else "completed"
+                i.attempts, i.error = i.attempts + 1, error
+                i.content = content if error is None else None
+                return True
+        return False
+
+
+class FakeOutbox:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def add_notification(self, notification: Notification) -> UUID:
+        return (await self.add(notification))[0]
+
+    async def add_job(self, job: JobDispatch) -> UUID:
+        return (await self.add(job))[0]
+
+    async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
+        self._s.outbox.extend(messages)
+        return [UUID(int=len(self._s.outbox) - len(messages) + n) for n in range(len(messages))]
+
+
+class FakeLeases:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    def _lapsed(self, lease: FakeLease) -> bool:
+        return lease.expires_at is not None and lease.expires_at < self._s.clock
+
+    async def acquire(self, task_id: UUID, holder: str, seconds: float) -> Lease | None:
+        lease = self._s.leases.get(task_id)
+        if lease is None:
+            lease = self._s.leases[task_id] = FakeLease(None, None, 0)
+        elif not (lease.holder in (None, holder) or self._lapsed(lease)):
+            return None
+        lease.holder, lease.expires_at = holder, self._s.clock + seconds
+        lease.generation += 1
+        return Lease(task_id, holder, lease.generation)
+
+    def _mine(self, lease: Lease) -> FakeLease | None:
+        held = self._s.leases.get(lease.task_id)
+        if held and (held.holder, held.generation) == (lease.holder, lease.generation):
+            return held
+        return None
+
+    async def renew(self, lease: Lease, seconds: float, *, progress: bool = False) -> bool:
+        held = self._mine(lease)
+        if held is not None:
+            held.expires_at = self._s.clock + seconds
+            held.recoveries = 0 if progress else held.recoveries
+        return held is not None
+
+    async def release(self, lease: Lease, *, keep_recoveries: bool) -> bool:
+        held = self._mine(lease)
+        if held is not None:
+            held.holder = held.expires_at = None
+            held.recoveries = held.recoveries if keep_recoveries else 0
+        return held is not None
+
+    async def held_by(self, task_id: UUID, holder: str) -> Lease | None:
+        held = self._s.leases.get(task_id)
+        if held is None or held.holder != holder:
+            return None
+        return Lease(task_id, holder, held.generation)
+
+    async def forget(self, task_id: UUID) -> None:
+        if (held := self._s.leases.get(task_id)) is not None:
+            held.holder = held.expires_at = None
+            held.recoveries = 0
+
+    async def take_back(self, task_id: UUID, generation: int) -> int | None:
+        held = self._s.leases.get(task_id)
+        if held is None:
+            held = self._s.leases[task_id] = FakeLease(None, None, 1, 1)
+            return 1
+        if held.generation != generation or not (held.holder is None or self._lapsed(held)):
+            return None
+        held.holder = held.expires_at = None
+        held.generation += 1
+        held.recoveries += 1
+        return held.recoveries
+
+
+class FakeInbox:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def seen(self, message_id: UUID) -> bool:
+        return message_id in self._s.inbox
+
+    async def record(self, message_id: UUID, task_id: UUID, job_id: str) -> None:
+        self._s.inbox.setdefault(message_id, (task_id, job_id))
+
+    async def purge(self, older_than_seconds: float, limit: int = 1000) -> int:
+        return 0  # the fake keeps no receive times: nothing is ever old enough
+
+
+class FakeIdempotency:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def try_lock(self, owner_id: str, key: str) -> bool:
+        return True  # one unit of work at a time: never contended
+
+    async def find(self, owner_id: str, key: str, not_before: datetime) -> StoredResponse | None:
+        return self._s.idempotency.get((owner_id, key))
+
+    async def save(
+        self, owner_id: str, key: str, request_hash: str, status_code: int, body: Any
+    ) -> None:
+        self._s.idempotency[owner_id, key] = StoredResponse(request_hash, status_code, body)
+
+
+class FakeLiveness:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def without_live_lease(
+        self, quiet_seconds: float, limit: int, after: tuple[datetime, UUID] | None = None
+    ) -> list[WorkFacts]:
+        """The seeded facts of tasks still pending or processing, paged by cursor."""
+        active = (Status.PENDING, Status.PROCESSING)
+        listed = [
+            f
+            for f in sorted(self._s.facts, key=lambda f: f.cursor)
+            if (after is None or f.cursor > after)
+            and (task := self._s.tasks.get(f.task_id)) is not None
+            and task.status in active
+        ]
+        return [replace(f, status=self._s.tasks[f.task_id].status) for f in listed[:limit]]
