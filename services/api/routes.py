@@ -191,5 +191,5 @@ async def _run(
 
 
 def _uow_factory(request: Request[Any, Any, Any]) -> UnitOfWorkFactory:
-    factory: UnitOfWorkFactory = request.app.state.uow_factory
-    return factory
+    uow_factory: UnitOfWorkFactory = request.app.state.uow_factory
+    return uow_factory
