@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db.uow import connection_lost
+from shared.db.errors import connection_lost
 from shared.errors import DependencyUnavailable, NotFound
 
 
