@@ -54,7 +54,7 @@ UNREACHABLE: dict[str, Callable[..., bool]] = {
 
 @contextmanager
 def translated(
-    service: str, url: str, *, any_error: bool = False, what: str = ""
+    service: str, url: str, what: str = "", *, any_error: bool = False
 ) -> Iterator[None]:
     """Raise DependencyUnavailable for an error in the block that means `service` at `url` is
     unreachable; `what` names the step (shown before the driver's reason). Others pass through.

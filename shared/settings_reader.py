@@ -3,7 +3,7 @@
 Every field of every settings dataclass is declared with `setting(default, env, doc)`: the
 variable that sets it, a line saying what it is for, and how its text is parsed and bounded.
 `read_section` reads a whole dataclass from that metadata, so no field can be left unreadable,
-and `reference_rows` renders the same table for docs/configuration.md, which a unit test holds
+and `reference_table` renders the same table for docs/configuration.md, which a unit test holds
 to it.
 """
 
@@ -85,9 +85,10 @@ def shown_default(f: dataclasses.Field[Any]) -> str:
     return f"`{f.default}`"
 
 
-def reference_rows(cls: type[Any]) -> list[str]:
-    """One Markdown table row per variable: `| variable | default | meaning |`."""
-    return [
+def reference_table(cls: type[Any]) -> str:
+    """The Markdown table of every variable, as docs/configuration.md carries it."""
+    rows = [
         f"| `{f.metadata['env']}` | {shown_default(f)} | {' '.join(f.metadata['doc'].split())} |"
         for f in fields_of(cls)
     ]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
