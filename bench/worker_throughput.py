@@ -27,7 +27,7 @@ from bench.procstat import cpu_seconds
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from shared.settings import Settings
+from shared.settings import LoggingSettings, Settings
 from tests.support import resources as res
 from tests.support.worker import start_relay, start_worker, task_row
 
@@ -92,7 +92,7 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    configure_logging("bench", level="WARNING")  # the figures, not every task_created line
+    configure_logging("bench", LoggingSettings(level="WARNING"))  # the figures, not every line
     with res.isolated("taskrelay_bench") as resources:
         env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant")
         relay = start_relay(env, name="bench-relay")

@@ -38,14 +38,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api import create_app
-    from services.api.gateway import probe_broker
-    from shared.db.probe import probe_database
+    from shared.probes import SCHEMA, probe_postgres, probe_rabbitmq
 
-    configure_logging("api")
+    configure_logging("api", settings.logging)
     configure_tracing("api")
     settings.auth.require_secret()
-    asyncio.run(probe_database(settings.database))
-    asyncio.run(probe_broker(settings.broker))
+    asyncio.run(probe_postgres(settings.database, tables=SCHEMA))
+    asyncio.run(probe_rabbitmq(settings.broker))
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # that was there before it; a no-op there lets a graceful stop end with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -71,7 +70,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     from services.relay import serve
 
-    configure_logging("relay")
+    configure_logging("relay", settings.logging)
     configure_tracing("relay")
     return asyncio.run(serve(settings, args.health_port))
 
@@ -79,7 +78,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from services.worker import run_worker
 
-    configure_logging("worker")
+    configure_logging("worker", settings.logging)
     configure_tracing("worker")
     processes = args.processes or os.cpu_count() or 1
     return asyncio.run(run_worker(settings, processes, args.metrics_port))
@@ -89,7 +88,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.run import run_system, state
     from services.run.supervisor import RunOptions
 
-    configure_logging("run")
+    configure_logging("run", settings.logging)
     # A short secret is refused here, not by each child in turn; a generated one's private
     # directory is made (or refused) before anything starts.
     if settings.auth.checked_secret() is None:
@@ -186,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="SECONDS",
-        help="lifetime in seconds (default 86400)",
+        help="lifetime in seconds (default: TASKRELAY_TOKEN_TTL_SECONDS, else 86400)",
     )
     p.set_defaults(run=cmd_token)
     return parser
@@ -203,7 +202,8 @@ def _health_port_option(p: argparse.ArgumentParser) -> None:
         type=int,
         default=8001,
         metavar="P",
-        help="port of the relay's /health and /metrics on 127.0.0.1 (default 8001)",
+        help="port of the relay's /health and /metrics (default 8001; address: "
+        "TASKRELAY_RELAY_HEALTH_HOST, else 127.0.0.1)",
     )
 
 

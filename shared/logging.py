@@ -3,39 +3,40 @@
 No line carries a secret: every stdlib record and structlog event goes through
 `shared.redaction` (a token or password in a query string becomes `***`).
 
-Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`,
-so every line logged inside carries them, and they are cleared when the work ends.
+Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`
+(structlog's own `bound_contextvars`), so every line logged inside carries them, and they are
+cleared when the work ends. Format and level come from `LoggingSettings`, read with the rest.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from shared.redaction import RedactSecrets, redact_event
+from shared.settings import LoggingSettings
+
+bound_context = bound_contextvars
+"""Bind values (task_id, message_id, job_id) to every log line inside, then restore them."""
 
 _configured = False
 
 
-def configure_logging(process: str, *, json: bool | None = None, level: str | None = None) -> None:
+def configure_logging(process: str, settings: LoggingSettings) -> None:
     """Configure structlog and the stdlib root logger once per process."""
     global _configured
     if _configured:
         return
     _configured = True
-    if json is None:
-        wanted = os.environ.get("TASKRELAY_LOG_FORMAT", "").lower()
-        json = wanted == "json" or (wanted != "console" and not sys.stderr.isatty())
-    level_name = (level or os.environ.get("TASKRELAY_LOG_LEVEL", "INFO")).upper()
-    level_number = logging.getLevelName(level_name)
-    if not isinstance(level_number, int):
-        level_number, level_name = logging.INFO, "INFO"
+    wanted = settings.format
+    json = wanted == "json" or (wanted == "auto" and not sys.stderr.isatty())
+    level_number = logging.getLevelName(settings.level)  # the settings accept only real levels
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -102,13 +103,3 @@ def silenced(logger_name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-@contextmanager
-def bound_context(**values: Any) -> Iterator[None]:
-    """Bind values (task_id, message_id, job_id) to every log line inside, then clear them."""
-    tokens = structlog.contextvars.bind_contextvars(**values)
-    try:
-        yield
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)

@@ -19,10 +19,10 @@ from services.relay.relay import Relay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
 from shared.db import create_engine
-from shared.db.probe import probe_database
 from shared.dependencies import redact
 from shared.errors import ConfigurationError
 from shared.logging import get_logger
+from shared.probes import SCHEMA, probe_postgres
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -82,7 +82,7 @@ async def _refuse_mixed_partition_counts(settings: Settings) -> None:
 
 async def serve(settings: Settings, health_port: int) -> int:
     """Run one relay until SIGTERM or SIGINT; 0 after a clean stop."""
-    await probe_database(settings.database)
+    await probe_postgres(settings.database, tables=SCHEMA)
     process = bootstrap(settings, health_port)
     await _refuse_mixed_partition_counts(settings)
     await process.publisher.connect()  # fail fast, with one line, if RabbitMQ is not there

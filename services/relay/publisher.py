@@ -24,7 +24,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
-from shared.dependencies import RABBITMQ, redact, unavailable
+from shared.dependencies import RABBITMQ, redact
+from shared.driver_errors import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
 from shared.messaging import COMMITTED_AT_HEADER
 from shared.topology import declare_topology
 
@@ -70,10 +71,8 @@ class Publisher:
     async def connect(self) -> None:
         """Open the connection and a confirm channel, and declare the topology."""
         await self.close()
-        try:
+        with translated(RABBITMQ, self._url, any_error=True):
             connection = await aio_pika.connect(self._url, timeout=5)
-        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-            raise unavailable(RABBITMQ, self._url, exc) from exc
         lost = self.lost = asyncio.Event()
         self._link_down = False
 
@@ -88,16 +87,16 @@ class Publisher:
             channel.close_callbacks.add(lambda *_: lost.set())
             self._exchange = (await declare_topology(channel)).exchange
             self._channel = channel
-        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+        except AMQP_ERRORS as exc:
             await connection.close()
-            raise unavailable(RABBITMQ, self._url, f"declare topology: {exc}") from exc
+            raise unavailable_error(RABBITMQ, self._url, exc, "declare topology") from exc
         self._connection = connection
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = self._exchange = None
         if connection is not None and not connection.is_closed:
-            with contextlib.suppress(OSError, aiormq.exceptions.AMQPError, TimeoutError):
+            with contextlib.suppress(*AMQP_ERRORS):
                 await asyncio.wait_for(connection.close(), 5)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> BatchOutcome:
@@ -149,9 +148,7 @@ class Publisher:
             outcome.confirmed.append(row.id)
         elif isinstance(error, aiormq.exceptions.PublishError) and row.kind == "notification":
             outcome.unroutable.append(row.id)
-        elif self._link_down or isinstance(
-            error, aiormq.exceptions.AMQPConnectionError | ConnectionError
-        ):
+        elif self._link_down or rabbitmq_unreachable(error):
             outcome.lost = outcome.lost or _describe(error)
         elif isinstance(error, TimeoutError):
             # No confirm in time: the link is stuck (a silent peer, a blocked broker), not the

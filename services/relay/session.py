@@ -17,6 +17,7 @@ import asyncpg
 
 from services.relay.outbox_sql import CLAIM, MARK_FAILED, MARK_PUBLISHED, OutboxRow, row_from
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
+from shared.db.errors import DRIVER_ERRORS, postgres_unavailable, postgres_unreachable
 from shared.db.tables import OUTBOX_CHANNEL
 from shared.dependencies import POSTGRES, unavailable
 
@@ -43,7 +44,6 @@ WHERE locktype = 'advisory' AND objsubid = 2 AND granted
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND classid::bigint = $1 AND objid::bigint <> $2
 """
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class OutboxSession:
@@ -94,7 +94,7 @@ class OutboxSession:
         try:
             await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"), 2.0)
             await asyncio.wait_for(conn.close(), 2.0)
-        except (*_DB_ERRORS, asyncio.CancelledError):
+        except (*DRIVER_ERRORS, asyncio.CancelledError):
             conn.terminate()
 
     def drop(self) -> None:
@@ -162,7 +162,11 @@ class OutboxSession:
 
 
 class _Translate:
-    """Turns driver errors into DependencyUnavailable and drops the broken connection."""
+    """Turns driver errors into DependencyUnavailable and drops the broken connection.
+
+    The session runs only its own fixed statements, so any driver error means PostgreSQL is
+    not there for it (`any_error`), and no error leaves the session fit to hold the locks.
+    """
 
     def __init__(self, session: OutboxSession, what: str) -> None:
         self._session, self._what = session, what
@@ -172,8 +176,7 @@ class _Translate:
             raise unavailable(POSTGRES, self._session._dsn, "not connected")
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
-        if exc is None or not isinstance(exc, _DB_ERRORS):
+        if exc is None or not postgres_unreachable(exc, any_error=True):
             return
         self._session.drop()
-        reason = f"{self._what}: {str(exc) or type(exc).__name__}"
-        raise unavailable(POSTGRES, self._session._dsn, reason) from exc
+        raise postgres_unavailable(self._session._dsn, exc, self._what) from exc

@@ -14,10 +14,12 @@ import signal
 from collections.abc import Callable, Sequence
 
 from services.lifeline import parent_env
+from shared.backoff import Backoff
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+MIN_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 30.0
 """A child that ran this long before dying starts again from the shortest backoff."""
@@ -42,7 +44,7 @@ class Child:
 
     async def supervise(self, stopping: asyncio.Event) -> None:
         """Run the child until `stopping` is set, restarting it whenever it exits."""
-        backoff = 1.0
+        backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
         loop = asyncio.get_running_loop()
         while not stopping.is_set():
             started = loop.time()
@@ -50,12 +52,12 @@ class Child:
             if stopping.is_set():
                 return
             if loop.time() - started >= STABLE_AFTER:
-                backoff = 1.0
+                backoff.reset()
             self.restarts += 1
-            log.warning("child_exited", child=self.name, exit_code=code, restart_in=backoff)
+            delay = backoff.next()
+            log.warning("child_exited", child=self.name, exit_code=code, restart_in=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+                await asyncio.wait_for(stopping.wait(), delay)
 
     async def _run_once(self) -> int:
         self._proc = await asyncio.create_subprocess_exec(

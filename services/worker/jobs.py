@@ -23,7 +23,7 @@ from rq.job import Job
 
 from shared.content import ContentGenerator, load_generator
 from shared.db import UnitOfWorkFactory, create_engine
-from shared.db.uow import connection_lost
+from shared.db.errors import connection_lost
 from shared.dependencies import REDIS, unavailable
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import aio_pika
 import redis
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.consumer import JobConsumer
 from services.worker.jobs import JobQueue
@@ -28,10 +26,10 @@ from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
 from shared.content import load_generator
 from shared.db import UnitOfWorkFactory, create_engine
-from shared.db.probe import probe_database
-from shared.dependencies import POSTGRES, RABBITMQ, REDIS, redact, unavailable
-from shared.errors import DependencyUnavailable
+from shared.dependencies import RABBITMQ
+from shared.driver_errors import translated
 from shared.logging import get_logger, silenced
+from shared.probes import PROBE_TIMEOUT, WORKER_SCHEMA, probe_postgres, probe_redis
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -114,15 +112,11 @@ async def bootstrap(
 ) -> Worker:
     """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
     load_generator(settings.worker.content_generator)  # fail now, not in every job
-    await probe_database(settings.database)
+    await probe_postgres(settings.database, tables=WORKER_SCHEMA)
+    await probe_redis(settings.redis)
+    broker = await _connect_broker(settings)
+    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=PROBE_TIMEOUT)
     engine = create_engine(settings.database, pool_size=5)
-    try:
-        await _check_worker_schema(engine, settings)
-        client = await asyncio.to_thread(_probe_redis, settings)
-        broker = await _connect_broker(settings)
-    except BaseException:
-        await engine.dispose()
-        raise
     return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine), metrics_port)
 
 
@@ -133,32 +127,8 @@ async def run_worker(
     return await worker.run()
 
 
-async def _check_worker_schema(engine: AsyncEngine, settings: Settings) -> None:
-    """A database migrated before the worker's tables existed needs `taskrelay migrate`."""
-    async with engine.connect() as conn:
-        present = await conn.scalar(text("SELECT to_regclass('task_leases') IS NOT NULL"))
-    if not present:
-        where = redact(settings.database.asyncpg_dsn)
-        raise DependencyUnavailable(
-            POSTGRES, where, "the worker's tables are missing", "Run: taskrelay migrate"
-        )
-
-
-def _probe_redis(settings: Settings) -> redis.Redis:
-    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        raise unavailable(REDIS, settings.redis.url, exc) from exc
-    return client
-
-
 async def _connect_broker(settings: Settings) -> AbstractRobustConnection:
+    """The worker's own robust connection, checked as it is made (one line if it cannot)."""
     url = settings.broker.url
-    # aiormq logs a failed first connect itself; the one line below already says it all.
-    try:
-        with silenced("aiormq.connection"):
-            return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)
-    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-        raise unavailable(RABBITMQ, url, exc) from exc
+    with translated(RABBITMQ, url, any_error=True), silenced("aiormq.connection"):
+        return await asyncio.wait_for(aio_pika.connect_robust(url), CONNECT_TIMEOUT_SECONDS)

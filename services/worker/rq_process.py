@@ -30,7 +30,9 @@ from rq.job import Job
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.jobs import JobContext, install
 from shared.content import load_generator
-from shared.errors import ConfigurationError
+from shared.dependencies import REDIS
+from shared.driver_errors import REDIS_LINK_LOST, translated
+from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging, get_logger
 from shared.metrics import write_files_as
 from shared.settings import Settings
@@ -67,7 +69,7 @@ class ContentWorker(Worker):
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         try:
             super().maintain_heartbeats(job, execution)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_LINK_LOST as exc:
             log.warning("rq_heartbeat_skipped", job_id=job.id, error=str(exc))
 
     def setup_work_horse_signals(self) -> None:
@@ -89,16 +91,15 @@ def bootstrap(settings: Settings) -> ContentWorker:
 def main() -> int:
     die_with_parent(announced_parent())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the supervisor too
-    configure_logging("worker-rq")
-    configure_tracing("worker")
     try:
-        worker = bootstrap(Settings.from_env())
-        worker.work(logging_level=logging.getLevelName(logging.getLogger().level))
-    except ConfigurationError as exc:
+        settings = Settings.from_env()
+        configure_logging("worker-rq", settings.logging)
+        configure_tracing("worker")
+        with translated(REDIS, settings.redis.url, any_error=True):
+            worker = bootstrap(settings)
+            worker.work(logging_level=logging.getLevelName(logging.getLogger().level))
+    except (ConfigurationError, DependencyUnavailable) as exc:
         print(f"taskrelay worker (rq): {exc}", file=sys.stderr)
-        return 1
-    except redis.RedisError as exc:
-        print(f"taskrelay worker (rq): Redis is unreachable: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from shared.dependencies import POSTGRES, unavailable
+from shared.dependencies import POSTGRES
+from shared.driver_errors import translated
 from shared.settings import DatabaseSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,13 +29,9 @@ def alembic_config(settings: DatabaseSettings) -> Config:
 
 async def ensure_database(settings: DatabaseSettings) -> bool:
     """Create the database named in the URL if it does not exist; True if it was created."""
-    parts = urlsplit(settings.asyncpg_dsn)
-    name = parts.path.lstrip("/") or "postgres"
-    admin_dsn = urlunsplit(parts._replace(path="/postgres"))
-    try:
-        conn = await asyncpg.connect(admin_dsn, timeout=10)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise unavailable(POSTGRES, settings.asyncpg_dsn, exc) from exc
+    name = settings.database_name
+    with translated(POSTGRES, settings.asyncpg_dsn, any_error=True):
+        conn = await asyncpg.connect(settings.admin_dsn, timeout=10)
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False

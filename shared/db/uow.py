@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
+from shared.db.errors import connection_lost
 from shared.db.idempotency import IdempotencyRepository
 from shared.db.inbox import InboxRepository
 from shared.db.items import ItemRepository
@@ -37,39 +37,6 @@ from shared.db.outbox import OutboxWriter
 from shared.db.tasks import TaskRepository
 from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
-
-CONNECTION_LOST = (
-    OSError,  # refused, reset, unreachable; TimeoutError (a connect timeout) is one too
-    asyncpg.InterfaceError,  # "connection is closed"
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError
-    asyncpg.CannotConnectNowError,  # "the database system is starting up / shutting down"
-    asyncpg.AdminShutdownError,  # "terminating connection due to administrator command"
-    asyncpg.CrashShutdownError,  # another backend crashed, or an immediate shutdown
-    asyncpg.TooManyConnectionsError,  # the server takes no more clients right now
-    DisconnectionError,  # the pool's ping of an idle connection failed
-    PoolTimeout,  # no pooled connection came free in time
-)
-"""The driver's and the pool's ways of saying the server, or the link to it, went away."""
-
-
-def connection_lost(exc: BaseException | None) -> bool:
-    """Whether `exc` means PostgreSQL cannot be reached (an outage), not a refused statement.
-
-    SQLAlchemy wraps the driver's error (`orig`, whose cause is asyncpg's): the chain of
-    causes is followed, so a wrapped outage is recognised as one.
-    """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, CONNECTION_LOST):
-            return True
-        if isinstance(exc, DBAPIError):
-            if exc.connection_invalidated:
-                return True
-            exc = exc.orig
-        else:
-            exc = exc.__cause__
-    return False
 
 
 class UnitOfWork:

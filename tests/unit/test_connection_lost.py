@@ -1,4 +1,5 @@
-"""What counts as "PostgreSQL went away" (a 503) and what is a refused statement (not one).
+"""What counts as "PostgreSQL went away" (a 503) and what is a refused statement (not one), and
+the one translation of each driver's outages into DependencyUnavailable.
 
 The errors are the driver's and SQLAlchemy's own classes, built as they raise them; the e2e
 outage tests meet the same ones from a really stopped server.
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 
+import aiormq
 import asyncpg
 import pytest
+import redis
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db.uow import connection_lost
+from shared.db.errors import connection_lost, postgres_unreachable
+from shared.dependencies import POSTGRES, RABBITMQ, REDIS
+from shared.driver_errors import translated
 from shared.errors import DependencyUnavailable, NotFound
 
 
@@ -66,3 +71,37 @@ def test_an_invalidated_connection_is_an_outage() -> None:
     exc = wrapped(ValueError("whatever the driver said"))
     exc.connection_invalidated = True
     assert connection_lost(exc)
+
+
+def test_while_connecting_any_driver_error_means_postgres_is_not_there() -> None:
+    refused_login = asyncpg.InvalidPasswordError("password authentication failed")
+    assert postgres_unreachable(refused_login, any_error=True)
+    assert not postgres_unreachable(refused_login)
+    assert not postgres_unreachable(ValueError("a bug"), any_error=True)
+
+
+@pytest.mark.parametrize(
+    ("service", "outage", "own_error"),
+    [
+        (POSTGRES, ConnectionRefusedError(111, "refused"), asyncpg.UniqueViolationError("dup")),
+        (
+            RABBITMQ,
+            aiormq.exceptions.AMQPConnectionError("gone"),
+            aiormq.exceptions.DeliveryError(None, None),
+        ),
+        (REDIS, redis.ConnectionError("Connection refused"), redis.ResponseError("WRONGTYPE")),
+    ],
+)
+def test_one_translation_per_driver(
+    service: str, outage: BaseException, own_error: BaseException
+) -> None:
+    url = "scheme://user:Secret9@host:1/x"
+    with pytest.raises(DependencyUnavailable) as translated_error, translated(service, url, "step"):
+        raise outage
+    assert translated_error.value.service == service
+    assert translated_error.value.__cause__ is outage
+    assert "Secret9" not in str(translated_error.value)
+    assert "step: " in translated_error.value.reason
+    # A refused statement, command or message is the caller's, not an outage.
+    with pytest.raises(type(own_error)), translated(service, url):
+        raise own_error

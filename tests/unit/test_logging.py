@@ -14,9 +14,10 @@ SCRIPT = textwrap.dedent(
     """
     import logging
     from shared.logging import configure_logging, get_logger
+    from shared.settings import Settings
     from shared.tracing import traced
 
-    configure_logging("probe")
+    configure_logging("probe", Settings.from_env().logging)
     library = logging.getLogger("some.library")
     library.debug("library_debug_line")
     try:

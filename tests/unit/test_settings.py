@@ -1,11 +1,16 @@
-"""Settings are read once from the environment: defaults, accepted forms, clear errors."""
+"""Settings are read once from the environment: defaults, accepted forms, clear errors; every
+field has its variable and doc line, and docs/configuration.md is the same table."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import pytest
 
 from shared.errors import ConfigurationError
-from shared.settings import Settings
+from shared.settings import LoggingSettings, Settings
+from shared.settings_reader import reference_table
 
 
 def test_defaults_are_the_contract() -> None:
@@ -86,3 +91,83 @@ def test_a_malformed_database_url_is_shown_without_its_password() -> None:
     with pytest.raises(ConfigurationError) as refused:
         Settings.from_env({"DATABASE_URL": "mysql://root:Pw9@h/db?password=Pw10"})
     assert "Pw" not in str(refused.value)
+
+
+def _leaves(cls: type) -> list[dataclasses.Field[object]]:
+    """Every field of every settings section, walked from `Settings` (not from the reader's
+    own walk, so a section the reader skipped is still found)."""
+    found: list[dataclasses.Field[object]] = []
+    for f in dataclasses.fields(cls):
+        section = f.default_factory
+        if isinstance(section, type) and dataclasses.is_dataclass(section):
+            found.extend(_leaves(section))
+        else:
+            found.append(f)
+    return found
+
+
+LEAVES = _leaves(Settings)
+SAMPLES = {
+    "DATABASE_URL": "postgresql://u@elsewhere:5433/other",
+    "TASKRELAY_LOG_FORMAT": "console",
+    "TASKRELAY_LOG_LEVEL": "warning",
+    "TASKRELAY_ALLOWED_ORIGINS": "https://a.example",
+}
+
+
+def test_every_field_has_a_variable_and_a_doc_line() -> None:
+    variables = [f.metadata.get("env") for f in LEAVES]
+    assert all(variables), [f.name for f in LEAVES if not f.metadata.get("env")]
+    assert all(str(f.metadata.get("doc", "")).strip() for f in LEAVES)
+    assert len(set(variables)) == len(variables), "two fields share a variable"
+    assert len(LEAVES) > 40
+
+
+def test_the_contract_names_its_variables_and_defaults() -> None:
+    variables = {f.metadata["env"]: f.default for f in LEAVES}
+    assert variables["DATABASE_URL"] == "postgresql://postgres@127.0.0.1:5432/taskrelay"
+    assert variables["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/"
+    assert variables["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert variables["TASKRELAY_SECRET"] is None
+    assert "TASKRELAY_CONTENT_GENERATOR" in variables
+    assert variables["TASKRELAY_ALLOWED_ORIGINS"] == ()
+    assert variables["TASKRELAY_WS_MAX_SOCKETS_PER_USER"] == 32
+    others = set(variables) - {"DATABASE_URL", "AMQP_URL", "REDIS_URL"}
+    assert all(name.startswith("TASKRELAY_") for name in others)
+
+
+@pytest.mark.parametrize("leaf", LEAVES, ids=lambda f: f.metadata["env"])
+def test_every_variable_is_read(leaf: dataclasses.Field[object]) -> None:
+    variable, default = leaf.metadata["env"], leaf.default
+    raw = SAMPLES.get(variable)
+    if raw is None:
+        raw = str(default + 1) if isinstance(default, int | float) else "something-else"
+    settings = Settings.from_env({variable: raw})
+    read = [getattr(section, leaf.name, default) for section in _sections(settings)]
+    assert any(value != default for value in read), f"{variable} was not read"
+    assert settings != Settings.from_env({})
+
+
+def _sections(settings: Settings) -> list[object]:
+    return [getattr(settings, f.name) for f in dataclasses.fields(settings)]
+
+
+def test_the_configuration_reference_is_the_settings_table() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    table = text.split("<!-- settings-table:start -->\n")[1].split("\n<!-- settings-table:end")[0]
+    assert table == reference_table(Settings)
+
+
+def test_logging_settings_refuse_what_they_cannot_use() -> None:
+    assert Settings.from_env({}).logging == LoggingSettings("auto", "INFO")
+    assert Settings.from_env({"TASKRELAY_LOG_LEVEL": "debug"}).logging.level == "DEBUG"
+    with pytest.raises(ConfigurationError, match="TASKRELAY_LOG_LEVEL"):
+        Settings.from_env({"TASKRELAY_LOG_LEVEL": "LOUD"})
+    with pytest.raises(ConfigurationError, match="TASKRELAY_LOG_FORMAT"):
+        Settings.from_env({"TASKRELAY_LOG_FORMAT": "xml"})
+
+
+def test_the_maintenance_database_is_derived_from_the_url() -> None:
+    database = Settings.from_env({"DATABASE_URL": "postgresql+asyncpg://u:pw@h:5433/app"}).database
+    assert database.admin_dsn == "postgresql://u:pw@h:5433/postgres"
+    assert database.database_name == "app"

@@ -14,7 +14,6 @@ from litestar import Litestar
 
 from services.api.gateway.endpoint import Gateway, task_socket
 from services.api.gateway.hub import NotificationHub
-from services.api.gateway.link import probe_broker
 from services.api.gateway.metrics import GatewayMetrics
 from shared.settings import Settings
 
@@ -28,7 +27,7 @@ def gateway_lifespan(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        hub = NotificationHub(settings.broker)
+        hub = NotificationHub(settings.broker, settings.api.broker_heartbeat_seconds)
         hub.start()
         gateway = Gateway(
             settings.api, settings.auth.require_secret(), hub, app.state.uow_factory, metrics
@@ -58,4 +57,4 @@ def _tune_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-__all__ = ["GATEWAY_HANDLERS", "Gateway", "NotificationHub", "gateway_lifespan", "probe_broker"]
+__all__ = ["GATEWAY_HANDLERS", "Gateway", "NotificationHub", "gateway_lifespan"]

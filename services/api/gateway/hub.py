@@ -40,9 +40,9 @@ class _Topic:
 
 
 class NotificationHub:
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, heartbeat_seconds: int) -> None:
         self._topics: dict[str, _Topic] = {}
-        self._link = BrokerLink(settings, self)
+        self._link = BrokerLink(settings, self, heartbeat_seconds=heartbeat_seconds)
         self._decoder = msgspec.json.Decoder(dict[str, Any])
         self._encoder = msgspec.json.Encoder()
         self.received = 0

@@ -4,8 +4,8 @@ The queue is this API instance's alone (exclusive: the broker deletes it when th
 drops), and it receives only what it is bound to: the hub binds `notification.<task_id>` for
 the tasks its sockets watch. When the link drops, whatever was published meanwhile is gone for
 this instance, so on every (re)connect the listener rebinds and resyncs its sockets from fresh
-snapshots. Reconnects back off with jitter. `probe_broker` is the start-up check of `taskrelay
-api`: an unreachable broker ends the process with one line.
+snapshots. Reconnects back off with jitter (`shared.backoff`); which errors mean the broker is
+unreachable is `shared.driver_errors`' to say.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -21,19 +20,15 @@ from uuid import uuid4
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
-from shared.dependencies import RABBITMQ, unavailable
-from shared.logging import get_logger, silenced
+from shared.backoff import Backoff
+from shared.driver_errors import AMQP_ERRORS
+from shared.logging import get_logger
 from shared.messaging import EXCHANGE
 from shared.settings import BrokerSettings
 
 log = get_logger(__name__)
-
-BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
-HEARTBEAT_SECONDS = 10
-"""AMQP heartbeat, so a silently dead link is noticed within seconds."""
 
 
 class LinkListener(Protocol):
@@ -42,28 +37,22 @@ class LinkListener(Protocol):
     def on_link_down(self) -> None: ...
 
 
-async def probe_broker(settings: BrokerSettings, *, connect_timeout: float = 5.0) -> None:
-    """Connect once and close; DependencyUnavailable naming the broker when it cannot."""
-    try:
-        with silenced("aiormq.connection"):  # the one line we raise says it all
-            connection = await aio_pika.connect(settings.url, timeout=connect_timeout)
-    except BROKER_ERRORS as exc:
-        raise unavailable(RABBITMQ, settings.url, exc) from exc
-    await connection.close()
-
-
 class BrokerLink:
     def __init__(
         self,
         settings: BrokerSettings,
         listener: LinkListener,
         *,
+        heartbeat_seconds: int,
         retry_min_seconds: float = 0.2,
         retry_max_seconds: float = 5.0,
     ) -> None:
-        self._url = str(URL(settings.url).update_query(heartbeat=HEARTBEAT_SECONDS))
+        url = URL(settings.url)
+        if "heartbeat" not in url.query:  # as the relay does: the URL's own value wins
+            url = url.update_query(heartbeat=heartbeat_seconds)
+        self._url = str(url)
         self._listener = listener
-        self._retry = (retry_min_seconds, retry_max_seconds)
+        self._reconnects = Backoff(retry_min_seconds, retry_max_seconds)
         self.queue_name = (
             f"taskrelay.gateway.{socket.gethostname()}.{os.getpid()}.{uuid4().hex[:8]}"
         )
@@ -93,7 +82,7 @@ class BrokerLink:
             # No RPC timeout: aiormq closes the whole channel when one is cancelled; a dead
             # link fails pending calls through the heartbeat instead.
             await queue.bind(exchange, routing_key)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             log.warning("gateway_bind_failed", routing_key=routing_key, error=repr(exc))
             return False
         return True
@@ -104,19 +93,19 @@ class BrokerLink:
             return  # the queue died with the link; nothing is bound any more
         try:
             await queue.unbind(exchange, routing_key)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             log.warning("gateway_unbind_failed", routing_key=routing_key, error=repr(exc))
 
     async def _supervise(self) -> None:
-        delay = self._retry[0]
         while True:
             try:
                 await self._connect_and_serve()
-                delay = self._retry[0]  # it was up: the next drop starts the backoff again
-            except BROKER_ERRORS as exc:
+                self._reconnects.reset()  # it was up: the next drop starts the backoff again
+                delay = self._reconnects.next()
+            except AMQP_ERRORS as exc:
+                delay = self._reconnects.next()
                 log.warning("gateway_broker_unreachable", error=repr(exc), retry_in=delay)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, self._retry[1])
+            await asyncio.sleep(delay)
 
     async def _connect_and_serve(self) -> None:
         lost = asyncio.Event()
@@ -142,5 +131,5 @@ class BrokerLink:
         finally:
             self._queue = self._exchange = None
             self._listener.on_link_down()
-            with contextlib.suppress(*BROKER_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 await connection.close()
