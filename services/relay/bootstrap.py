@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.relay.health import HealthServer
 from services.relay.housekeeping import Housekeeping
@@ -19,7 +20,6 @@ from services.relay.relay import Relay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
 from shared.db import create_engine
-from shared.dependencies import redact
 from shared.errors import ConfigurationError
 from shared.logging import get_logger
 from shared.probes import SCHEMA, probe_postgres
@@ -53,8 +53,9 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
     housekeeping = Housekeeping(
         create_engine(settings.database, pool_size=2),
         retention_seconds=relay_settings.retention_seconds,
+        idempotency_ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
         batch_size=relay_settings.cleanup_batch_size,
-        where=redact(settings.database.asyncpg_dsn),
+        url=settings.database.asyncpg_dsn,
     )
     relay = Relay(relay_settings, session, publisher, housekeeping, state, metrics, wake)
     return RelayProcess(

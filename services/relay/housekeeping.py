@@ -12,20 +12,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
 from shared.db.idempotency import PURGE_EXPIRED
-from shared.dependencies import POSTGRES, START
-from shared.errors import DependencyUnavailable
-
-IDEMPOTENCY_TTL = timedelta(hours=24)
-"""Stored Idempotency-Key responses older than this are purged (the API honours 24 h)."""
+from shared.dependencies import POSTGRES
+from shared.driver_errors import translated
 
 QUERY_TIMEOUT = 10.0
 """Bound on each query, connecting included: a silent network must not hold up a stop."""
-_DB_ERRORS = (DBAPIError, InterfaceError, OperationalError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +32,26 @@ class Backlog:
 
 class Housekeeping:
     def __init__(
-        self, engine: AsyncEngine, *, retention_seconds: float, batch_size: int, where: str
+        self,
+        engine: AsyncEngine,
+        *,
+        retention_seconds: float,
+        idempotency_ttl: timedelta,
+        batch_size: int,
+        url: str,
     ) -> None:
         self._engine = engine
         self._retention = retention_seconds
+        self._idempotency_ttl = idempotency_ttl
+        """The API's: a stored Idempotency-Key response older than this is purged."""
         self._batch = batch_size
-        self._where = where
+        self._url = url
+        """Named (without its password) when PostgreSQL cannot be reached."""
 
     async def backlog(self) -> Backlog:
-        try:
+        with translated(POSTGRES, self._url, "backlog", any_error=True):
             async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:
                 row = (await conn.exec_driver_sql(STATS)).one()
-        except _DB_ERRORS as exc:
-            raise self._unavailable("backlog", exc) from exc
         pending = int(row.counted)
         if pending > EXACT_BACKLOG_LIMIT:
             pending = max(pending, int(row.last_id) - int(row.first_id) + 1)
@@ -57,11 +59,9 @@ class Housekeeping:
 
     async def cleanup(self, stopping: asyncio.Event) -> tuple[int, int]:
         """Delete expired published rows and idempotency records; returns (rows, records)."""
-        try:
+        with translated(POSTGRES, self._url, "cleanup", any_error=True):
             rows = await self._drain(stopping, self._delete_published)
             records = await self._drain(stopping, self._purge_idempotency)
-        except _DB_ERRORS as exc:
-            raise self._unavailable("cleanup", exc) from exc
         return rows, records
 
     async def _drain(self, stopping: asyncio.Event, step: Callable[[], Awaitable[int]]) -> int:
@@ -87,10 +87,6 @@ class Housekeeping:
     async def _purge_idempotency(self) -> int:
         async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
             result = await conn.exec_driver_sql(
-                PURGE_EXPIRED, (IDEMPOTENCY_TTL.total_seconds(), self._batch)
+                PURGE_EXPIRED, (self._idempotency_ttl.total_seconds(), self._batch)
             )
         return int(getattr(result, "rowcount", 0) or 0)
-
-    def _unavailable(self, what: str, exc: BaseException) -> DependencyUnavailable:
-        reason = f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        return DependencyUnavailable(POSTGRES, self._where, reason, START[POSTGRES])
