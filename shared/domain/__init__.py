@@ -14,7 +14,7 @@ from shared.domain.model import (
     clip_error,
 )
 from shared.domain.state_machine import (
-    TERMINAL,
+    FINAL,
     TRANSITIONS,
     Change,
     Kind,
@@ -25,8 +25,8 @@ from shared.domain.state_machine import (
 
 __all__ = [
     "CONTENT_TYPES",
+    "FINAL",
     "MAX_ERROR_CHARS",
-    "TERMINAL",
     "TRANSITIONS",
     "Change",
     "ItemCounts",
