@@ -4,6 +4,7 @@ from shared.domain.listing import ItemPage, ItemRow, decode_cursor, encode_curso
 from shared.domain.model import (
     CONTENT_TYPES,
     MAX_ERROR_CHARS,
+    ContentType,
     ItemCounts,
     ItemKey,
     ItemStatus,
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_ERROR_CHARS",
     "TRANSITIONS",
     "Change",
+    "ContentType",
     "ItemCounts",
     "ItemKey",
     "ItemPage",
