@@ -25,13 +25,12 @@ from uuid import UUID
 
 from bench.procstat import cpu_seconds
 from shared.db import UnitOfWorkFactory, create_engine
+from shared.domain import FINAL
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
 from shared.settings import LoggingSettings, Settings
 from tests.support import resources as res
 from tests.support.worker import start_relay, start_worker, task_row
-
-FINAL = {"completed", "partial_failure", "failed", "cancelled"}
 
 
 async def create_tasks(uows: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:

@@ -28,10 +28,10 @@ JOB_DELIVERY_LIMIT = 5
 
 @dataclass(frozen=True, slots=True)
 class Topology:
+    """What publishers and consumers use; the dead-letter side is the broker's to route."""
+
     exchange: AbstractExchange
-    dead_letter_exchange: AbstractExchange
     job_queue: AbstractQueue
-    dead_job_queue: AbstractQueue
 
 
 async def declare_topology(channel: AbstractChannel) -> Topology:
@@ -53,4 +53,4 @@ async def declare_topology(channel: AbstractChannel) -> Topology:
         },
     )
     await jobs.bind(exchange, routing_key=f"{JOB_PREFIX}#")
-    return Topology(exchange, dlx, jobs, dead)
+    return Topology(exchange, jobs)

@@ -7,11 +7,12 @@ service.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
-ContentType = Literal["tutorial", "resources", "quiz"]
+from shared.domain import CONTENT_TYPES, ContentType
+
 NO_NUL = "^[^\\x00]*$"
 """PostgreSQL text cannot hold a NUL character: refuse it as bad input, not as a 500."""
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
@@ -26,9 +27,10 @@ class Concept(msgspec.Struct, forbid_unknown_fields=True):
 class CreateTask(msgspec.Struct, forbid_unknown_fields=True):
     roadmap_id: Identifier
     concepts: Annotated[list[Concept], msgspec.Meta(min_length=1, max_length=1000)]
-    content_types: Annotated[list[ContentType], msgspec.Meta(min_length=1, max_length=3)] | None = (
-        None
-    )
+    content_types: (
+        Annotated[list[ContentType], msgspec.Meta(min_length=1, max_length=len(CONTENT_TYPES))]
+        | None
+    ) = None
 
 
 class Counts(msgspec.Struct):

@@ -19,9 +19,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from services.client import ApiClient
 from services.demo.generator import DEMO_ROADMAP, demo_concepts
 from shared.auth import issue_token
+from shared.domain import FINAL
 from shared.errors import DependencyUnavailable
-
-FINAL = {"completed", "partial_failure", "failed", "cancelled"}
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 The rows are sent concurrently but in id order on a single channel, so the broker routes them
 in that order; a row counts as published only once its confirm arrives. The outcome separates
-row failures (a nack, a returned job, a row too large to send), which are retried and
-eventually parked, from a lost or stuck connection (no confirm in time), which is an outage:
-nothing is charged to the rows, and the link is reopened. A returned notification reached no
-queue because none was bound; it counts as published.
+row failures (a nack, a returned job, a row too large to send), which are attempted again
+after a backoff and eventually parked, from a lost or stuck connection (no confirm in time),
+which is an outage: nothing is charged to the rows, and the link is reopened. A returned
+notification reached no queue because none was bound; it counts as published.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ class BatchOutcome:
     unroutable: list[int] = field(default_factory=list)
     """Notifications returned by the broker: no queue was bound to receive them."""
     failed: list[tuple[OutboxRow, str]] = field(default_factory=list)
-    """Rows that failed on their own (nack, job returned, too large); retried, then parked."""
+    """Rows that failed on their own (nack, job returned, too large); tried again, then parked."""
     held_back: list[int] = field(default_factory=list)
     """Rows not sent because an earlier row of the same task failed before sending."""
     lost: str | None = None
-    """Why the connection was lost mid-batch; unconfirmed rows are then simply retried."""
+    """Why the connection was lost mid-batch; unconfirmed rows are then simply sent again."""
     confirmed_at: dict[int, float] = field(default_factory=dict)
     """When each row's confirm (or return) arrived, epoch seconds: the end of its latency."""
 

@@ -2,7 +2,7 @@
 
 One loop owns the dedicated session (leadership, claims, marks) so its queries never overlap;
 the broker link, the backlog figures and the cleanup each have a loop of their own. A lost
-dependency is logged once, shown on /health with its reason, and retried with backoff; nothing
+dependency is logged once, shown on /health with its reason, and reconnected with backoff; nothing
 is charged to the rows for an outage. On stop, the batch in flight is finished and marked,
 then the locks are released so a standby takes over at once.
 """
@@ -152,7 +152,7 @@ class Relay:
     def _failure(self, row: OutboxRow, error: str) -> tuple[int, str, float | None]:
         attempt = row.attempts + 1
         parked = attempt >= self._settings.max_attempts
-        delay = None if parked else self._retry_delay(attempt)
+        delay = None if parked else self._next_attempt_delay(attempt)
         self._metrics.failed.labels("row").inc()
         names = {"task_id": str(row.task_id), "message_id": str(row.message_id)}
         if trace_id := trace_id_of(row.traceparent):
@@ -164,7 +164,8 @@ class Relay:
                 log.warning("outbox_row_failed", attempts=attempt, error=error, retry_in=delay)
         return row.id, error, delay
 
-    def _retry_delay(self, attempt: int) -> float:
+    def _next_attempt_delay(self, attempt: int) -> float:
+        """How long a failed row waits before its next attempt (`next_attempt_at`)."""
         s = self._settings
         return backoff_delay(attempt, s.backoff_base_seconds, s.backoff_max_seconds)
 

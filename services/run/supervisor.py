@@ -29,6 +29,7 @@ from services.run.streams import Streams, silence_gone
 from services.worker.metrics import DEFAULT_METRICS_PORT
 from shared.auth import issue_token
 from shared.db.migrate import migrate
+from shared.domain import CONTENT_TYPES
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -158,7 +159,7 @@ async def _greet(
         task = await client.create_task(
             "taskrelay-welcome",
             [("outbox", "The transactional outbox"), ("relay", "Relaying to RabbitMQ")],
-            ["tutorial", "resources", "quiz"],
+            list(CONTENT_TYPES),
         )
     except (ApiError, DependencyUnavailable) as exc:
         log.error("demo_task_failed", error=str(exc))

@@ -2,8 +2,9 @@
 
 The process layout (docs/worker.md): a supervisor (`services.worker.main`) runs the AMQP
 consumer and the reconciler in one event loop and keeps N RQ worker processes
-(`services.worker.rq_process`) alive; each RQ worker forks a work horse per job, and the job
-(`services.worker.jobs`) runs `shared.service.generation.ContentJob` in a fresh event loop.
+(`services.worker.rq_process`) alive. The consumer enqueues RQ jobs (`services.worker.enqueue`);
+each RQ worker forks a work horse per job, and the job (`services.worker.jobs`) runs
+`shared.service.generation.ContentJob` in a fresh event loop.
 """
 
 from services.worker.main import bootstrap, run_worker

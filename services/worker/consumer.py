@@ -22,7 +22,7 @@ from uuid import UUID
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import SpanKind
 
-from services.worker.jobs import JobQueue
+from services.worker.enqueue import JobQueue
 from shared.backoff import Backoff
 from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.errors import DependencyUnavailable

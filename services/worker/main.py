@@ -20,7 +20,7 @@ import redis
 from aio_pika.abc import AbstractRobustConnection
 
 from services.worker.consumer import JobConsumer
-from services.worker.jobs import JobQueue
+from services.worker.enqueue import JobQueue
 from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_probe_server
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler

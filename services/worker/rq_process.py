@@ -8,8 +8,9 @@ It is a standard RQ `Worker` on the content queue, so `rq info` shows it, with f
   supervisor leaves no orphan generating behind the reconciler's back.
 - a heartbeat that cannot reach Redis while a job runs is logged and skipped: RQ would otherwise
   quit, and its work horse die with it, in the middle of a job that needs only PostgreSQL;
-- before any job runs, `bootstrap()` installs the settings and the imported content generator
-  for the jobs (`services.worker.jobs.install`); each fork inherits them.
+- before any job runs (and before any fork), `bootstrap()` installs the settings, the imported
+  content generator and the hand-back flag for the jobs (`services.worker.jobs.install`); each
+  work horse inherits them. Nothing else installs them: a job never reads the environment.
 """
 
 from __future__ import annotations

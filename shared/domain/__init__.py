@@ -4,6 +4,7 @@ from shared.domain.listing import ItemPage, ItemRow, decode_cursor, encode_curso
 from shared.domain.model import (
     CONTENT_TYPES,
     MAX_ERROR_CHARS,
+    ContentType,
     ItemCounts,
     ItemKey,
     ItemStatus,
@@ -14,7 +15,7 @@ from shared.domain.model import (
     clip_error,
 )
 from shared.domain.state_machine import (
-    TERMINAL,
+    FINAL,
     TRANSITIONS,
     Change,
     Kind,
@@ -25,10 +26,11 @@ from shared.domain.state_machine import (
 
 __all__ = [
     "CONTENT_TYPES",
+    "FINAL",
     "MAX_ERROR_CHARS",
-    "TERMINAL",
     "TRANSITIONS",
     "Change",
+    "ContentType",
     "ItemCounts",
     "ItemKey",
     "ItemPage",

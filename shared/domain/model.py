@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 
@@ -27,8 +27,9 @@ class ItemStatus(StrEnum):
     FAILED = "failed"
 
 
-CONTENT_TYPES: tuple[str, ...] = ("tutorial", "resources", "quiz")
-"""The content types a task can ask for, in generation order."""
+ContentType = Literal["tutorial", "resources", "quiz"]
+"""The content types a task can ask for (CONTRACT §6), in generation order: the one list."""
+CONTENT_TYPES: tuple[ContentType, ...] = get_args(ContentType)
 
 MAX_ERROR_CHARS = 1000
 """Error texts are cut to this before they are stored or sent (CONTRACT §7)."""

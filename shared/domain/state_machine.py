@@ -35,9 +35,9 @@ class Rule:
 
     kind: Kind
     ends: bool = False
-    """Sets `completed_at` to now (a terminal status)."""
+    """Sets `completed_at` to now (entering a final status)."""
     restarts: bool = False
-    """Clears `completed_at` and `error_message` (leaving a terminal status)."""
+    """Clears `completed_at` and `error_message` (leaving a final status)."""
     needs_error: bool = False
     """The caller must say why (`error_message`); other transitions ignore one."""
     fixed_error: str | None = None
@@ -60,7 +60,8 @@ TRANSITIONS: dict[tuple[Status, Status], Rule] = {
     (Status.PARTIAL_FAILURE, Status.PROCESSING): _RETRY,
 }
 
-TERMINAL: frozenset[Status] = frozenset(to for (_, to), rule in TRANSITIONS.items() if rule.ends)
+FINAL: frozenset[Status] = frozenset(to for (_, to), rule in TRANSITIONS.items() if rule.ends)
+"""The statuses a task's work ends in (only a retry leaves one), derived from the table."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from shared.db import UnitOfWorkFactory, create_engine
+from shared.domain import FINAL
 from shared.settings import DatabaseSettings
 from shared.topology import JOB_QUEUE
 from tests.support import generators
@@ -32,7 +33,7 @@ from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.system import TOKEN, TYPES, System, fault_env, running
 from tests.support.wait import wait_until
-from tests.support.worker import FINAL, start_relay, start_worker, task_row
+from tests.support.worker import start_relay, start_worker, task_row
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow

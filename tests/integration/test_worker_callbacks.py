@@ -19,7 +19,8 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
-from services.worker.jobs import JOB_FUNCTION, JobContext, install, job_id_for, on_job_failure
+from services.worker.enqueue import JOB_FUNCTION, job_id_for
+from services.worker.jobs import JobContext, install, on_job_failure
 from shared.content import placeholder_generator
 from shared.db import UnitOfWorkFactory
 from shared.domain import Status

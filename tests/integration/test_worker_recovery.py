@@ -23,7 +23,7 @@ from rq import Queue
 from sqlalchemy import select, text, update
 
 from services.worker.consumer import JobConsumer
-from services.worker.jobs import JobQueue, job_id_for
+from services.worker.enqueue import JobQueue, job_id_for
 from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,11 +21,10 @@ from sqlalchemy import select
 
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox, roadmap_tasks
+from shared.domain import FINAL
 from shared.messaging import EXCHANGE
 from tests.support.processes import Process, free_port
 from tests.support.wait import wait_until, wait_until_sync
-
-FINAL = ("completed", "partial_failure", "failed", "cancelled")
 
 
 def rq_workers(redis_url: str) -> int:
@@ -93,7 +93,7 @@ async def task_row(uows: UnitOfWorkFactory, task_id: UUID) -> Any:
 
 
 async def wait_for_status(
-    uows: UnitOfWorkFactory, task_id: UUID, statuses: tuple[str, ...] = FINAL, within: float = 60
+    uows: UnitOfWorkFactory, task_id: UUID, statuses: Collection[str] = FINAL, within: float = 60
 ) -> Any:
     async def reached() -> Any:
         row = await task_row(uows, task_id)

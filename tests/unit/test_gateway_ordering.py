@@ -5,15 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from services.api.gateway.admission import (
-    CLOSE_FORBIDDEN_ORIGIN,
-    CLOSE_NOT_FOUND,
-    CLOSE_UNAUTHORIZED,
-    Refused,
-    admit,
-    origin_allowed,
-)
+from services.api.gateway.admission import Refused, admit, origin_allowed
+from services.api.gateway.close_codes import CloseCode
+from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.sequencer import Sequencer
 from shared.auth import issue_token
 from shared.redaction import RedactSecrets
@@ -97,10 +93,10 @@ def _refusal(**overrides: object) -> int:
 
 
 def test_admission_close_codes() -> None:
-    assert _refusal(token=None) == CLOSE_UNAUTHORIZED
-    assert _refusal(token="garbage") == CLOSE_UNAUTHORIZED
-    assert _refusal(origin="http://evil.example") == CLOSE_FORBIDDEN_ORIGIN
-    assert _refusal(task_id="not-a-uuid") == CLOSE_NOT_FOUND
+    assert _refusal(token=None) == CloseCode.UNAUTHORIZED == 4401
+    assert _refusal(token="garbage") == CloseCode.UNAUTHORIZED
+    assert _refusal(origin="http://evil.example") == CloseCode.FORBIDDEN_ORIGIN == 4403
+    assert _refusal(task_id="not-a-uuid") == CloseCode.NOT_FOUND == 4404
     user, task = admit(
         origin="http://api:8000",
         host="api:8000",
@@ -146,3 +142,11 @@ def test_tokens_are_redacted_from_log_records() -> None:
     assert (
         record.getMessage() == '127.0.0.1:5000 - "WebSocket /ws/tasks/abc?token=***&x=1" [accepted]'
     )
+
+
+def test_every_close_code_has_a_disconnect_series_from_the_start() -> None:
+    registry = CollectorRegistry()
+    GatewayMetrics(registry)
+    for label in ("client_gone", *(str(code.value) for code in CloseCode)):
+        sample = registry.get_sample_value("taskrelay_gateway_disconnects_total", {"code": label})
+        assert sample == 0, label

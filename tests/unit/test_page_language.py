@@ -11,11 +11,10 @@ import pytest
 
 from services.api.i18n import I18N_DIR, LANGUAGES, catalogue, negotiate, translate
 from services.api.page import render
-from shared.domain import decode_cursor, encode_cursor
+from shared.domain import CONTENT_TYPES, Status, decode_cursor, encode_cursor
 from shared.errors import InvalidInput
 
 STATIC = I18N_DIR.parent
-TASK_STATUSES = ("pending", "processing", "completed", "partial_failure", "failed", "cancelled")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +48,8 @@ def test_catalogues_hold_every_string_of_the_page() -> None:
     scripts = "".join((STATIC / name).read_text("utf-8") for name in ("task.js", "items.js"))
     used = set(re.findall(r'data-i18n="(\w+)"', page)) | set(re.findall(r"\$t_(\w+)", page))
     used |= set(re.findall(r'(?:\bt|say|setConnection\([^,]+,)\(?\s*"(\w+)"', scripts))
-    used |= {f"status_{status}" for status in TASK_STATUSES}
+    used |= {f"status_{status}" for status in Status}
+    used |= {f"type_{content_type}" for content_type in CONTENT_TYPES}
     assert len(used) > 30  # the scan found the page's strings
     assert used - set(en) == set(), "strings the page uses that the catalogues lack"
 

@@ -10,6 +10,7 @@ from uuid import uuid4
 import pytest
 
 from shared.domain import (
+    FINAL,
     MAX_ERROR_CHARS,
     TRANSITIONS,
     Kind,
@@ -59,6 +60,11 @@ def make_state(status: Status) -> TaskState:
 
 def test_table_is_exactly_the_contract() -> None:
     assert set(TRANSITIONS) == ALLOWED
+
+
+def test_final_statuses_are_those_that_set_completed_at() -> None:
+    finals = {Status.COMPLETED, Status.PARTIAL_FAILURE, Status.FAILED, Status.CANCELLED}
+    assert finals == FINAL
 
 
 @pytest.mark.parametrize(("current", "target"), PAIRS, ids=lambda s: str(s))

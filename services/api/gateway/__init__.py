@@ -6,7 +6,6 @@ shutdown; `GATEWAY_HANDLERS` holds the `/ws/tasks/{task_id}` route. See docs/gat
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -34,7 +33,6 @@ def gateway_lifespan(
         )
         metrics.track(lambda: gateway.sockets, hub.watched_tasks)
         app.state.gateway = gateway
-        _tune_collector()
         try:
             yield
         finally:
@@ -42,19 +40,6 @@ def gateway_lifespan(
             await hub.stop()
 
     return lifespan
-
-
-def _tune_collector() -> None:
-    """Keep the cyclic garbage collector from stalling every socket at once.
-
-    With the defaults, full collections re-scan every object the process holds (modules, app,
-    metadata, and each socket's objects) and took 150-550 ms under load in bench/ws_fanout.py.
-    What exists at start-up lives as long as the process, so it is frozen out of the scans; and
-    young collections run every 50,000 allocations instead of 700, so short-lived frame objects
-    die by reference counting before any of them is promoted (p99 at 1,000 sockets: 5 ms).
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 __all__ = ["GATEWAY_HANDLERS", "Gateway", "NotificationHub", "gateway_lifespan"]

@@ -14,19 +14,15 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from services.api.gateway.close_codes import CloseCode
 from shared.auth import verify_token
 from shared.errors import Unauthorized
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_MANY = 4429
-"""The user already holds `TASKRELAY_WS_MAX_SOCKETS_PER_USER` sockets on this instance."""
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
 class Refused(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
 
@@ -62,12 +58,12 @@ def admit(
 ) -> tuple[str, UUID]:
     """The user id and task id of an acceptable request, or Refused with its close code."""
     if not origin_allowed(origin, host, allowed_origins):
-        raise Refused(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+        raise Refused(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
     try:
         user_id = verify_token(secret, token or "")
     except Unauthorized as exc:
-        raise Refused(CLOSE_UNAUTHORIZED, str(exc)) from None
+        raise Refused(CloseCode.UNAUTHORIZED, str(exc)) from None
     try:
         return user_id, UUID(task_id)
     except ValueError:
-        raise Refused(CLOSE_NOT_FOUND, "task not found") from None
+        raise Refused(CloseCode.NOT_FOUND, "task not found") from None

@@ -22,10 +22,11 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from prometheus_client import CollectorRegistry
 
-from services.api.gateway.admission import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, Refused, admit
+from services.api.gateway.admission import Refused, admit
+from services.api.gateway.close_codes import CLIENT_GONE, REASONS, CloseCode, metric_label
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.metrics import GatewayMetrics
-from services.api.gateway.watcher import CLOSE_CLIENT_GONE, SlowConsumer, Watcher, WatchLimits
+from services.api.gateway.watcher import SlowConsumer, Watcher, WatchLimits
 from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable, NotFound
 from shared.logging import bound_context, get_logger
@@ -34,20 +35,7 @@ from shared.settings import ApiSettings
 
 log = get_logger(__name__)
 
-CLOSE_GOING_AWAY = 1012
-"""Service restart: the client should reconnect, to this instance or another."""
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_AGAIN = 1013
-"""A dependency (PostgreSQL) is down: the client should reconnect in a few seconds."""
 CLOSE_TIMEOUT_SECONDS = 10.0
-_REASONS = {
-    4008: "too slow: reconnect and resync",
-    4404: "task not found",
-    4429: "too many sockets: close one first",
-    1009: "frame too big",
-    1013: "try again later",
-}
 _encoder = msgspec.json.Encoder()
 
 
@@ -79,7 +67,7 @@ class Gateway:
         return self._hub.connected
 
     def _ended(self, code: int) -> None:
-        self._metrics.disconnects.labels("client_gone" if code == CLOSE_CLIENT_GONE else code).inc()
+        self._metrics.disconnects.labels(metric_label(code)).inc()
 
     async def serve(self, socket: WebSocket[Any, Any, Any], task_id: str) -> None:
         await socket.accept()
@@ -99,17 +87,17 @@ class Gateway:
         with bound_context(task_id=str(task_uuid)):
             code = await self._stream(socket, user_id, task_uuid)
         self._ended(code)
-        if code != CLOSE_CLIENT_GONE:
+        if code != CLIENT_GONE:
             log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
             # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await socket.close(code, _REASONS.get(code))
+                    await socket.close(code, REASONS.get(code))
 
     async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
         held = self._per_user.get(user_id, 0)
         if held >= self._settings.ws_max_sockets_per_user:
-            return CLOSE_TOO_MANY
+            return CloseCode.TOO_MANY
         self._per_user[user_id] = held + 1  # no await since the check: a burst cannot overshoot
         key = str(task_id)
         watcher = Watcher(key, self._limits, self._metrics)
@@ -121,18 +109,18 @@ class Gateway:
             await self._hub.subscribe(key, watcher)
             return await watcher.run(lambda: self._snapshot(user_id, task_id), socket.send_text)
         except NotFound:
-            return CLOSE_NOT_FOUND
+            return CloseCode.NOT_FOUND
         except SlowConsumer:
             log.info("gateway_socket_too_slow")
-            return CLOSE_CLIENT_GONE  # it stopped reading: a close frame would not get through
+            return CLIENT_GONE  # it stopped reading: a close frame would not get through
         except (WebSocketDisconnect, OSError):
-            return CLOSE_CLIENT_GONE
+            return CLIENT_GONE
         except DependencyUnavailable as exc:
             log.warning("gateway_socket_dependency_unavailable", dependency=exc.service)
-            return CLOSE_TRY_AGAIN
+            return CloseCode.TRY_AGAIN
         except Exception as exc:  # a database outage during a snapshot, say: never a crash
             log.error("gateway_socket_failed", error=repr(exc))
-            return CLOSE_INTERNAL
+            return CloseCode.INTERNAL
         finally:
             reader.cancel()
             self._metrics.resyncs.inc(watcher.resyncs)
@@ -168,17 +156,17 @@ class Gateway:
                     break
                 data = event.get("text") or event.get("bytes") or ""
                 if len(data) > limit:
-                    watcher.close(CLOSE_TOO_BIG)
+                    watcher.close(CloseCode.TOO_BIG)
                     return
                 watcher.reply(_answer(data))
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass
-        watcher.close(CLOSE_CLIENT_GONE)
+        watcher.close(CLIENT_GONE)
 
     async def shutdown(self, grace_seconds: float = 5.0) -> None:
         """Close every socket with 1012 and wait (bounded) for their handlers to finish."""
         for watcher in list(self._watchers):
-            watcher.close(CLOSE_GOING_AWAY)
+            watcher.close(CloseCode.SERVICE_RESTART)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
 

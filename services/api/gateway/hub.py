@@ -45,18 +45,14 @@ class NotificationHub:
         self._link = BrokerLink(settings, self, heartbeat_seconds=heartbeat_seconds)
         self._decoder = msgspec.json.Decoder(dict[str, Any])
         self._encoder = msgspec.json.Encoder()
-        self.received = 0
-        """Notifications consumed since start (for logs and the bench)."""
 
     @property
     def connected(self) -> bool:
+        """Whether the broker link is up (the API's `/health` and `/readyz` read it)."""
         return self._link.up
 
-    @property
-    def queue_name(self) -> str:
-        return self._link.queue_name
-
     def watched_tasks(self) -> int:
+        """Tasks with at least one watcher here (the `taskrelay_gateway_watched_tasks` gauge)."""
         return len(self._topics)
 
     def start(self) -> None:
@@ -98,7 +94,6 @@ class NotificationHub:
         if not isinstance(task_id, str) or not isinstance(seq, int):
             log.warning("gateway_bad_notification", message_id=message.message_id)
             return
-        self.received += 1
         topic = self._topics.get(task_id)
         if topic is None or not topic.subscribers:
             return  # arrived just after the last watcher left

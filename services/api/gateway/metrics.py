@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-CLOSE_CODES = ("1009", "1011", "1012", "1013", "4008", "4401", "4403", "4404", "4429")
+from services.api.gateway.close_codes import CLIENT_GONE, CloseCode, metric_label
+
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -51,8 +52,8 @@ class GatewayMetrics:
         # Known label values exist from the start, so a dashboard's query finds them at 0.
         for kind in ("snapshot", "progress", "reply"):
             self.frames.labels(kind)
-        for code in ("client_gone", *CLOSE_CODES):
-            self.disconnects.labels(code)
+        for code in (CLIENT_GONE, *CloseCode):
+            self.disconnects.labels(metric_label(code))
 
     def track(self, sockets: Callable[[], int], watched: Callable[[], int]) -> None:
         """Read the gauges from the live gateway at each scrape."""

@@ -17,12 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.api.gateway.close_codes import CloseCode
 from services.api.gateway.sequencer import Sequencer
-
-CLOSE_OVERFLOW = 4008
-"""The socket fell too far behind; the client should reconnect and start from a snapshot."""
-CLOSE_CLIENT_GONE = 0
-"""Not a close code: the client went away, so there is nothing left to send."""
 
 Snapshot = Callable[[], Awaitable[tuple[int, str]]]
 """Reads the task now: its `seq` and the encoded snapshot frame."""
@@ -101,7 +97,7 @@ class Watcher:
             self._wake.set()
 
     def close(self, code: int) -> None:
-        """Stop: `code` is the close code to send, or CLOSE_CLIENT_GONE."""
+        """Stop: `code` is the close code to send, or CLIENT_GONE."""
         if self._close_code is None:
             self._close_code = code
         self._wake.set()
@@ -109,11 +105,11 @@ class Watcher:
     # The writer loop, run by the socket's own task.
 
     async def run(self, snapshot: Snapshot, send: Send) -> int:
-        """Write frames until asked to stop; return the close code (or CLOSE_CLIENT_GONE)."""
+        """Write frames until asked to stop; return the close code (or CLIENT_GONE)."""
         try:
             return await self._loop(snapshot, send)
         except Overflow:
-            return CLOSE_OVERFLOW
+            return CloseCode.TOO_SLOW
 
     async def _loop(self, snapshot: Snapshot, send: Send) -> int:
         seq, text = await snapshot()
@@ -127,7 +123,7 @@ class Watcher:
             if self._close_code is not None:
                 return self._close_code
             if self._overflowed or order.overflowing:
-                return CLOSE_OVERFLOW
+                return CloseCode.TOO_SLOW
             ready: list[Frame] = []
             if self._resync:
                 self._resync = False
