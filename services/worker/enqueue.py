@@ -15,7 +15,8 @@ import redis
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 
-from shared.dependencies import REDIS, unavailable
+from shared.dependencies import REDIS
+from shared.driver_errors import translated
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.tracing import trace_headers
@@ -44,21 +45,20 @@ class JobQueue:
     def enqueue(self, task_id: UUID, message_id: UUID) -> str:
         """Enqueue (once) the job of this message; returns its id. Blocking: run in a thread."""
         job_id = job_id_for(message_id)
-        try:
-            self._queue.enqueue_call(
-                JOB_FUNCTION,
-                kwargs={"task_id": str(task_id)},
-                job_id=job_id,
-                unique=True,
-                timeout=self._settings.worker.job_timeout_seconds,
-                result_ttl=RESULT_TTL_SECONDS,
-                failure_ttl=FAILURE_TTL_SECONDS,
-                description=f"generate content of task {task_id}",
-                meta={"message_id": str(message_id), "trace": trace_headers()},
-                on_failure=Callback(FAILURE_CALLBACK),
-            )
-        except DuplicateJobError:
-            log.info("rq_job_already_enqueued", job_id=job_id)
-        except redis.RedisError as exc:
-            raise unavailable(REDIS, self._settings.redis.url, exc) from exc
+        with translated(REDIS, self._settings.redis.url, any_error=True):
+            try:
+                self._queue.enqueue_call(
+                    JOB_FUNCTION,
+                    kwargs={"task_id": str(task_id)},
+                    job_id=job_id,
+                    unique=True,
+                    timeout=self._settings.worker.job_timeout_seconds,
+                    result_ttl=RESULT_TTL_SECONDS,
+                    failure_ttl=FAILURE_TTL_SECONDS,
+                    description=f"generate content of task {task_id}",
+                    meta={"message_id": str(message_id), "trace": trace_headers()},
+                    on_failure=Callback(FAILURE_CALLBACK),
+                )
+            except DuplicateJobError:
+                log.info("rq_job_already_enqueued", job_id=job_id)
         return job_id

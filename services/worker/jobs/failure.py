@@ -21,6 +21,7 @@ from rq.job import Job
 from services.worker.jobs.context import installed, trace_of
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.db.errors import connection_lost
+from shared.driver_errors import redis_unreachable
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.service.recovery import fail_for_job
@@ -52,7 +53,7 @@ def _is_lost_dependency(exc: BaseException | None) -> bool:
     """PostgreSQL (by the unit of work's one test) or Redis went away: not the task's fault."""
     if isinstance(exc, DependencyUnavailable) or connection_lost(exc):
         return True
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+    return exc is not None and redis_unreachable(exc)
 
 
 async def _fail(task_id: UUID, job_id: str, why: str) -> None:
