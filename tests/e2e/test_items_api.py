@@ -85,7 +85,7 @@ async def test_pages_walk_every_item_once_in_order(
             f"/api/v1/tasks/{task_id}/items", params=query, headers=auth(owner)
         )
         pages.extend(response.json()["items"])
-        await tasks.set_items(uow_factory, UUID(task_id), "completed", 20)
+        await tasks.store_results(uow_factory, UUID(task_id), "completed", 20)
         cursor = response.json()["next"]
         if cursor is None:
             break
@@ -97,8 +97,8 @@ async def test_status_filter_pages_within_one_status(
 ) -> None:
     owner = user()
     task_id = await _create(client, owner, 40)  # 120 items
-    await tasks.set_items(uow_factory, UUID(task_id), "completed", 50)
-    await tasks.set_items(uow_factory, UUID(task_id), "failed", 30)
+    await tasks.store_results(uow_factory, UUID(task_id), "completed", 50)
+    await tasks.store_results(uow_factory, UUID(task_id), "failed", 30)
     everything = await _walk(client, owner, task_id, limit=500)
     for status, n in (("completed", 50), ("failed", 30), ("pending", 40)):
         only = await _walk(client, owner, task_id, status=status, limit=7)

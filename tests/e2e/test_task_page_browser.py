@@ -18,32 +18,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import tempfile
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.auth import issue_token
-from tests.support.processes import Process, start_api, stop_all
-from tests.support.relay import start_relay
+from tests.support.browser import MARKS, running_system
 from tests.support.resources import SECRET, Resources
+from tests.support.tasks import call_api, create_through_api
 from tests.support.wait import wait_until_sync
 
 playwright = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(  # never skipped in CI, where `make test` installs it
-        shutil.which(CHROMIUM) is None and not os.environ.get("CI"),
-        reason="needs Debian's chromium: apt-get install chromium (or make browser)",
-    ),
-]
+pytestmark = MARKS
 SEED_TITLES = [
     "变量与类型", "条件语句", "循环", "函数", "作用域", "闭包", "递归", "列表", "字典", "集合",
     "字符串", "文件读写", "异常处理", "模块", "类与对象", "继承", "迭代器", "生成器", "装饰器",
@@ -94,15 +85,8 @@ def env_fixture(resources: Resources) -> dict[str, str]:
 
 @pytest.fixture(name="system", scope="module")
 def system_fixture(env: dict[str, str]) -> Iterator[str]:
-    processes: list[Process] = []
-    try:
-        processes.append(start_relay(env, name="relay-page"))
-        processes.append(Process(["worker", "--processes", "1"], env, "worker-page"))
-        api = start_api(env, name="api-page-browser")
-        processes.append(api)
-        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
-    finally:
-        stop_all(processes)
+    with running_system(env, "page") as api:
+        yield api
 
 
 @pytest.fixture(name="shots", scope="module")
@@ -114,40 +98,13 @@ def shots_fixture() -> Path:
     return path
 
 
-@pytest.fixture(name="browser")
-async def browser_fixture() -> AsyncIterator[Any]:
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-def _call(method: str, url: str, token: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
 def _seed_task(api: str, token: str) -> str:
     """The seed's task: 21 concepts in one content type, 10 of them fail their first try."""
     concepts = [
         {"concept_id": f"{'fail' if i in FAILING else 'ok'}-{i:02d}", "title": title}
         for i, title in enumerate(SEED_TITLES)
     ]
-    body = {"roadmap_id": "rm-seed", "concepts": concepts, "content_types": ["tutorial"]}
-    task = _call("POST", f"{api}/api/v1/tasks", token, body)
-    url = f"{api}/api/v1/tasks/{task['task_id']}"
-    wait_until_sync(
-        lambda: _call("GET", url, token)["status"] == "partial_failure",
-        within=120,
-        what="the seed's task to end in partial_failure",
-    )
-    return str(task["task_id"])
+    return create_through_api(api, token, concepts, ["tutorial"], "partial_failure", 120)
 
 
 async def _tab_to(page: Any, selector: str) -> None:
@@ -271,10 +228,7 @@ async def test_three_thousand_items_render_and_update(
         {"concept_id": f"{'fail' if i % 7 == 3 else 'ok'}-{i:04d}", "title": f"Concept {i}"}
         for i in range(1000)
     ]
-    task = _call(
-        "POST", f"{system}/api/v1/tasks", token, {"roadmap_id": "rm-3000", "concepts": concepts}
-    )
-    task_id = task["task_id"]
+    task_id = create_through_api(system, token, concepts)
     context = await browser.new_context(viewport={"width": 900, "height": 1400})
     await context.add_init_script(TIMING)
     page = await context.new_page()
@@ -312,7 +266,7 @@ async def test_three_thousand_items_render_and_update(
     assert rows <= 300, f"{rows} rows drawn: the list must page, not draw all 3,000"
     await asyncio.to_thread(
         wait_until_sync,
-        lambda: _call("GET", f"{system}/api/v1/tasks/{task_id}", token)["status"] == "cancelled",
+        lambda: call_api("GET", f"{system}/api/v1/tasks/{task_id}", token)["status"] == "cancelled",
         within=30,
         what="the 3,000-item task to be cancelled",
     )

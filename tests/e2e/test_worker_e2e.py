@@ -19,9 +19,9 @@ import aio_pika
 import pytest
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.service.tasks import cancel_task, retry_task
 from shared.topology import DEAD_JOB_QUEUE
-from tests.support import generators
+from tests.support import generators, tasks
 from tests.support.processes import TASKRELAY, Process, free_port
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
@@ -60,11 +60,7 @@ def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
 
 
 async def create(uows: UnitOfWorkFactory, concepts: list[str]) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Concept {c}") for c in concepts], ["quiz"])
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+    return await tasks.new_task(uows, OWNER, concepts, types=("quiz",))
 
 
 async def retry(uows: UnitOfWorkFactory, task_id: UUID) -> None:

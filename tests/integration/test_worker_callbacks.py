@@ -23,10 +23,8 @@ from services.worker.jobs import JOB_FUNCTION, JobContext, install, job_id_for, 
 from shared.content import placeholder_generator
 from shared.db import UnitOfWorkFactory
 from shared.db.work import LeaseRepository
-from shared.domain import Status
-from shared.service.tasks import NewTask, create_task
-from shared.service.transitions import transition
 from shared.settings import Settings
+from tests.support import tasks
 from tests.support.resources import Resources
 from tests.support.worker import task_row
 
@@ -41,16 +39,8 @@ def connection_fixture(resources: Resources, settings: Settings) -> Iterator[red
 
 async def running_task(uows: UnitOfWorkFactory, holder: str) -> UUID:
     """A task in processing whose lease `holder` holds, as when its job is running."""
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [("a", "A"), ("b", "B")], ["quiz"])
-    async with uows() as uow:
-        task_id = UUID((await create_task(uow, "callbacks", new))["task_id"])
-        await uow.commit()
-    async with uows() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
-        assert await LeaseRepository(uow.connection).acquire(task_id, holder, 30)
-        await transition(uow, state, Status.PROCESSING, step="started", message="go")
-        await uow.commit()
+    task_id = await tasks.new_task(uows, "callbacks", ["a", "b"], types=("quiz",))
+    await tasks.start(uows, task_id, holder=holder)
     return task_id
 
 

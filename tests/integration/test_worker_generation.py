@@ -19,8 +19,9 @@ from shared.content import ContentGenerator, ContentRequest, load_generator
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox
 from shared.service.generation import ContentJob, JobOutcome, Stop
-from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.service.tasks import cancel_task, retry_task
 from shared.settings import DEFAULT_GENERATOR
+from tests.support import tasks
 from tests.support.worker import item_statuses, notifications, task_row
 
 OWNER = "worker-tests"
@@ -46,11 +47,7 @@ class Recorder:
 
 
 async def new_task(uows: UnitOfWorkFactory, concepts: list[str], types: list[str]) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Title {c}") for c in concepts], types)
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+    return await tasks.new_task(uows, OWNER, concepts, types)
 
 
 def seed_concepts() -> list[str]:

@@ -28,14 +28,14 @@ from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
-from shared.db.work import InboxRepository, LeaseRepository, WorkItemRepository
-from shared.domain import ItemKey, Status
+from shared.db.work import InboxRepository, WorkItemRepository
+from shared.domain import ItemKey
 from shared.service.generation import ContentJob, Stop
 from shared.service.recovery import Action, Reconciler
-from shared.service.tasks import NewTask, cancel_task, create_task
-from shared.service.transitions import transition
+from shared.service.tasks import cancel_task
 from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE
+from tests.support import tasks
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 from tests.support.worker import notifications, outbox_payloads, task_row
@@ -64,11 +64,7 @@ def reconciler_fixture(uow_factory: UnitOfWorkFactory, rq_client: redis.Redis) -
 
 
 async def new_task(uows: UnitOfWorkFactory, concepts: tuple[str, ...] = ("a", "b", "c")) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, c.upper()) for c in concepts], ["quiz"])
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+    return await tasks.new_task(uows, OWNER, concepts, types=("quiz",))
 
 
 async def publish_dispatches(uows: UnitOfWorkFactory, task_id: UUID, ago: float = 60) -> None:
@@ -99,13 +95,7 @@ async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> 
 
 async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -> None:
     """What a job does at its start, with a lease so short that it lapses at once."""
-    async with uows() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
-        assert await LeaseRepository(uow.connection).acquire(task_id, holder, 0.01)
-        if state.status is Status.PENDING:
-            await transition(uow, state, Status.PROCESSING, step="started", message="go")
-        await uow.commit()
+    await tasks.start(uows, task_id, holder, lease=0.01)
 
 
 async def recover(reconciler: Reconciler, task_id: UUID, healthy_for: float = 60) -> Action:
@@ -245,8 +235,8 @@ async def test_a_started_job_gets_time_to_take_its_task_then_is_judged_lost(
 async def test_two_reconcilers_recover_a_task_once(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    tasks = [await new_task(uow_factory) for _ in range(10)]
-    for task_id in tasks:
+    many = [await new_task(uow_factory) for _ in range(10)]
+    for task_id in many:
         await publish_dispatches(uow_factory, task_id)
         await start_dying_job(uow_factory, task_id, f"dead-{task_id}")
     other = Reconciler(
@@ -260,9 +250,9 @@ async def test_two_reconcilers_recover_a_task_once(
 
     first, second = await asyncio.gather(reconciler.sweep(60), other.sweep(60))
 
-    recovered = [r.task_id for r in [*first, *second] if r.task_id in tasks]
-    assert sorted(recovered) == sorted(tasks)  # each once, by one of the two
-    for task_id in tasks:
+    recovered = [r.task_id for r in [*first, *second] if r.task_id in many]
+    assert sorted(recovered) == sorted(many)  # each once, by one of the two
+    for task_id in many:
         jobs = await outbox_payloads(uow_factory, task_id, "job")
         assert [j["reason"] for j in jobs] == ["create", "resume"]
 

@@ -22,10 +22,10 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, create_task
 from shared.service.transitions import emit_event
 from shared.topology import declare_topology
 from tests.support import resources as res
+from tests.support import tasks
 from tests.support.processes import Process, free_port
 from tests.support.resources import Resources
 from tests.support.wait import wait_until_sync
@@ -154,12 +154,7 @@ class Writer:
 
     async def create_tasks(self, count: int) -> None:
         for _ in range(count):
-            async with self.uow_factory() as uow:
-                view = await create_task(
-                    uow, "relay-test", NewTask("r", [("c1", "Concept")], ["tutorial"])
-                )
-                await uow.commit()
-            self.tasks.append(UUID(view["task_id"]))
+            self.tasks.append(await tasks.new_task(self.uow_factory, "relay-test", 1))
 
     async def write(self, rows: int, *, concurrency: int = 8, rollback_rate: float = 0.1) -> None:
         """Commit `rows` notifications over the tasks, from `concurrency` transactions at once."""

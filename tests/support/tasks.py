@@ -1,72 +1,205 @@
-"""Bring tasks into a given state through the real services and the state machine.
+"""Make and drive tasks for tests through the product's own services: the one fixture module.
 
-Item results are written with plain SQL (they are not task statuses); every task status change
-goes through `shared.service.transitions.transition`, as in production.
+A test that needs a task in some state gets it here, and every write goes through the code the
+product runs: `create_task` makes it, the state machine (`transition`, `emit_event`) changes it,
+the worker's `WorkItemRepository.store_result` records item results and `finish_task` gives the
+final status. So a test breaks when the product changes, not when a copy of it drifts.
+
+`new_task` works at the database level (integration tests, and e2e tests that watch a task
+change); `create_through_api` works over HTTP, for tests that drive a whole running system.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from sqlalchemy import text
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db.work import LeaseRepository, WorkItemRepository
+from shared.domain import ItemKey, Status, TaskState
+from shared.service import NewTask, create_task, emit_event, transition
+from shared.service.generation import finish_task, progress_data
+from tests.support.wait import wait_until_sync
 
-from shared.db import UnitOfWorkFactory
-from shared.domain import Status
-from shared.service import NewTask, create_task, transition
+FAILED_ITEM = "generator failed"
+"""The error an item failed by these helpers carries."""
 
 
-def concepts(n: int, prefix: str = "c") -> list[tuple[str, str]]:
-    return [(f"{prefix}{i:03d}", f"Concept {i}") for i in range(n)]
+Concepts = int | Sequence[str | tuple[str, str]]
+"""A count (`c000`, `c001`...), or concept ids (titled `Title <id>`), or (id, title) pairs."""
+
+
+def concepts(given: Concepts) -> list[tuple[str, str]]:
+    """(concept_id, title) pairs for `given`."""
+    if isinstance(given, int):
+        given = [f"c{i:03d}" for i in range(given)]
+    return [c if isinstance(c, tuple) else (c, f"Title {c}") for c in given]
 
 
 async def new_task(
-    uow_factory: UnitOfWorkFactory,
-    owner: str,
-    n_concepts: int = 3,
-    content_types: list[str] | None = None,
+    uows: UnitOfWorkFactory,
+    owner: str = "tests",
+    ids: Concepts = 3,
+    types: Sequence[str] = ("tutorial",),
+    roadmap_id: str | None = None,
 ) -> UUID:
-    async with uow_factory() as uow:
-        view = await create_task(
-            uow, owner, NewTask("roadmap-1", concepts(n_concepts), content_types or ["tutorial"])
-        )
+    """A pending task made by `create_task`, as the API makes it (with its job dispatch)."""
+    new = NewTask(roadmap_id or f"roadmap-{uuid4().hex[:6]}", concepts(ids), list(types))
+    async with uows() as uow:
+        view = await create_task(uow, owner, new)
         await uow.commit()
     return UUID(view["task_id"])
 
 
-async def set_items(uow_factory: UnitOfWorkFactory, task_id: UUID, status: str, n: int) -> None:
-    """Give the first `n` pending items of the task `status` (completed or failed)."""
-    async with uow_factory() as uow:
-        await uow.connection.execute(
-            text(
-                "UPDATE content_items SET status = :s, attempts = attempts + 1 "
-                "WHERE (task_id, concept_id, content_type) IN (SELECT task_id, concept_id, "
-                "content_type FROM content_items WHERE task_id = :t AND status = 'pending' "
-                "ORDER BY position LIMIT :n)"
-            ),
-            {"s": status, "t": task_id, "n": n},
-        )
+async def _locked(uow: UnitOfWork, task_id: UUID) -> TaskState:
+    state = await uow.tasks.lock(task_id)
+    assert state is not None
+    return state
+
+
+async def start(
+    uows: UnitOfWorkFactory, task_id: UUID, holder: str | None = None, lease: float = 30
+) -> int:
+    """A job's start: with `holder`, it takes the task's lease for `lease` seconds; a pending
+    task goes to processing (the worker's step and data; its `_begin` is not public)."""
+    async with uows() as uow:
+        state = await _locked(uow, task_id)
+        if holder is not None:
+            assert await LeaseRepository(uow.connection).acquire(task_id, holder, lease)
+        if state.status is Status.PENDING:
+            counts = await uow.items.counts(task_id)
+            change = await transition(
+                uow,
+                state,
+                Status.PROCESSING,
+                step="content_generation_started",
+                message=f"Generating {counts.pending} content items",
+                data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
+            )
+            state = change.state
+        await uow.commit()
+    return state.seq
+
+
+async def pending_keys(uows: UnitOfWorkFactory, task_id: UUID) -> list[ItemKey]:
+    """The items not generated yet, in generation order."""
+    async with uows() as uow:
+        return await WorkItemRepository(uow.connection).pending_keys(task_id)
+
+
+async def store_results(uows: UnitOfWorkFactory, task_id: UUID, status: str, n: int) -> None:
+    """The first `n` pending items get `status` (completed or failed), without notifications:
+    counts to read, not progress to watch."""
+    error = FAILED_ITEM if status == "failed" else None
+    async with uows() as uow:
+        items = WorkItemRepository(uow.connection)
+        for key in (await items.pending_keys(task_id))[:n]:
+            now = datetime.now(UTC)
+            assert await items.store_result(task_id, key, content="# done", error=error, now=now)
         await uow.commit()
 
 
-async def move(
-    uow_factory: UnitOfWorkFactory, task_id: UUID, target: Status, **fields: Any
-) -> None:
-    async with uow_factory() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
+async def item_result(uows: UnitOfWorkFactory, task_id: UUID, key: ItemKey, ok: bool) -> int:
+    """One item's result and its notification in one transaction, as the worker records it."""
+    error = None if ok else FAILED_ITEM
+    async with uows() as uow:
+        state = await _locked(uow, task_id)
+        stored = await WorkItemRepository(uow.connection).store_result(
+            task_id, key, content="# done", error=error, now=datetime.now(UTC)
+        )
+        assert stored, f"{key} was not pending"
+        counts = await uow.items.counts(task_id)
+        # The worker's notification (`ContentJob._notify`) is not public: its step and data are
+        # the contract's (§7); its message text is the worker's and is not asserted on.
+        data: dict[str, Any] = {
+            **key.as_dict(),
+            "item_status": "completed" if ok else "failed",
+            "item": key.result(error),
+            **progress_data(counts),
+        }
+        if error is not None:
+            data["error"] = error
+        change = await emit_event(
+            uow,
+            state,
+            step="content_item_completed" if ok else "content_item_failed",
+            message=f"{key.content_type} for {key.concept_id}: {'done' if ok else error}",
+            data=data,
+        )
+        await uow.commit()
+    return change.state.seq
+
+
+async def finish(uows: UnitOfWorkFactory, task_id: UUID) -> int:
+    """processing -> the final status the items call for, by the worker's `finish_task`."""
+    async with uows() as uow:
+        state = await finish_task(uow, await _locked(uow, task_id))
+        await uow.commit()
+    return state.seq
+
+
+async def move(uows: UnitOfWorkFactory, task_id: UUID, target: Status, **fields: Any) -> None:
+    """Any transition the state machine allows (a cancel, say), with `fields` passed on."""
+    async with uows() as uow:
+        state = await _locked(uow, task_id)
         await transition(uow, state, target, step=f"test_{target}", message="test", **fields)
         await uow.commit()
 
 
+async def event(uows: UnitOfWorkFactory, task_id: UUID, data: dict[str, object]) -> int:
+    """A notification that keeps the status, carrying `data` (a large one, say)."""
+    async with uows() as uow:
+        state = await _locked(uow, task_id)
+        change = await emit_event(uow, state, step="note", message="note", data=dict(data))
+        await uow.commit()
+    return change.state.seq
+
+
 async def partial_failure(
-    uow_factory: UnitOfWorkFactory, owner: str, completed: int = 11, failed: int = 10
+    uows: UnitOfWorkFactory, owner: str, completed: int = 11, failed: int = 10
 ) -> UUID:
     """A task that ran and ended partial_failure: `completed` items done, `failed` failed."""
-    task_id = await new_task(uow_factory, owner, completed + failed)
-    await move(uow_factory, task_id, Status.PROCESSING)
-    await set_items(uow_factory, task_id, "completed", completed)
-    await set_items(uow_factory, task_id, "failed", failed)
-    error = f"{failed} of {completed + failed} content items failed"
-    await move(uow_factory, task_id, Status.PARTIAL_FAILURE, error_message=error)
+    task_id = await new_task(uows, owner, completed + failed)
+    await start(uows, task_id)
+    await store_results(uows, task_id, "completed", completed)
+    await store_results(uows, task_id, "failed", failed)
+    await finish(uows, task_id)
+    return task_id
+
+
+def call_api(method: str, url: str, token: str, body: Any = None, timeout: float = 30) -> Any:
+    """One JSON request with the bearer token; the decoded answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def create_through_api(
+    api: str,
+    token: str,
+    concepts: list[dict[str, str]],
+    types: Sequence[str] | None = None,
+    until: str | None = None,
+    within: float = 60,
+) -> str:
+    """A task made by `POST /api/v1/tasks` of a running system; with `until`, once the system
+    brought it to that status."""
+    body: dict[str, Any] = {"roadmap_id": "rm-seed", "concepts": concepts}
+    if types is not None:
+        body["content_types"] = list(types)
+    task_id = str(call_api("POST", f"{api}/api/v1/tasks", token, body)["task_id"])
+    if until is not None:
+        url = f"{api}/api/v1/tasks/{task_id}"
+        wait_until_sync(
+            lambda: call_api("GET", url, token)["status"] == until,
+            within=within,
+            what=f"the task to reach {until}",
+        )
     return task_id
