@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import secrets
 import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from random import Random
 from uuid import UUID, uuid4
 
 import pytest
@@ -28,6 +28,7 @@ from shared.db.tables import outbox
 from tests.support import tasks
 from tests.support.processes import TASKRELAY, Process, free_port, start_api
 from tests.support.proxy import TcpProxy
+from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.ws import Watch
@@ -41,7 +42,7 @@ def token_for(user: str) -> str:
 
 @pytest.fixture(name="relay", scope="module")
 def relay_fixture(resources: Resources) -> Iterator[Process]:
-    proc = Process(["relay", "--health-port", str(free_port())], resources.env(), "relay")
+    proc = start_relay(resources.env(), "relay-gateway")
     try:
         yield proc
     finally:
@@ -129,25 +130,25 @@ async def test_client_frames_never_break_the_socket(
     assert await watch.closed() == 1009
 
 
-async def _generate(uows: UnitOfWorkFactory, task_id: UUID, pace: float) -> int:
+async def _generate(uows: UnitOfWorkFactory, task_id: UUID, pace: float, rng: Random) -> int:
     """Work through the task like the worker: start, one result per item, finish."""
     await tasks.start(uows, task_id)
     for i, key in enumerate(await tasks.pending_keys(uows, task_id)):
         await tasks.item_result(uows, task_id, key, ok=i % 7 != 3)
-        await asyncio.sleep(random.uniform(0, pace))  # spread the changes out in time
+        await asyncio.sleep(rng.uniform(0, pace))  # spread the changes out in time
     return await tasks.finish(uows, task_id)
 
 
 async def test_twenty_watchers_joining_at_random_see_each_seq_once(
-    api: str, uow_factory: UnitOfWorkFactory
+    api: str, uow_factory: UnitOfWorkFactory, rng: Random
 ) -> None:
     task_id = await tasks.new_task(uow_factory, "alice", 40)
 
     async def join() -> Watch:
-        await asyncio.sleep(random.uniform(0, 1.2))  # join at a random moment of the run
+        await asyncio.sleep(rng.uniform(0, 1.2))  # join at a random moment of the run
         return await Watch.open(api, task_id, token_for("alice"))
 
-    generation = asyncio.create_task(_generate(uow_factory, task_id, pace=0.05))
+    generation = asyncio.create_task(_generate(uow_factory, task_id, pace=0.05, rng=rng))
     watches = await asyncio.gather(*(join() for _ in range(20)))
     final = await generation
     joined_at = set()
@@ -180,7 +181,7 @@ def _bindings(vhost: str, routing_key: str) -> list[str]:
 
 
 async def test_two_instances_each_bind_only_what_they_watch(
-    api: str, resources: Resources, uow_factory: UnitOfWorkFactory
+    api: str, resources: Resources, uow_factory: UnitOfWorkFactory, rng: Random
 ) -> None:
     task_id = await tasks.new_task(uow_factory, "alice", 10)
     key = f"notification.{task_id}"
@@ -193,7 +194,7 @@ async def test_two_instances_each_bind_only_what_they_watch(
         queues = _bindings(resources.vhost, key)
         assert len(queues) == 2
         assert all(q.startswith("taskrelay.gateway.") for q in queues)
-        final = await _generate(uow_factory, task_id, pace=0.01)
+        final = await _generate(uow_factory, task_id, pace=0.01, rng=rng)
         for watch in watches:
             await watch.wait_seq(final)
             assert watch.progress_seqs == list(range(1, final + 1))

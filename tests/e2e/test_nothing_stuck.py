@@ -28,11 +28,12 @@ from shared.topology import JOB_QUEUE
 from tests.support import generators
 from tests.support import resources as res
 from tests.support.processes import Process, free_port, start_api
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.system import TOKEN, TYPES, System, fault_env, running
 from tests.support.wait import wait_until
-from tests.support.worker import FINAL, start_relay, start_worker, task_row
+from tests.support.worker import FINAL, start_worker, task_row
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow

@@ -17,11 +17,11 @@ import pytest
 from shared.db import UnitOfWorkFactory
 from tests.support import generators, tasks
 from tests.support.processes import Process
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.worker import (
     job_rows,
     republish,
-    start_relay,
     start_worker,
     wait_for_status,
 )

@@ -23,6 +23,7 @@ from shared.service.tasks import cancel_task, retry_task
 from shared.topology import DEAD_JOB_QUEUE
 from tests.support import generators, tasks
 from tests.support.processes import TASKRELAY, Process, free_port
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
@@ -31,7 +32,6 @@ from tests.support.worker import (
     log_lines,
     process_alive,
     republish,
-    start_relay,
     start_worker,
     task_row,
     wait_for_status,

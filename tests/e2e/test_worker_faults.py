@@ -24,13 +24,13 @@ from tests.support import generators, tasks
 from tests.support import resources as res
 from tests.support.processes import TASKRELAY, Process
 from tests.support.proxy import TcpProxy
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
     item_counts,
     log_lines,
     process_alive,
-    start_relay,
     start_worker,
     wait_for_status,
 )

@@ -18,9 +18,10 @@ from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import DatabaseSettings
 from tests.support.processes import Process, start_api
+from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
 from tests.support.wait import wait_until
-from tests.support.worker import FINAL, start_relay, start_worker, task_row
+from tests.support.worker import FINAL, start_worker, task_row
 
 OWNER = "nothing-stuck"
 TOKEN = issue_token(SECRET, OWNER, 3600)

@@ -7,8 +7,6 @@ routing key, persistent, JSON), to prove a duplicate delivery changes nothing.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,7 +19,7 @@ from sqlalchemy import select
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox, roadmap_tasks
 from shared.messaging import EXCHANGE
-from tests.support.processes import Process, free_port
+from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
 
 FINAL = ("completed", "partial_failure", "failed", "cancelled")
@@ -56,30 +54,6 @@ def start_worker(
             within=30,
             what=f"{processes} RQ workers of {name} to register",
         )
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
-
-
-def _health(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # 503 while it starts: it answers, so it is up
-    except OSError:
-        return False
-
-
-def start_relay(env: dict[str, str], name: str = "relay") -> Process:
-    port = free_port()
-    proc = Process(["relay", "--health-port", str(port)], env, name)
-    try:
-        wait_until_sync(
-            lambda: not proc.alive() or _health(port), within=30, what="the relay's /health"
-        )
-        assert proc.alive(), f"the relay exited at start-up:\n{proc.output()}"
     except BaseException:
         proc.stop()
         raise
