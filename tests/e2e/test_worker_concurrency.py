@@ -18,13 +18,9 @@ from shared.db import UnitOfWorkFactory
 from tests.support import generators, tasks
 from tests.support.processes import Process
 from tests.support.relay import start_relay
+from tests.support.republish import outbox_rows, publish
 from tests.support.resources import Resources
-from tests.support.worker import (
-    job_rows,
-    republish,
-    start_worker,
-    wait_for_status,
-)
+from tests.support.worker import start_worker, wait_for_status
 
 pytestmark = pytest.mark.slow
 TASKS = 4
@@ -56,7 +52,7 @@ async def test_two_workers_and_duplicate_messages_generate_each_item_once(
     ):
         created = [await create(uow_factory, n) for n in range(TASKS)]
         for task_id in created:
-            await republish(resources.amqp_url, (await job_rows(uow_factory, task_id))[0])
+            await publish(resources.amqp_url, (await outbox_rows(uow_factory, task_id, "job"))[:1])
         rows = await asyncio.gather(*(wait_for_status(uow_factory, t, within=120) for t in created))
 
     assert [row.status for row in rows] == ["completed"] * TASKS

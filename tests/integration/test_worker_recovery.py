@@ -20,6 +20,7 @@ import aio_pika
 import pytest
 import redis
 from rq import Queue
+from rq.job import Job
 from sqlalchemy import select, text, update
 
 from services.worker.consumer import JobConsumer
@@ -91,6 +92,16 @@ async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> 
         )
         await InboxRepository(uow.connection).record(message_id, task_id, job_id)
         await uow.commit()
+
+
+async def queued_job(uows: UnitOfWorkFactory, rq_client: redis.Redis) -> tuple[UUID, Queue, Job]:
+    """A task whose dispatch the consumer turned into a real RQ job, still queued."""
+    task_id = await new_task(uows)
+    await publish_dispatches(uows, task_id)
+    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
+    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
+    await take_dispatch(uows, task_id, job.id)
+    return task_id, queue, job
 
 
 async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -> None:
@@ -203,11 +214,7 @@ async def test_a_job_message_nobody_took_gets_a_new_dispatch(
 async def test_a_job_queued_in_rq_is_live_work_and_one_lost_from_redis_is_not(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    task_id = await new_task(uow_factory)
-    await publish_dispatches(uow_factory, task_id)
-    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
-    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
-    await take_dispatch(uow_factory, task_id, job.id)
+    task_id, queue, _ = await queued_job(uow_factory, rq_client)
 
     assert task_id not in await swept_ids(reconciler)
 
@@ -218,11 +225,7 @@ async def test_a_job_queued_in_rq_is_live_work_and_one_lost_from_redis_is_not(
 async def test_a_started_job_gets_time_to_take_its_task_then_is_judged_lost(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    task_id = await new_task(uow_factory)
-    await publish_dispatches(uow_factory, task_id)
-    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
-    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
-    await take_dispatch(uow_factory, task_id, job.id)
+    task_id, queue, job = await queued_job(uow_factory, rq_client)
     rq_client.hset(job.key, mapping={"status": "started", "started_at": _rq_time(time.time())})
 
     assert task_id not in await swept_ids(reconciler)  # started just now

@@ -1,7 +1,7 @@
-"""Worker test helpers: start `taskrelay worker` and `taskrelay relay`, watch tasks, republish.
+"""Worker test helpers: start `taskrelay worker`, watch tasks and their outbox rows.
 
-`republish` sends an outbox job row to the exchange exactly as the relay does (same message_id,
-routing key, persistent, JSON), to prove a duplicate delivery changes nothing.
+Starting a relay is `tests.support.relay.start_relay`; publishing an outbox row again, as the
+relay does, is `tests.support.republish`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import aio_pika
 import redis
 from rq import Worker
 from sqlalchemy import select
 
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox, roadmap_tasks
-from shared.messaging import EXCHANGE
 from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
 
@@ -81,33 +79,6 @@ async def item_counts(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, int]:
         query = select(content_items.c.status).where(content_items.c.task_id == task_id)
         statuses = [row[0] for row in await uow.connection.execute(query)]
     return {s: statuses.count(s) for s in ("pending", "completed", "failed")}
-
-
-async def job_rows(uows: UnitOfWorkFactory, task_id: UUID) -> list[Any]:
-    async with uows() as uow:
-        query = (
-            select(outbox.c.message_id, outbox.c.routing_key, outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
-            .order_by(outbox.c.id)
-        )
-        return list(await uow.connection.execute(query))
-
-
-async def republish(amqp_url: str, row: Any) -> None:
-    """Publish an outbox job row again, exactly as the relay publishes it."""
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EXCHANGE)
-        message = aio_pika.Message(
-            json.dumps(row.payload).encode(),
-            message_id=str(row.message_id),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await exchange.publish(message, routing_key=row.routing_key)
-    finally:
-        await connection.close()
 
 
 async def outbox_payloads(
