@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_token
-from tests.support.browser import MARKS, running_system
+from tests.support.browser import MARKS, running_system, system_env
 from tests.support.processes import free_port, start_api
 from tests.support.resources import SECRET, Resources
-from tests.support.tasks import call_api, create_through_api
-from tests.support.wait import wait_until_sync
+from tests.support.tasks import create_through_api, wait_for_status_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 
@@ -41,10 +40,7 @@ RECORD_BAR = """() => {
 
 @pytest.fixture(name="env", scope="module")
 def env_fixture(resources: Resources) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="0.25",
-    )
+    return system_env(resources, item_seconds=0.25)
 
 
 @pytest.fixture(name="system", scope="module")
@@ -53,18 +49,18 @@ def system_fixture(env: dict[str, str]) -> Iterator[str]:
         yield api
 
 
-def _partly_failed_task(api: str, token: str) -> str:
+async def _partly_failed_task(api: str, token: str) -> str:
     """The seed's task: 7 concepts x 3 types, 3 concepts fail their first attempt."""
     concepts = [
         {"concept_id": f"{'fail' if i % 2 else 'ok'}-{i}", "title": f"Concept {i}"}
         for i in range(7)
     ]
-    return create_through_api(api, token, concepts, until="partial_failure")
+    return await create_through_api(api, token, concepts, until="partial_failure")
 
 
 async def test_retry_goes_live_without_a_reload(system: str, browser: Any) -> None:
     token = issue_token(SECRET, "browser-user", 3600)
-    task_id = _partly_failed_task(system, token)
+    task_id = await _partly_failed_task(system, token)
     shots = Path(tempfile.mkdtemp(prefix="taskrelay-browser-"))
     page = await browser.new_page(viewport={"width": 900, "height": 760})
     await page.goto(f"{system}/tasks/{task_id}?token={token}")
@@ -106,8 +102,7 @@ async def test_the_page_reconnects_and_resyncs_after_an_api_restart(
     port = free_port()
     api = start_api(env, port=port, name="api-browser-restart")
     concepts = [{"concept_id": f"ok-{i}", "title": f"Concept {i}"} for i in range(7)]
-    task_id = create_through_api(system, token, concepts)
-    status_url = f"{system}/api/v1/tasks/{task_id}"
+    task_id = await create_through_api(system, token, concepts)
     try:
         page = await browser.new_page()
         await page.goto(f"http://127.0.0.1:{port}/tasks/{task_id}?token={token}")
@@ -120,12 +115,8 @@ async def test_the_page_reconnects_and_resyncs_after_an_api_restart(
         assert await page.locator("#status").text_content() != "completed"  # 21 x 0.25 s
         await asyncio.to_thread(api.stop)  # its sockets are closed with 1012
         await expect(connection).to_have_attribute("data-state", "reconnecting")
-        await asyncio.to_thread(
-            wait_until_sync,
-            lambda: call_api("GET", status_url, token)["status"] == "completed",
-            within=60,
-            what="the task to complete while its page is cut off",
-        )
+        # the task completes while its page is cut off
+        await wait_for_status_through_api(system, token, task_id, "completed")
         api = start_api(env, port=port, name="api-browser-restarted")
         await expect(connection).to_have_attribute("data-state", "live", timeout=30_000)
         await expect(page.locator("#status")).to_have_text("completed")

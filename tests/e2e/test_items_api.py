@@ -14,10 +14,12 @@ from uuid import UUID
 
 import httpx
 
+from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
 from shared.domain import Status
 from tests.e2e.conftest import auth
 from tests.support import tasks
+from tests.support.resources import SECRET
 
 
 def user() -> str:
@@ -26,10 +28,8 @@ def user() -> str:
 
 async def _create(client: httpx.AsyncClient, owner: str, n_concepts: int) -> str:
     concepts = [{"concept_id": f"c{i:04d}", "title": f"概念 {i}"} for i in range(n_concepts)]
-    body = {"roadmap_id": "rm-items", "concepts": concepts}
-    created = await client.post("/api/v1/tasks", json=body, headers=auth(owner))
-    assert created.status_code == 201, created.text
-    return str(created.json()["task_id"])
+    token = issue_token(SECRET, owner, 3600)
+    return await tasks.create_through_api(str(client.base_url), token, concepts)
 
 
 async def _walk(

@@ -15,7 +15,6 @@ Screenshots go to `$TASKRELAY_SCREENSHOTS` (the docs' are made with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -27,10 +26,9 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_token
-from tests.support.browser import MARKS, running_system
+from tests.support.browser import MARKS, running_system, system_env
 from tests.support.resources import SECRET, Resources
-from tests.support.tasks import call_api, create_through_api
-from tests.support.wait import wait_until_sync
+from tests.support.tasks import create_through_api, wait_for_status_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 
@@ -77,10 +75,7 @@ TIMING = """(() => {
 
 @pytest.fixture(name="env", scope="module")
 def env_fixture(resources: Resources) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="0.05",
-    )
+    return system_env(resources, item_seconds=0.05)
 
 
 @pytest.fixture(name="system", scope="module")
@@ -98,13 +93,15 @@ def shots_fixture() -> Path:
     return path
 
 
-def _seed_task(api: str, token: str) -> str:
+async def _seed_task(api: str, token: str) -> str:
     """The seed's task: 21 concepts in one content type, 10 of them fail their first try."""
     concepts = [
         {"concept_id": f"{'fail' if i in FAILING else 'ok'}-{i:02d}", "title": title}
         for i, title in enumerate(SEED_TITLES)
     ]
-    return create_through_api(api, token, concepts, ["tutorial"], "partial_failure", 120)
+    return await create_through_api(
+        api, token, concepts, ["tutorial"], until="partial_failure", within=120
+    )
 
 
 async def _tab_to(page: Any, selector: str) -> None:
@@ -120,7 +117,7 @@ async def test_seed_task_lists_failures_and_turns_green_live(
     system: str, browser: Any, shots: Path
 ) -> None:
     token = issue_token(SECRET, "page-user", 3600)
-    task_id = _seed_task(system, token)
+    task_id = await _seed_task(system, token)
     page = await browser.new_page(viewport={"width": 900, "height": 1400})
     expect = playwright.expect
     await page.goto(f"{system}/tasks/{task_id}?token={token}")
@@ -176,7 +173,7 @@ async def test_seed_task_lists_failures_and_turns_green_live(
 
 async def test_chinese_page_switch_and_phone_width(system: str, browser: Any, shots: Path) -> None:
     token = issue_token(SECRET, "page-user-zh", 3600)
-    task_id = _seed_task(system, token)
+    task_id = await _seed_task(system, token)
     context = await browser.new_context(
         viewport={"width": 900, "height": 1400}, extra_http_headers={"Accept-Language": "zh-CN"}
     )
@@ -228,7 +225,7 @@ async def test_three_thousand_items_render_and_update(
         {"concept_id": f"{'fail' if i % 7 == 3 else 'ok'}-{i:04d}", "title": f"Concept {i}"}
         for i in range(1000)
     ]
-    task_id = create_through_api(system, token, concepts)
+    task_id = await create_through_api(system, token, concepts)
     context = await browser.new_context(viewport={"width": 900, "height": 1400})
     await context.add_init_script(TIMING)
     page = await context.new_page()
@@ -264,12 +261,7 @@ async def test_three_thousand_items_render_and_update(
     await expect(page.locator("#status")).to_have_text("已取消", timeout=30_000)
     rows = await page.locator(".item").count()
     assert rows <= 300, f"{rows} rows drawn: the list must page, not draw all 3,000"
-    await asyncio.to_thread(
-        wait_until_sync,
-        lambda: call_api("GET", f"{system}/api/v1/tasks/{task_id}", token)["status"] == "cancelled",
-        within=30,
-        what="the 3,000-item task to be cancelled",
-    )
+    await wait_for_status_through_api(system, token, task_id, "cancelled", within=30)
     await context.close()
     _report(load_ms, timing)
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.processes import Process, start_api, stop_all
 from tests.support.relay import start_relay
+from tests.support.resources import Resources
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -41,6 +42,15 @@ async def chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+def system_env(resources: Resources, item_seconds: float) -> dict[str, str]:
+    """The environment of a system whose generator takes `item_seconds` per item (so a page
+    can watch it work) and fails the first attempt of concepts whose id contains "fail"."""
+    return resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY=str(item_seconds),
+    )
 
 
 @contextlib.contextmanager

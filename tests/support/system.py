@@ -20,6 +20,7 @@ from shared.settings import DatabaseSettings
 from tests.support.processes import Process, start_api
 from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
+from tests.support.tasks import create_through_api
 from tests.support.wait import wait_until
 from tests.support.worker import FINAL, start_worker, task_row
 
@@ -59,17 +60,11 @@ class System:
         return f"http://127.0.0.1:{self.api.port}"  # type: ignore[attr-defined]
 
     async def create(self, count: int, concepts: int) -> list[UUID]:
-        ids = []
-        for n in range(count):
-            body = {
-                "roadmap_id": f"stuck-{n}",
-                "concepts": [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)],
-                "content_types": TYPES,
-            }
-            answer = await self.client.post("/api/v1/tasks", json=body)
-            assert answer.status_code == 201, answer.text
-            ids.append(UUID(answer.json()["task_id"]))
-        return ids
+        items = [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)]
+        return [
+            UUID(await create_through_api(self.base_url, TOKEN, items, TYPES, roadmap_id=f"s{n}"))
+            for n in range(count)
+        ]
 
     async def completed_items(self, ids: list[UUID]) -> int:
         total = 0

@@ -11,19 +11,19 @@ change); `create_through_api` works over HTTP, for tests that drive a whole runn
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
+
+import httpx
 
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.db.work import LeaseRepository, WorkItemRepository
 from shared.domain import ItemKey, Status, TaskState
 from shared.service import NewTask, create_task, emit_event, transition
 from shared.service.generation import finish_task, progress_data
-from tests.support.wait import wait_until_sync
+from tests.support.wait import wait_until
 
 FAILED_ITEM = "generator failed"
 """The error an item failed by these helpers carries."""
@@ -171,35 +171,42 @@ async def partial_failure(
     return task_id
 
 
-def call_api(method: str, url: str, token: str, body: Any = None, timeout: float = 30) -> Any:
-    """One JSON request with the bearer token; the decoded answer."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
-
-
-def create_through_api(
+async def create_through_api(
     api: str,
     token: str,
     concepts: list[dict[str, str]],
     types: Sequence[str] | None = None,
+    *,
+    roadmap_id: str = "rm-test",
     until: str | None = None,
     within: float = 60,
 ) -> str:
-    """A task made by `POST /api/v1/tasks` of a running system; with `until`, once the system
-    brought it to that status."""
-    body: dict[str, Any] = {"roadmap_id": "rm-seed", "concepts": concepts}
+    """A task made by `POST /api/v1/tasks` of a running system at `api`; with `until`, once
+    the system brought it to that status."""
+    body: dict[str, Any] = {"roadmap_id": roadmap_id, "concepts": concepts}
     if types is not None:
         body["content_types"] = list(types)
-    task_id = str(call_api("POST", f"{api}/api/v1/tasks", token, body)["task_id"])
+    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
+        created = await client.post("/api/v1/tasks", json=body)
+    assert created.status_code == 201, created.text
+    task_id = str(created.json()["task_id"])
     if until is not None:
-        url = f"{api}/api/v1/tasks/{task_id}"
-        wait_until_sync(
-            lambda: call_api("GET", url, token)["status"] == until,
-            within=within,
-            what=f"the task to reach {until}",
-        )
+        await wait_for_status_through_api(api, token, task_id, until, within)
     return task_id
+
+
+async def wait_for_status_through_api(
+    api: str, token: str, task_id: str, status: str, within: float = 60
+) -> None:
+    """Poll `GET /api/v1/tasks/{task_id}` until the task has `status`."""
+    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
+
+        async def reached() -> bool:
+            answer = await client.get(f"/api/v1/tasks/{task_id}")
+            return bool(answer.json()["status"] == status)
+
+        await wait_until(reached, within=within, interval=0.2, what=f"the task to be {status}")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
