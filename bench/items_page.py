@@ -29,16 +29,16 @@ from tests.support import resources as res
 OWNER = "bench"
 
 
-async def seed(uows: UnitOfWorkFactory, tasks: int) -> UUID:
+async def seed(uow_factory: UnitOfWorkFactory, tasks: int) -> UUID:
     concepts = [(f"c{i:04d}", f"Concept {i}") for i in range(1000)]
     new = NewTask("bench", concepts, ["tutorial", "resources", "quiz"])
     task_ids = []
     for _ in range(tasks):
-        async with uows() as uow:
+        async with uow_factory() as uow:
             task_ids.append(UUID((await create_task(uow, OWNER, new))["task_id"]))
             await uow.commit()
     target = task_ids[len(task_ids) // 2]
-    async with uows() as uow:
+    async with uow_factory() as uow:
         await uow.connection.execute(
             text(
                 "UPDATE content_items SET status = CASE WHEN position % 7 = 3 THEN 'failed' "
@@ -52,10 +52,12 @@ async def seed(uows: UnitOfWorkFactory, tasks: int) -> UUID:
     return target
 
 
-async def cursors(uows: UnitOfWorkFactory, task_id: UUID, status: str | None) -> list[str | None]:
+async def cursors(
+    uow_factory: UnitOfWorkFactory, task_id: UUID, status: str | None
+) -> list[str | None]:
     """The cursor of every page of 100, walked once (the first page's is None)."""
     found: list[str | None] = [None]
-    async with uows() as uow:
+    async with uow_factory() as uow:
         while True:
             page = await list_items(uow, OWNER, task_id, status=status, cursor=found[-1])
             if page.next is None:
@@ -63,13 +65,13 @@ async def cursors(uows: UnitOfWorkFactory, task_id: UUID, status: str | None) ->
             found.append(page.next)
 
 
-async def measure(uows: UnitOfWorkFactory, task_id: UUID, repeat: int) -> None:
+async def measure(uow_factory: UnitOfWorkFactory, task_id: UUID, repeat: int) -> None:
     for status in (None, "failed", "pending"):
-        pages = await cursors(uows, task_id, status)
+        pages = await cursors(uow_factory, task_id, status)
         for where, cursor in (("first", pages[0]), ("middle", pages[len(pages) // 2]),
                               ("last", pages[-1])):  # fmt: skip
             took = []
-            async with uows() as uow:
+            async with uow_factory() as uow:
                 for _ in range(repeat):
                     start = time.perf_counter()
                     await list_items(uow, OWNER, task_id, status=status, cursor=cursor)
@@ -81,8 +83,8 @@ async def measure(uows: UnitOfWorkFactory, task_id: UUID, repeat: int) -> None:
             )
 
 
-async def plans(uows: UnitOfWorkFactory, task_id: UUID) -> None:
-    async with uows() as uow:
+async def plans(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
+    async with uow_factory() as uow:
         for label, condition in (("any status", ""), ("status=failed", "AND status = 'failed' ")):
             sql = (
                 "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT * FROM content_items "
@@ -98,12 +100,12 @@ async def main(tasks: int, repeat: int) -> None:
         settings = Settings.from_env(resources.env())
         engine = create_engine(settings.database)
         try:
-            uows = UnitOfWorkFactory(engine)
+            uow_factory = UnitOfWorkFactory(engine)
             started = time.perf_counter()
-            task_id = await seed(uows, tasks)
+            task_id = await seed(uow_factory, tasks)
             print(f"seeded {tasks} tasks x 3,000 items in {time.perf_counter() - started:.1f} s")
-            await measure(uows, task_id, repeat)
-            await plans(uows, task_id)
+            await measure(uow_factory, task_id, repeat)
+            await plans(uow_factory, task_id)
         finally:
             await engine.dispose()
 

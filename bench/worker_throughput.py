@@ -33,25 +33,25 @@ from tests.support import resources as res
 from tests.support.worker import start_relay, start_worker, task_row
 
 
-async def create_tasks(uows: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:
+async def create_tasks(uow_factory: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:
     ids = []
     for _ in range(tasks):
         concepts = [(f"c{i}", f"Concept {i}") for i in range(items)]
-        async with uows() as uow:
+        async with uow_factory() as uow:
             view = await create_task(uow, "bench", NewTask("bench", concepts, ["tutorial"]))
             await uow.commit()
         ids.append(UUID(view["task_id"]))
     return ids
 
 
-async def wait_final(uows: UnitOfWorkFactory, ids: list[UUID], limit: float) -> None:
+async def wait_final(uow_factory: UnitOfWorkFactory, ids: list[UUID], limit: float) -> None:
     deadline = time.monotonic() + limit
     remaining = set(ids)
     while remaining:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(remaining)} tasks not final after {limit} s")
         for task_id in list(remaining):
-            if (await task_row(uows, task_id)).status in FINAL:
+            if (await task_row(uow_factory, task_id)).status in FINAL:
                 remaining.discard(task_id)
         await asyncio.sleep(0.05)
 
@@ -61,14 +61,14 @@ async def measure(
 ) -> tuple[float, float]:
     """(items per second, CPU ms per item of the worker's processes and their work horses)."""
     engine = create_engine(settings.database, pool_size=4)
-    uows = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(engine)
     worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
     try:
         pids = [worker.pid, *_rq_pids(worker.output())]
         cpu_before = sum(cpu_seconds(pid, children=True) for pid in pids)
         started = time.monotonic()
-        ids = await create_tasks(uows, args.tasks, args.items)
-        await wait_final(uows, ids, limit=600)
+        ids = await create_tasks(uow_factory, args.tasks, args.items)
+        await wait_final(uow_factory, ids, limit=600)
         elapsed = time.monotonic() - started
         cpu = sum(cpu_seconds(pid, children=True) for pid in pids) - cpu_before
     finally:

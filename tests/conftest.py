@@ -7,6 +7,9 @@ all of it is removed when the run ends. A fault test that stops a server gets on
 
 from __future__ import annotations
 
+import os
+import random
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -35,6 +38,15 @@ async def uow_factory_fixture(settings: Settings) -> AsyncIterator[UnitOfWorkFac
         yield UnitOfWorkFactory(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(name="rng")
+def rng_fixture() -> random.Random:
+    """Randomness a failure can replay: the seed is printed (pytest shows it with a failure)
+    and `TASKRELAY_TEST_SEED=<seed>` runs the test with it again."""
+    seed = int(os.environ.get("TASKRELAY_TEST_SEED") or secrets.randbits(32))
+    print(f"random seed {seed}: replay with TASKRELAY_TEST_SEED={seed}")
+    return random.Random(seed)
 
 
 @pytest.fixture(name="private_postgres")

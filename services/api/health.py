@@ -56,10 +56,10 @@ async def health(request: Request[Any, Any, Any]) -> Response[ApiHealth]:
     return Response(body, status_code=200 if status == "ok" else 503)
 
 
-async def database_answers(factory: UnitOfWorkFactory) -> bool:
+async def database_answers(uow_factory: UnitOfWorkFactory) -> bool:
     """Does PostgreSQL answer `SELECT 1` within PROBE_TIMEOUT? (`/health` and `/readyz`)"""
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT), factory() as uow:
+        async with asyncio.timeout(PROBE_TIMEOUT), uow_factory() as uow:
             await uow.ping()
     except (DependencyUnavailable, TimeoutError):
         return False

@@ -58,9 +58,9 @@ async def task_page(request: Request[Any, Any, Any], task_id: str) -> Response[s
         )
     except Unauthorized as exc:
         return _error(401, "Not signed in", f"{exc}: open this page with ?token=<your token>.")
-    uows: UnitOfWorkFactory = request.app.state.uow_factory
+    uow_factory: UnitOfWorkFactory = request.app.state.uow_factory
     try:
-        async with uows() as uow:
+        async with uow_factory() as uow:
             view = await get_task_view(uow, user_id, UUID(task_id))
     except (ValueError, NotFound):
         return _error(404, "Task not found", "This task does not exist, or it is not yours.")

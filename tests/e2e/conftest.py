@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from shared.auth import issue_token
+from tests.support.browser import chromium
 from tests.support.processes import Process, start_api
 from tests.support.resources import SECRET, Resources
 
@@ -31,6 +33,13 @@ async def client_fixture(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         yield client
+
+
+@pytest.fixture(name="browser")
+async def browser_fixture() -> AsyncIterator[Any]:
+    """A headless Chromium for a browser test (its module imports Playwright or is skipped)."""
+    async with chromium() as browser:
+        yield browser
 
 
 def auth(user: str, ttl: int = 3600, secret: str = SECRET) -> dict[str, str]:

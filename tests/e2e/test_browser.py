@@ -11,12 +11,8 @@ temporary folder (its path is printed) for a person to look at.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,21 +20,14 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_token
-from tests.support.processes import Process, free_port, start_api, stop_all
-from tests.support.relay import start_relay
+from tests.support.browser import MARKS, running_system, system_env
+from tests.support.processes import free_port, start_api
 from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until_sync
+from tests.support.tasks import create_through_api, wait_for_status_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(  # never skipped in CI, where `make test` installs it
-        shutil.which(CHROMIUM) is None and not os.environ.get("CI"),
-        reason="needs Debian's chromium: apt-get install chromium (or make browser)",
-    ),
-]
+pytestmark = MARKS
 
 
 RECORD_BAR = """() => {
@@ -51,129 +40,87 @@ RECORD_BAR = """() => {
 
 @pytest.fixture(name="env", scope="module")
 def env_fixture(resources: Resources) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="0.25",
-    )
+    return system_env(resources, item_seconds=0.25)
 
 
 @pytest.fixture(name="system", scope="module")
 def system_fixture(env: dict[str, str]) -> Iterator[str]:
-    processes: list[Process] = []
-    try:
-        processes.append(start_relay(env, name="relay-browser"))
-        processes.append(Process(["worker", "--processes", "1"], env, "worker-browser"))
-        api = start_api(env, name="api-browser")
-        processes.append(api)
-        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
-    finally:
-        stop_all(processes)
+    with running_system(env, "browser") as api:
+        yield api
 
 
-def _call(method: str, url: str, token: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
-def _partly_failed_task(api: str, token: str) -> str:
+async def _partly_failed_task(api: str, token: str) -> str:
     """The seed's task: 7 concepts x 3 types, 3 concepts fail their first attempt."""
     concepts = [
         {"concept_id": f"{'fail' if i % 2 else 'ok'}-{i}", "title": f"Concept {i}"}
         for i in range(7)
     ]
-    task = _call(
-        "POST", f"{api}/api/v1/tasks", token, {"roadmap_id": "rm-seed", "concepts": concepts}
-    )
-    url = f"{api}/api/v1/tasks/{task['task_id']}"
-    wait_until_sync(
-        lambda: _call("GET", url, token)["status"] == "partial_failure",
-        within=60,
-        what="the task to end in partial_failure",
-    )
-    return str(task["task_id"])
+    return await create_through_api(api, token, concepts, until="partial_failure")
 
 
-async def test_retry_goes_live_without_a_reload(system: str) -> None:
+async def test_retry_goes_live_without_a_reload(system: str, browser: Any) -> None:
     token = issue_token(SECRET, "browser-user", 3600)
-    task_id = _partly_failed_task(system, token)
+    task_id = await _partly_failed_task(system, token)
     shots = Path(tempfile.mkdtemp(prefix="taskrelay-browser-"))
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 900, "height": 760})
-            await page.goto(f"{system}/tasks/{task_id}?token={token}")
-            status = page.locator("#status")
-            expect = playwright.expect
-            await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-            await expect(status).to_have_text("partial failure")
-            await expect(page.locator("#error")).to_contain_text("failed")
-            await page.screenshot(path=str(shots / "1-partial-failure.png"), full_page=True)
+    page = await browser.new_page(viewport={"width": 900, "height": 760})
+    await page.goto(f"{system}/tasks/{task_id}?token={token}")
+    status = page.locator("#status")
+    expect = playwright.expect
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(status).to_have_text("partial failure")
+    await expect(page.locator("#error")).to_contain_text("failed")
+    await page.screenshot(path=str(shots / "1-partial-failure.png"), full_page=True)
 
-            navigations: list[str] = []
-            page.on("framenavigated", lambda frame: navigations.append(frame.url))
-            await page.evaluate(RECORD_BAR)
-            clicked = time.monotonic()
-            await page.get_by_role("button", name="Retry").click()
-            await expect(status).to_have_text("processing", timeout=1000)
-            print(f"click to 'processing': {1000 * (time.monotonic() - clicked):.0f} ms")
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    await page.evaluate(RECORD_BAR)
+    clicked = time.monotonic()
+    await page.get_by_role("button", name="Retry").click()
+    await expect(status).to_have_text("processing", timeout=1000)
+    print(f"click to 'processing': {1000 * (time.monotonic() - clicked):.0f} ms")
 
-            bar = page.get_by_role("progressbar")
-            await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
-            await expect(status).to_have_text("completed", timeout=60_000)
-            await expect(page.locator("#count-completed")).to_have_text("21")
-            await expect(page.locator("#count-failed")).to_have_text("0")
-            await expect(page.locator("#error-box")).to_be_hidden()
-            await expect(page.get_by_role("button", name="Retry")).to_be_disabled()
-            assert navigations == [], "the page must update in place, never reload"
-            shown = [int(v) for v in await page.evaluate("window.barValues")]
-            assert shown[0] == round(100 * 12 / 21)  # the 9 failed items are pending again
-            assert shown == sorted(shown)  # then only forward, item by item, to 100
-            assert len(set(shown)) > 3
-            await page.screenshot(path=str(shots / "2-completed.png"), full_page=True)
-        finally:
-            await browser.close()
+    bar = page.get_by_role("progressbar")
+    await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    await expect(status).to_have_text("completed", timeout=60_000)
+    await expect(page.locator("#count-completed")).to_have_text("21")
+    await expect(page.locator("#count-failed")).to_have_text("0")
+    await expect(page.locator("#error-box")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Retry")).to_be_disabled()
+    assert navigations == [], "the page must update in place, never reload"
+    shown = [int(v) for v in await page.evaluate("window.barValues")]
+    assert shown[0] == round(100 * 12 / 21)  # the 9 failed items are pending again
+    assert shown == sorted(shown)  # then only forward, item by item, to 100
+    assert len(set(shown)) > 3
+    await page.screenshot(path=str(shots / "2-completed.png"), full_page=True)
     print(f"screenshots: {shots}")
 
 
 async def test_the_page_reconnects_and_resyncs_after_an_api_restart(
-    system: str, env: dict[str, str]
+    system: str, env: dict[str, str], browser: Any
 ) -> None:
     token = issue_token(SECRET, "browser-user-2", 3600)
     port = free_port()
     api = start_api(env, port=port, name="api-browser-restart")
     concepts = [{"concept_id": f"ok-{i}", "title": f"Concept {i}"} for i in range(7)]
-    body = {"roadmap_id": "rm-restart", "concepts": concepts}
-    task = _call("POST", f"{system}/api/v1/tasks", token, body)
-    status_url = f"{system}/api/v1/tasks/{task['task_id']}"
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = await browser.new_page()
-            await page.goto(f"http://127.0.0.1:{port}/tasks/{task['task_id']}?token={token}")
-            connection = page.locator("#connection")
-            expect = playwright.expect
-            await expect(connection).to_have_attribute("data-state", "live")
-            navigations: list[str] = []
-            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    task_id = await create_through_api(system, token, concepts)
+    try:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/tasks/{task_id}?token={token}")
+        connection = page.locator("#connection")
+        expect = playwright.expect
+        await expect(connection).to_have_attribute("data-state", "live")
+        navigations: list[str] = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
-            assert await page.locator("#status").text_content() != "completed"  # 21 x 0.25 s
-            await asyncio.to_thread(api.stop)  # its sockets are closed with 1012
-            await expect(connection).to_have_attribute("data-state", "reconnecting")
-            await asyncio.to_thread(
-                wait_until_sync,
-                lambda: _call("GET", status_url, token)["status"] == "completed",
-                within=60,
-                what="the task to complete while its page is cut off",
-            )
-            api = start_api(env, port=port, name="api-browser-restarted")
-            await expect(connection).to_have_attribute("data-state", "live", timeout=30_000)
-            await expect(page.locator("#status")).to_have_text("completed")
-            await expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
-            assert navigations == []
-        finally:
-            await browser.close()
-            api.stop()
+        assert await page.locator("#status").text_content() != "completed"  # 21 x 0.25 s
+        await asyncio.to_thread(api.stop)  # its sockets are closed with 1012
+        await expect(connection).to_have_attribute("data-state", "reconnecting")
+        # the task completes while its page is cut off
+        await wait_for_status_through_api(system, token, task_id, "completed")
+        api = start_api(env, port=port, name="api-browser-restarted")
+        await expect(connection).to_have_attribute("data-state", "live", timeout=30_000)
+        await expect(page.locator("#status")).to_have_text("completed")
+        await expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+        assert navigations == []
+    finally:
+        api.stop()

@@ -22,8 +22,9 @@ from shared.service.recovery import fail_for_job
 from tests.e2e.conftest import auth
 from tests.integration.test_worker_callbacks import running_task
 from tests.support.processes import Process, start_api
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
-from tests.support.worker import notifications, start_relay, start_worker, wait_for_status
+from tests.support.worker import notifications, start_worker, wait_for_status
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow

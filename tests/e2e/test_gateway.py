@@ -1,6 +1,6 @@
 """The WebSocket gateway end to end (CONTRACT §7): real API and relay processes, real sockets.
 
-Task changes are made through the state machine (`tests/support/taskflow.py`, as the worker
+Task changes are made through the state machine (`tests/support/tasks.py`, as the worker
 makes them) and published by the real relay; sockets are opened with a real client.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import secrets
 import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from random import Random
 from uuid import UUID, uuid4
 
 import pytest
@@ -25,9 +25,10 @@ from websockets.exceptions import ConnectionClosed
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import outbox
-from tests.support import taskflow
+from tests.support import tasks
 from tests.support.processes import TASKRELAY, Process, free_port, start_api
 from tests.support.proxy import TcpProxy
+from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.ws import Watch
@@ -41,7 +42,7 @@ def token_for(user: str) -> str:
 
 @pytest.fixture(name="relay", scope="module")
 def relay_fixture(resources: Resources) -> Iterator[Process]:
-    proc = Process(["relay", "--health-port", str(free_port())], resources.env(), "relay")
+    proc = start_relay(resources.env(), "relay-gateway")
     try:
         yield proc
     finally:
@@ -58,7 +59,7 @@ def api_fixture(resources: Resources, relay: Process) -> Iterator[str]:
 
 
 async def test_close_codes(api: str, uow_factory: UnitOfWorkFactory) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice")
+    task_id = await tasks.new_task(uow_factory, "alice")
     port = api.rsplit(":", 1)[1]
     cases = [
         (None, None, 4401),
@@ -80,7 +81,7 @@ async def test_close_codes(api: str, uow_factory: UnitOfWorkFactory) -> None:
 async def test_snapshot_first_then_every_change_in_order(
     api: str, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice", concepts=2, types=("quiz", "tutorial"))
+    task_id = await tasks.new_task(uow_factory, "alice", 2, types=("quiz", "tutorial"))
     same_origin = api  # the page's own origin: host:port equals the Host header
     watch = await Watch.open(api, task_id, token_for("alice"), origin=same_origin)
     [snapshot] = await watch.wait_frames(1)
@@ -91,10 +92,10 @@ async def test_snapshot_first_then_every_change_in_order(
     assert snapshot["task"]["items"]["total"] == 4
     assert snapshot["task"]["last_message"] is None  # no notification yet
 
-    seq = await taskflow.start(uow_factory, task_id)
-    for key in await taskflow.pending_keys(uow_factory, task_id):
-        seq = await taskflow.item_result(uow_factory, task_id, key, ok=key.concept_id != "c1")
-    seq = await taskflow.finish(uow_factory, task_id)
+    seq = await tasks.start(uow_factory, task_id)
+    for key in await tasks.pending_keys(uow_factory, task_id):
+        seq = await tasks.item_result(uow_factory, task_id, key, ok=key.concept_id != "c001")
+    seq = await tasks.finish(uow_factory, task_id)
     await watch.wait_seq(seq)
     progress = watch.frames[1:]
     assert [f["seq"] for f in progress] == list(range(1, seq + 1))
@@ -114,7 +115,7 @@ async def test_snapshot_first_then_every_change_in_order(
 async def test_client_frames_never_break_the_socket(
     api: str, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice")
+    task_id = await tasks.new_task(uow_factory, "alice")
     watch = await Watch.open(api, task_id, token_for("alice"))
     await watch.wait_frames(1)
     await watch.send("not json")
@@ -122,32 +123,32 @@ async def test_client_frames_never_break_the_socket(
     await watch.send('{"type": "ping"}')
     frames = await watch.wait_frames(4)
     assert [f["type"] for f in frames[1:]] == ["error", "error", "pong"]
-    seq = await taskflow.start(uow_factory, task_id)
+    seq = await tasks.start(uow_factory, task_id)
     await watch.wait_seq(seq)
     assert watch.progress_seqs == [seq]
     await watch.send("x" * 10_000)  # over the inbound frame limit
     assert await watch.closed() == 1009
 
 
-async def _generate(uows: UnitOfWorkFactory, task_id: UUID, pace: float) -> int:
+async def _generate(uow_factory: UnitOfWorkFactory, task_id: UUID, pace: float, rng: Random) -> int:
     """Work through the task like the worker: start, one result per item, finish."""
-    await taskflow.start(uows, task_id)
-    for i, key in enumerate(await taskflow.pending_keys(uows, task_id)):
-        await taskflow.item_result(uows, task_id, key, ok=i % 7 != 3)
-        await asyncio.sleep(random.uniform(0, pace))  # spread the changes out in time
-    return await taskflow.finish(uows, task_id)
+    await tasks.start(uow_factory, task_id)
+    for i, key in enumerate(await tasks.pending_keys(uow_factory, task_id)):
+        await tasks.item_result(uow_factory, task_id, key, ok=i % 7 != 3)
+        await asyncio.sleep(rng.uniform(0, pace))  # spread the changes out in time
+    return await tasks.finish(uow_factory, task_id)
 
 
 async def test_twenty_watchers_joining_at_random_see_each_seq_once(
-    api: str, uow_factory: UnitOfWorkFactory
+    api: str, uow_factory: UnitOfWorkFactory, rng: Random
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice", concepts=40)
+    task_id = await tasks.new_task(uow_factory, "alice", 40)
 
     async def join() -> Watch:
-        await asyncio.sleep(random.uniform(0, 1.2))  # join at a random moment of the run
+        await asyncio.sleep(rng.uniform(0, 1.2))  # join at a random moment of the run
         return await Watch.open(api, task_id, token_for("alice"))
 
-    generation = asyncio.create_task(_generate(uow_factory, task_id, pace=0.05))
+    generation = asyncio.create_task(_generate(uow_factory, task_id, pace=0.05, rng=rng))
     watches = await asyncio.gather(*(join() for _ in range(20)))
     final = await generation
     joined_at = set()
@@ -162,9 +163,9 @@ async def test_twenty_watchers_joining_at_random_see_each_seq_once(
     assert len(joined_at) > 3, "the watchers should have joined at different moments"
 
 
-async def _all_published(uows: UnitOfWorkFactory, task_id: UUID) -> bool:
+async def _all_published(uow_factory: UnitOfWorkFactory, task_id: UUID) -> bool:
     query = select(func.count()).where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
-    async with uows() as uow:
+    async with uow_factory() as uow:
         return (await uow.connection.execute(query)).scalar_one() == 0
 
 
@@ -180,9 +181,9 @@ def _bindings(vhost: str, routing_key: str) -> list[str]:
 
 
 async def test_two_instances_each_bind_only_what_they_watch(
-    api: str, resources: Resources, uow_factory: UnitOfWorkFactory
+    api: str, resources: Resources, uow_factory: UnitOfWorkFactory, rng: Random
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice", concepts=10)
+    task_id = await tasks.new_task(uow_factory, "alice", 10)
     key = f"notification.{task_id}"
     second = start_api(resources.env(), name="api-gateway-2")
     try:
@@ -193,7 +194,7 @@ async def test_two_instances_each_bind_only_what_they_watch(
         queues = _bindings(resources.vhost, key)
         assert len(queues) == 2
         assert all(q.startswith("taskrelay.gateway.") for q in queues)
-        final = await _generate(uow_factory, task_id, pace=0.01)
+        final = await _generate(uow_factory, task_id, pace=0.01, rng=rng)
         for watch in watches:
             await watch.wait_seq(final)
             assert watch.progress_seqs == list(range(1, final + 1))
@@ -211,14 +212,14 @@ async def test_broker_link_cut_and_restored_resyncs_from_a_fresh_snapshot(
     proc = start_api(resources.env(AMQP_URL=amqp), name="api-cut")
     try:
         url = f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
-        task_id = await taskflow.new_task(uow_factory, "alice", concepts=6)
+        task_id = await tasks.new_task(uow_factory, "alice", 6)
         watch = await Watch.open(url, task_id, token_for("alice"))
-        first = await taskflow.start(uow_factory, task_id)
+        first = await tasks.start(uow_factory, task_id)
         await watch.wait_seq(first)  # the link is up and the task bound
         proxy.cut()
-        keys = await taskflow.pending_keys(uow_factory, task_id)
+        keys = await tasks.pending_keys(uow_factory, task_id)
         for key in keys[:3]:
-            during = await taskflow.item_result(uow_factory, task_id, key, ok=True)
+            during = await tasks.item_result(uow_factory, task_id, key, ok=True)
 
         async def fresh() -> bool:
             return any(s["seq"] == during for s in watch.snapshots())
@@ -229,7 +230,7 @@ async def test_broker_link_cut_and_restored_resyncs_from_a_fresh_snapshot(
         await wait_until(fresh, within=20, what="a fresh snapshot after the link came back")
         snapshot = next(s for s in watch.snapshots() if s["seq"] == during)
         assert snapshot["task"]["items"]["completed"] == 3
-        after = await taskflow.item_result(uow_factory, task_id, keys[3], ok=True)
+        after = await tasks.item_result(uow_factory, task_id, keys[3], ok=True)
         await watch.wait_seq(after)
         tail = watch.frames[watch.frames.index(snapshot) + 1 :]
         assert [(f["type"], f["seq"]) for f in tail] == [("progress", after)]
@@ -244,7 +245,7 @@ async def test_broker_link_cut_and_restored_resyncs_from_a_fresh_snapshot(
 async def test_shutdown_closes_sockets_with_1012(
     resources: Resources, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice")
+    task_id = await tasks.new_task(uow_factory, "alice")
     proc = start_api(resources.env(), name="api-shutdown")
     token = token_for("alice")
     watch = await Watch.open(f"http://127.0.0.1:{proc.port}", task_id, token)  # type: ignore[attr-defined]
@@ -278,7 +279,7 @@ async def test_a_socket_that_falls_behind_is_closed_with_4008(
     proc = start_api(resources.env(TASKRELAY_WS_QUEUE_LIMIT="8"), name="api-overflow")
     try:
         url = f"ws://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
-        task_id = await taskflow.new_task(uow_factory, "alice")
+        task_id = await tasks.new_task(uow_factory, "alice")
         # A small receive buffer (no autotuning), and max_queue=1: the client stops reading
         # from the network once one frame waits, and the network holds little.
         sock = socket.socket()
@@ -289,7 +290,7 @@ async def test_a_socket_that_falls_behind_is_closed_with_4008(
         async with connect(path, sock=sock, max_queue=1) as ws:
             for _ in range(60):  # 15 MB that does not compress: more than the buffers hold
                 blob = secrets.token_urlsafe(192 * 1024)
-                await taskflow.event(uow_factory, task_id, {"blob": blob})
+                await tasks.event(uow_factory, task_id, {"blob": blob})
             wait_until_sync(
                 lambda: "gateway_socket_closing" in proc.output(), within=60, what="the 4008"
             )

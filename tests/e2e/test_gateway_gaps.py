@@ -14,7 +14,7 @@ import pytest
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
-from tests.support import taskflow
+from tests.support import tasks
 from tests.support.processes import start_api
 from tests.support.republish import notification_rows, publish
 from tests.support.resources import SECRET, Resources
@@ -33,16 +33,16 @@ def api_fixture(resources: Resources) -> Iterator[str]:
         proc.stop()
 
 
-async def _changes(uows: UnitOfWorkFactory, task_id: UUID, count: int) -> list[int]:
-    keys = await taskflow.pending_keys(uows, task_id)
-    return [await taskflow.item_result(uows, task_id, key, ok=True) for key in keys[:count]]
+async def _changes(uow_factory: UnitOfWorkFactory, task_id: UUID, count: int) -> list[int]:
+    keys = await tasks.pending_keys(uow_factory, task_id)
+    return [await tasks.item_result(uow_factory, task_id, key, ok=True) for key in keys[:count]]
 
 
 async def test_late_duplicate_and_missing_rows(
     api: str, resources: Resources, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "gina", concepts=8)
-    await taskflow.start(uow_factory, task_id)  # seq 1, never published: the snapshot covers it
+    task_id = await tasks.new_task(uow_factory, "gina", 8)
+    await tasks.start(uow_factory, task_id)  # seq 1, never published: the snapshot covers it
     watch = await Watch.open(api, task_id, issue_token(SECRET, "gina", 600))
     [snapshot] = await watch.wait_frames(1)
     assert snapshot["seq"] == 1

@@ -13,7 +13,7 @@ import pytest
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
-from shared.service import NewTask, create_task
+from tests.support import tasks
 from tests.support.processes import start_api
 from tests.support.resources import SECRET, Resources
 
@@ -33,10 +33,7 @@ async def test_task_page_access_headers_and_escaping(
     api: str, uow_factory: UnitOfWorkFactory
 ) -> None:
     hostile = '<script>alert("x")</script>'
-    async with uow_factory() as uow:
-        view = await create_task(uow, "pat", NewTask(hostile, [("c1", "One")], ["quiz"]))
-        await uow.commit()
-    task_id = view["task_id"]
+    task_id = await tasks.new_task(uow_factory, "pat", [("c1", "One")], ("quiz",), hostile)
     token = issue_token(SECRET, "pat", 600)
     async with httpx.AsyncClient(base_url=api) as client:
         page = await client.get(f"/tasks/{task_id}", params={"token": token})
@@ -66,11 +63,9 @@ async def test_task_page_access_headers_and_escaping(
 async def test_task_page_language_follows_accept_language(
     api: str, uow_factory: UnitOfWorkFactory
 ) -> None:
-    async with uow_factory() as uow:
-        view = await create_task(uow, "lin", NewTask("rm-lang", [("c1", "闭包")], ["quiz"]))
-        await uow.commit()
+    task_id = await tasks.new_task(uow_factory, "lin", [("c1", "闭包")], ("quiz",), "rm-lang")
     params = {"token": issue_token(SECRET, "lin", 600)}
-    url = f"/tasks/{view['task_id']}"
+    url = f"/tasks/{task_id}"
     async with httpx.AsyncClient(base_url=api) as client:
         for header, lang, word in (
             ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN", "内容生成"),

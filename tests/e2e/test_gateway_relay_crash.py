@@ -16,7 +16,7 @@ import pytest
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
-from tests.support import taskflow
+from tests.support import tasks
 from tests.support.processes import Process, start_api, stop_all
 from tests.support.relay import Ledger, health, start_relay
 from tests.support.resources import SECRET, Resources
@@ -58,16 +58,16 @@ def _active(relays: list[Process]) -> Process:
 
 
 async def _generate_with_crash(
-    uows: UnitOfWorkFactory, task_id: UUID, relays: list[Process]
+    uow_factory: UnitOfWorkFactory, task_id: UUID, relays: list[Process]
 ) -> int:
-    await taskflow.start(uows, task_id)
-    keys = await taskflow.pending_keys(uows, task_id)
+    await tasks.start(uow_factory, task_id)
+    keys = await tasks.pending_keys(uow_factory, task_id)
     for i, key in enumerate(keys):
         if i == len(keys) // 2:
             await asyncio.to_thread(_active(relays).kill)  # mid-batch, as far as it knows
-        await taskflow.item_result(uows, task_id, key, ok=True)
+        await tasks.item_result(uow_factory, task_id, key, ok=True)
         await asyncio.sleep(0.02)  # spread the changes out in time
-    return await taskflow.finish(uows, task_id)
+    return await tasks.finish(uow_factory, task_id)
 
 
 async def test_watchers_see_each_seq_once_across_a_relay_crash(
@@ -75,7 +75,7 @@ async def test_watchers_see_each_seq_once_across_a_relay_crash(
 ) -> None:
     ledger = await Ledger().open(resources.amqp_url, binding="notification.#")
     try:
-        task_id = await taskflow.new_task(uow_factory, "carol", concepts=40)
+        task_id = await tasks.new_task(uow_factory, "carol", 40)
         token = issue_token(SECRET, "carol", 600)
         watches = [await Watch.open(api, task_id, token) for _ in range(5)]
         for watch in watches:

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
-from tests.support import taskflow
+from tests.support import tasks
 from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy
 from tests.support.resources import SECRET, Resources
@@ -79,7 +79,7 @@ async def no_sockets(api: Api) -> None:
 async def test_sockets_of_strangers_cost_no_broker_work(
     api: Api, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "alice")
+    task_id = await tasks.new_task(uow_factory, "alice")
     before = api.broker.sent
     own = await Watch.open(api.url, task_id, token_for("alice"))
     await own.wait_frames(1)
@@ -104,7 +104,7 @@ async def test_sockets_of_strangers_cost_no_broker_work(
 async def test_the_socket_past_the_cap_is_closed_4429(
     api: Api, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "carol")
+    task_id = await tasks.new_task(uow_factory, "carol")
     held = [await Watch.open(api.url, task_id, token_for("carol")) for _ in range(MAX_SOCKETS)]
     for watch in held:
         await watch.wait_frames(1)
@@ -112,7 +112,7 @@ async def test_the_socket_past_the_cap_is_closed_4429(
         extra = await Watch.open(api.url, task, token_for("carol"))
         assert await extra.closed(within=30) == 4429
         assert extra.frames == []
-    other_task = await taskflow.new_task(uow_factory, "dave")
+    other_task = await tasks.new_task(uow_factory, "dave")
     other = await Watch.open(api.url, other_task, token_for("dave"))
     await other.wait_frames(1)  # another user is not held back
 
@@ -138,7 +138,7 @@ async def test_no_token_in_the_logs_however_the_query_spells_it(
     api: Api, uow_factory: UnitOfWorkFactory, key: str
 ) -> None:
     user = f"logged-{uuid4().hex[:8]}"
-    task_id = await taskflow.new_task(uow_factory, user)
+    task_id = await tasks.new_task(uow_factory, user)
     token = token_for(user)
     ws_url = f"{api.url.replace('http', 'ws', 1)}/ws/tasks/{task_id}?{key}={token}"
     try:
@@ -159,7 +159,7 @@ async def test_no_token_in_the_logs_however_the_query_spells_it(
 async def test_garbage_frames_get_an_error_frame_not_a_crash(
     api: Api, uow_factory: UnitOfWorkFactory
 ) -> None:
-    task_id = await taskflow.new_task(uow_factory, "erin")
+    task_id = await tasks.new_task(uow_factory, "erin")
     watch = await Watch.open(api.url, task_id, token_for("erin"))
     await watch.wait_frames(1)
     garbage: list[str | bytes] = ["[" * 4000, b'"\xff\xfe"', b"\x00\x01\x02", '{"type":' * 500]

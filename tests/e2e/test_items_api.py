@@ -14,10 +14,12 @@ from uuid import UUID
 
 import httpx
 
+from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
 from shared.domain import Status
 from tests.e2e.conftest import auth
 from tests.support import tasks
+from tests.support.resources import SECRET
 
 
 def user() -> str:
@@ -26,10 +28,8 @@ def user() -> str:
 
 async def _create(client: httpx.AsyncClient, owner: str, n_concepts: int) -> str:
     concepts = [{"concept_id": f"c{i:04d}", "title": f"概念 {i}"} for i in range(n_concepts)]
-    body = {"roadmap_id": "rm-items", "concepts": concepts}
-    created = await client.post("/api/v1/tasks", json=body, headers=auth(owner))
-    assert created.status_code == 201, created.text
-    return str(created.json()["task_id"])
+    token = issue_token(SECRET, owner, 3600)
+    return await tasks.create_through_api(str(client.base_url), token, concepts)
 
 
 async def _walk(
@@ -85,7 +85,7 @@ async def test_pages_walk_every_item_once_in_order(
             f"/api/v1/tasks/{task_id}/items", params=query, headers=auth(owner)
         )
         pages.extend(response.json()["items"])
-        await tasks.set_items(uow_factory, UUID(task_id), "completed", 20)
+        await tasks.store_results(uow_factory, UUID(task_id), "completed", 20)
         cursor = response.json()["next"]
         if cursor is None:
             break
@@ -97,8 +97,8 @@ async def test_status_filter_pages_within_one_status(
 ) -> None:
     owner = user()
     task_id = await _create(client, owner, 40)  # 120 items
-    await tasks.set_items(uow_factory, UUID(task_id), "completed", 50)
-    await tasks.set_items(uow_factory, UUID(task_id), "failed", 30)
+    await tasks.store_results(uow_factory, UUID(task_id), "completed", 50)
+    await tasks.store_results(uow_factory, UUID(task_id), "failed", 30)
     everything = await _walk(client, owner, task_id, limit=500)
     for status, n in (("completed", 50), ("failed", 30), ("pending", 40)):
         only = await _walk(client, owner, task_id, status=status, limit=7)

@@ -29,11 +29,12 @@ from shared.topology import JOB_QUEUE
 from tests.support import generators
 from tests.support import resources as res
 from tests.support.processes import Process, free_port, start_api
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.system import TOKEN, TYPES, System, fault_env, running
 from tests.support.wait import wait_until
-from tests.support.worker import start_relay, start_worker, task_row
+from tests.support.worker import start_worker, task_row
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,7 @@ async def test_a_dead_lettered_job_message_still_gets_its_task_done() -> None:
 async def _dead_letter_then_done(resources: Resources) -> None:
     env = fault_env(resources)
     engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
-    uows = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(engine)
     with start_api(env, name="api-dead-letter") as api, start_relay(env, name="relay-dl"):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
@@ -173,7 +174,7 @@ async def _dead_letter_then_done(resources: Resources) -> None:
         await dead_letter_next_job_message(resources.amqp_url)
         port = free_port()
         with start_worker(env, 1, name="worker-after-dead-letter", metrics_port=port):
-            row = await wait_for_final(uows, task_id, within=90)
+            row = await wait_for_final(uow_factory, task_id, within=90)
             # The recovery is counted where an operator looks: the worker's /metrics.
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
                 scraped = answer.read().decode()
@@ -199,9 +200,9 @@ async def dead_letter_next_job_message(amqp_url: str) -> None:
         await connection.close()
 
 
-async def wait_for_final(uows: UnitOfWorkFactory, task_id: UUID, within: float) -> Any:
+async def wait_for_final(uow_factory: UnitOfWorkFactory, task_id: UUID, within: float) -> Any:
     async def final() -> Any:
-        row = await task_row(uows, task_id)
+        row = await task_row(uow_factory, task_id)
         return row if row.status in FINAL else None
 
     return await wait_until(final, within=within, interval=0.5, what="the task final")
@@ -232,7 +233,7 @@ async def test_a_job_whose_failure_callback_cannot_reach_the_database_still_ends
                 what="RQ's timeout and the failure callback",
             )
             private_postgres.start()
-            row = await wait_for_final(system.uows, task_id, within=120)
+            row = await wait_for_final(system.uow_factory, task_id, within=120)
     assert row.status == "failed"
     assert "Content generation" in row.error_message  # the job's timeout, or no progress
     print(f"\nFailure callback without a database: failed with {row.error_message!r}")

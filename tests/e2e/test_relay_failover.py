@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -17,18 +16,15 @@ import pytest
 from shared.db import UnitOfWorkFactory
 from tests.support.processes import Process
 from tests.support.proxy import TcpProxy
-from tests.support.relay import Ledger, Writer, health, start_relay
+from tests.support.relay import Health, Ledger, Writer, health, start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 
-async def _health(proc: Process, **expected: object) -> dict[str, Any] | None:
-    document = await asyncio.to_thread(health, proc.port)  # type: ignore[attr-defined]
-    if document and all(document.get(k) == v for k, v in expected.items()):
-        return document
-    return None
+async def _health(proc: Process, **expected: object) -> Health | None:
+    return await asyncio.to_thread(health, proc.port, **expected)  # type: ignore[attr-defined]
 
 
 async def _arrived(ledger: Ledger, committed: set[str]) -> bool:

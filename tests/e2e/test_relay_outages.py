@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from shared.db import UnitOfWorkFactory
 from tests.support.processes import Process
 from tests.support.proxy import TcpProxy
-from tests.support.relay import Ledger, Writer, health_status, start_relay
+from tests.support.relay import Health, Ledger, Writer, health, start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 
@@ -41,11 +40,8 @@ async def ledger_fixture(resources: Resources) -> AsyncIterator[Ledger]:
     await ledger.close()
 
 
-async def _health(proc: Process, **expected: object) -> tuple[int, dict[str, Any]] | None:
-    answer = await asyncio.to_thread(health_status, proc.port)  # type: ignore[attr-defined]
-    if answer and all(answer[1].get(k) == v for k, v in expected.items()):
-        return answer
-    return None
+async def _health(proc: Process, **expected: object) -> Health | None:
+    return await asyncio.to_thread(health, proc.port, **expected)  # type: ignore[attr-defined]
 
 
 async def _arrived(ledger: Ledger, committed: set[str]) -> bool:
@@ -66,9 +62,9 @@ async def _cut_under_load(
             lambda: _health(relay, **{dependency: "down"}), within=5, what=f"{dependency} down"
         )
         assert answer is not None
-        code, document = answer
+        document = answer.document
         noticed = time.monotonic() - cut_at
-        assert code == 503
+        assert answer.code == 503
         assert document["status"] == "down"
         assert document["errors"][dependency]
         await asyncio.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))  # the outage
@@ -79,7 +75,7 @@ async def _cut_under_load(
         stop.set()
         await load
     assert during is not None
-    assert during[1][dependency] == "down"
+    assert during[dependency] == "down"
     await wait_until(
         lambda: _arrived(ledger, writer.committed), within=30, what="every committed row"
     )

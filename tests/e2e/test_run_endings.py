@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from services.lifeline import PARENT_PID_VARIABLE
-from tests.support.processes import LOG_DIR, TASKRELAY, free_port, start_api
+from tests.support.processes import LOG_DIR, TASKRELAY, free_port, refused_in_one_line, start_api
 from tests.support.resources import Resources
 from tests.support.wait import Timeout, wait_until_sync
 
@@ -264,39 +264,22 @@ def test_a_busy_port_is_one_line_and_exit_1(resources: Resources, option: str) -
     port, health = free_port(), free_port()
     busy = port if option == "--port" else health
     with socket.create_server(("127.0.0.1", busy)):
-        done = subprocess.run(
-            [*TASKRELAY, "run", "--port", str(port), "--health-port", str(health)],
-            env=resources.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 1
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"taskrelay run: port {busy} ({option}) is not free: ")
-    assert "choose other ports with --port and --health-port" in lines[0]
+        args = ["run", "--port", str(port), "--health-port", str(health)]
+        line = refused_in_one_line(args, resources.env())
+    assert line.startswith(f"taskrelay run: port {busy} ({option}) is not free: ")
+    assert "choose other ports with --port and --health-port" in line
 
 
 def test_a_port_held_by_another_taskrelay_names_it(resources: Resources) -> None:
     env = resources.env()
     api = start_api(env, name="api-holding-the-port")
     try:
-        done = subprocess.run(
-            [*TASKRELAY, "run", "--port", str(api.port), "--health-port", str(free_port())],  # type: ignore[attr-defined]
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        args = ["run", "--port", str(api.port), "--health-port", str(free_port())]  # type: ignore[attr-defined]
+        line = refused_in_one_line(args, env)
     finally:
         api.stop()
-    assert done.returncode == 1
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert f"held by another taskrelay (pid {api.pid}: taskrelay api --port " in lines[0]
-    assert f"stop it with `kill {api.pid}`" in lines[0]
+    assert f"held by another taskrelay (pid {api.pid}: taskrelay api --port " in line
+    assert f"stop it with `kill {api.pid}`" in line
 
 
 def test_a_child_whose_announced_parent_is_gone_exits_at_once(resources: Resources) -> None:

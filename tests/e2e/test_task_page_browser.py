@@ -15,35 +15,24 @@ Screenshots go to `$TASKRELAY_SCREENSHOTS` (the docs' are made with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 import statistics
 import tempfile
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.auth import issue_token
-from tests.support.processes import Process, start_api, stop_all
-from tests.support.relay import start_relay
+from tests.support.browser import MARKS, running_system, system_env
 from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until_sync
+from tests.support.tasks import create_through_api, wait_for_status_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(  # never skipped in CI, where `make test` installs it
-        shutil.which(CHROMIUM) is None and not os.environ.get("CI"),
-        reason="needs Debian's chromium: apt-get install chromium (or make browser)",
-    ),
-]
+pytestmark = MARKS
 SEED_TITLES = [
     "变量与类型", "条件语句", "循环", "函数", "作用域", "闭包", "递归", "列表", "字典", "集合",
     "字符串", "文件读写", "异常处理", "模块", "类与对象", "继承", "迭代器", "生成器", "装饰器",
@@ -86,23 +75,13 @@ TIMING = """(() => {
 
 @pytest.fixture(name="env", scope="module")
 def env_fixture(resources: Resources) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY="0.05",
-    )
+    return system_env(resources, item_seconds=0.05)
 
 
 @pytest.fixture(name="system", scope="module")
 def system_fixture(env: dict[str, str]) -> Iterator[str]:
-    processes: list[Process] = []
-    try:
-        processes.append(start_relay(env, name="relay-page"))
-        processes.append(Process(["worker", "--processes", "1"], env, "worker-page"))
-        api = start_api(env, name="api-page-browser")
-        processes.append(api)
-        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
-    finally:
-        stop_all(processes)
+    with running_system(env, "page") as api:
+        yield api
 
 
 @pytest.fixture(name="shots", scope="module")
@@ -114,40 +93,15 @@ def shots_fixture() -> Path:
     return path
 
 
-@pytest.fixture(name="browser")
-async def browser_fixture() -> AsyncIterator[Any]:
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-def _call(method: str, url: str, token: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def _seed_task(api: str, token: str) -> str:
+async def _seed_task(api: str, token: str) -> str:
     """The seed's task: 21 concepts in one content type, 10 of them fail their first try."""
     concepts = [
         {"concept_id": f"{'fail' if i in FAILING else 'ok'}-{i:02d}", "title": title}
         for i, title in enumerate(SEED_TITLES)
     ]
-    body = {"roadmap_id": "rm-seed", "concepts": concepts, "content_types": ["tutorial"]}
-    task = _call("POST", f"{api}/api/v1/tasks", token, body)
-    url = f"{api}/api/v1/tasks/{task['task_id']}"
-    wait_until_sync(
-        lambda: _call("GET", url, token)["status"] == "partial_failure",
-        within=120,
-        what="the seed's task to end in partial_failure",
+    return await create_through_api(
+        api, token, concepts, ["tutorial"], until="partial_failure", within=120
     )
-    return str(task["task_id"])
 
 
 async def _tab_to(page: Any, selector: str) -> None:
@@ -163,7 +117,7 @@ async def test_seed_task_lists_failures_and_turns_green_live(
     system: str, browser: Any, shots: Path
 ) -> None:
     token = issue_token(SECRET, "page-user", 3600)
-    task_id = _seed_task(system, token)
+    task_id = await _seed_task(system, token)
     page = await browser.new_page(viewport={"width": 900, "height": 1400})
     expect = playwright.expect
     await page.goto(f"{system}/tasks/{task_id}?token={token}")
@@ -219,7 +173,7 @@ async def test_seed_task_lists_failures_and_turns_green_live(
 
 async def test_chinese_page_switch_and_phone_width(system: str, browser: Any, shots: Path) -> None:
     token = issue_token(SECRET, "page-user-zh", 3600)
-    task_id = _seed_task(system, token)
+    task_id = await _seed_task(system, token)
     context = await browser.new_context(
         viewport={"width": 900, "height": 1400}, extra_http_headers={"Accept-Language": "zh-CN"}
     )
@@ -271,10 +225,7 @@ async def test_three_thousand_items_render_and_update(
         {"concept_id": f"{'fail' if i % 7 == 3 else 'ok'}-{i:04d}", "title": f"Concept {i}"}
         for i in range(1000)
     ]
-    task = _call(
-        "POST", f"{system}/api/v1/tasks", token, {"roadmap_id": "rm-3000", "concepts": concepts}
-    )
-    task_id = task["task_id"]
+    task_id = await create_through_api(system, token, concepts)
     context = await browser.new_context(viewport={"width": 900, "height": 1400})
     await context.add_init_script(TIMING)
     page = await context.new_page()
@@ -310,12 +261,7 @@ async def test_three_thousand_items_render_and_update(
     await expect(page.locator("#status")).to_have_text("已取消", timeout=30_000)
     rows = await page.locator(".item").count()
     assert rows <= 300, f"{rows} rows drawn: the list must page, not draw all 3,000"
-    await asyncio.to_thread(
-        wait_until_sync,
-        lambda: _call("GET", f"{system}/api/v1/tasks/{task_id}", token)["status"] == "cancelled",
-        within=30,
-        what="the 3,000-item task to be cancelled",
-    )
+    await wait_for_status_through_api(system, token, task_id, "cancelled", within=30)
     await context.close()
     _report(load_ms, timing)
 

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, create_task
-from tests.support import generators
+from tests.support import generators, tasks
 from tests.support.processes import Process
+from tests.support.relay import start_relay
+from tests.support.republish import outbox_rows, publish
 from tests.support.resources import Resources
-from tests.support.worker import (
-    job_rows,
-    republish,
-    start_relay,
-    start_worker,
-    wait_for_status,
-)
+from tests.support.worker import start_worker, wait_for_status
 
 pytestmark = pytest.mark.slow
 TASKS = 4
@@ -39,13 +34,9 @@ def relay_fixture(resources: Resources) -> Iterator[Process]:
     proc.stop()
 
 
-async def create(uows: UnitOfWorkFactory, n: int) -> UUID:
-    concepts = [(f"p{n}-{i:02d}", f"Concept {i}") for i in range(CONCEPTS)]
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", concepts, ["tutorial", "quiz"])
-    async with uows() as uow:
-        view = await create_task(uow, "worker-concurrency", new)
-        await uow.commit()
-    return UUID(view["task_id"])
+async def create(uow_factory: UnitOfWorkFactory, n: int) -> UUID:
+    concepts = [f"p{n}-{i:02d}" for i in range(CONCEPTS)]
+    return await tasks.new_task(uow_factory, "worker-concurrency", concepts, ("tutorial", "quiz"))
 
 
 async def test_two_workers_and_duplicate_messages_generate_each_item_once(
@@ -59,13 +50,13 @@ async def test_two_workers_and_duplicate_messages_generate_each_item_once(
         start_worker(env, processes=2, name="worker-one"),
         start_worker(env, processes=2, name="worker-two"),
     ):
-        tasks = [await create(uow_factory, n) for n in range(TASKS)]
-        for task_id in tasks:
-            await republish(resources.amqp_url, (await job_rows(uow_factory, task_id))[0])
-        rows = await asyncio.gather(*(wait_for_status(uow_factory, t, within=120) for t in tasks))
+        created = [await create(uow_factory, n) for n in range(TASKS)]
+        for task_id in created:
+            await publish(resources.amqp_url, (await outbox_rows(uow_factory, task_id, "job"))[:1])
+        rows = await asyncio.gather(*(wait_for_status(uow_factory, t, within=120) for t in created))
 
     assert [row.status for row in rows] == ["completed"] * TASKS
-    for task_id in tasks:
+    for task_id in created:
         calls = generators.calls(resources.redis_url, task_id)
         assert len(calls) == CONCEPTS * 2
         assert set(calls.values()) == {1}

@@ -19,19 +19,19 @@ import aio_pika
 import pytest
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.service.tasks import cancel_task, retry_task
 from shared.topology import DEAD_JOB_QUEUE
-from tests.support import generators
+from tests.support import generators, tasks
 from tests.support.processes import TASKRELAY, Process, free_port
+from tests.support.relay import start_relay
+from tests.support.republish import outbox_rows, publish
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
     item_counts,
-    job_rows,
     log_lines,
+    outbox_payloads,
     process_alive,
-    republish,
-    start_relay,
     start_worker,
     task_row,
     wait_for_status,
@@ -59,23 +59,19 @@ def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
     )
 
 
-async def create(uows: UnitOfWorkFactory, concepts: list[str]) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Concept {c}") for c in concepts], ["quiz"])
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+async def create(uow_factory: UnitOfWorkFactory, concepts: list[str]) -> UUID:
+    return await tasks.new_task(uow_factory, OWNER, concepts, types=("quiz",))
 
 
-async def retry(uows: UnitOfWorkFactory, task_id: UUID) -> None:
-    async with uows() as uow:
+async def retry(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
+    async with uow_factory() as uow:
         await retry_task(uow, OWNER, task_id)
         await uow.commit()
 
 
-async def completed_at_least(uows: UnitOfWorkFactory, task_id: UUID, n: int) -> None:
+async def completed_at_least(uow_factory: UnitOfWorkFactory, task_id: UUID, n: int) -> None:
     async def enough() -> bool:
-        return (await item_counts(uows, task_id))["completed"] >= n
+        return (await item_counts(uow_factory, task_id))["completed"] >= n
 
     await wait_until(enough, within=60, interval=0.1, what=f"{n} items completed")
 
@@ -102,10 +98,10 @@ async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
         calls = generators.calls(resources.redis_url, task_id)
         assert calls == {f"{c}/quiz": 2 if "fail" in c else 1 for c in concepts}
 
-        retry_job = (await job_rows(uow_factory, task_id))[-1]
-        assert retry_job.payload["reason"] == "retry"
+        assert (await outbox_payloads(uow_factory, task_id, "job"))[-1]["reason"] == "retry"
+        retry_job = (await outbox_rows(uow_factory, task_id, "job"))[-1]
         seq_before = row.seq
-        await republish(resources.amqp_url, retry_job)
+        await publish(resources.amqp_url, [retry_job])
         wait_until_sync(
             lambda: any(
                 line.get("event") == "job_message_acked"
@@ -200,7 +196,7 @@ async def test_sigterm_hands_the_running_job_back_and_stops_cleanly(
     assert first.stop(timeout=30) == 0
     assert time.monotonic() - started < 30
     assert (await task_row(uow_factory, task_id)).status == "processing"
-    assert (await job_rows(uow_factory, task_id))[-1].payload["reason"] == "resume"
+    assert (await outbox_payloads(uow_factory, task_id, "job"))[-1]["reason"] == "resume"
 
     with start_worker(env, name="worker-after-sigterm"):
         row = await wait_for_status(uow_factory, task_id)

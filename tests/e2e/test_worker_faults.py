@@ -15,24 +15,22 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
-from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, create_task
-from tests.support import generators
+from tests.support import generators, tasks
 from tests.support import resources as res
 from tests.support.processes import TASKRELAY, Process
 from tests.support.proxy import TcpProxy
+from tests.support.relay import start_relay
 from tests.support.resources import Resources
 from tests.support.wait import wait_until, wait_until_sync
 from tests.support.worker import (
     item_counts,
     log_lines,
     process_alive,
-    start_relay,
     start_worker,
     wait_for_status,
 )
@@ -66,14 +64,6 @@ def env_for(resources: Resources, **extra: str) -> dict[str, str]:
     )
 
 
-async def create(uows: UnitOfWorkFactory, concepts: list[str]) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, c) for c in concepts], ["tutorial"])
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
-
-
 async def test_the_database_lost_mid_job_then_back_the_task_still_completes(
     resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
 ) -> None:
@@ -86,7 +76,7 @@ async def test_the_database_lost_mid_job_then_back_the_task_still_completes(
     )
     try:
         with start_worker(env, name="worker-db-cut") as worker:
-            task_id = await create(uow_factory, concepts)
+            task_id = await tasks.new_task(uow_factory, OWNER, concepts)
 
             async def started() -> bool:
                 return (await item_counts(uow_factory, task_id))["completed"] >= 4
@@ -115,10 +105,10 @@ async def test_the_broker_lost_then_back_the_consumer_takes_what_was_published_m
     env = env_for(resources, AMQP_URL=through(resources.amqp_url, proxy))
     try:
         with start_worker(env, name="worker-amqp-cut"):
-            before = await create(uow_factory, ["b1", "b2"])
+            before = await tasks.new_task(uow_factory, OWNER, ["b1", "b2"])
             assert (await wait_for_status(uow_factory, before)).status == "completed"
             proxy.cut()
-            during = await create(uow_factory, ["m1", "m2", "m3"])
+            during = await tasks.new_task(uow_factory, OWNER, ["m1", "m2", "m3"])
             proxy.restore()
             row = await wait_for_status(uow_factory, during, within=60)
             assert row.status == "completed"

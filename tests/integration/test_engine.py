@@ -36,8 +36,8 @@ async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> No
         proxy.close()
 
 
-async def lock_cut_commit(uows: UnitOfWorkFactory, proxy: TcpProxy, task_id: UUID) -> None:
-    async with uows() as uow:
+async def lock_cut_commit(uow_factory: UnitOfWorkFactory, proxy: TcpProxy, task_id: UUID) -> None:
+    async with uow_factory() as uow:
         await uow.tasks.lock(task_id)
         proxy.cut()
         await uow.commit()
@@ -56,13 +56,13 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
         )
     )
     engine = create_engine(via_proxy, pool_size=1, idle_ping_seconds=1e9)
-    uows = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(engine)
     task_id = uuid4()
     try:
         with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
-            await lock_cut_commit(uows, proxy, task_id)
+            await lock_cut_commit(uow_factory, proxy, task_id)
         proxy.restore()
-        async with uows() as uow:
+        async with uow_factory() as uow:
             assert await uow.tasks.lock(task_id) is None
             await uow.commit()
     finally:

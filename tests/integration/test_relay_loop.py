@@ -92,7 +92,8 @@ async def test_a_row_that_keeps_failing_is_parked_and_blocks_nothing(
         await ledger.close()
     assert all(not (d.task_id == str(poisoned) and d.seq == 1) for d in ledger.deliveries)
     document = await wait_until(
-        lambda: _health_where(running.port, parked=1), what="/health counting the parked row"
+        lambda: asyncio.to_thread(health, running.port, parked=1),
+        what="/health counting the parked row",
     )
     assert document is not None
     assert document["status"] == "degraded"
@@ -140,13 +141,6 @@ async def test_published_rows_and_old_idempotency_records_are_cleaned_up(
 
 async def _delivered(ledger: Ledger, wanted: set[tuple[str, int | None]]) -> bool:
     return wanted <= {(d.task_id, d.seq) for d in ledger.deliveries}
-
-
-async def _health_where(port: int, **expected: object) -> dict[str, object] | None:
-    document = await asyncio.to_thread(health, port)
-    if document and all(document.get(k) == v for k, v in expected.items()):
-        return document
-    return None
 
 
 def _metrics(port: int) -> str:

@@ -116,7 +116,7 @@ async def test_retry_refused_changes_nothing(
     if status is not Status.PENDING:
         await tasks.move(uow_factory, task_id, Status.PROCESSING)
     if status is Status.COMPLETED:
-        await tasks.set_items(uow_factory, task_id, "completed", 2)
+        await tasks.store_results(uow_factory, task_id, "completed", 2)
         await tasks.move(uow_factory, task_id, Status.COMPLETED)
     before = await snapshot(settings, task_id)
     with pytest.raises(Conflict):
@@ -129,7 +129,7 @@ async def test_retry_with_nothing_to_retry_is_a_conflict(uow_factory: UnitOfWork
     user = owner()
     task_id = await tasks.new_task(uow_factory, user, 2)
     await tasks.move(uow_factory, task_id, Status.PROCESSING)
-    await tasks.set_items(uow_factory, task_id, "completed", 2)
+    await tasks.store_results(uow_factory, task_id, "completed", 2)
     await tasks.move(uow_factory, task_id, Status.CANCELLED)
     with pytest.raises(Conflict, match="no items to retry"):
         async with uow_factory() as uow:

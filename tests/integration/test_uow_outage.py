@@ -31,7 +31,7 @@ def resources_fixture(private_postgres: PrivatePostgres) -> Iterator[res.Resourc
         yield resources
 
 
-@pytest.fixture(name="uows")
+@pytest.fixture(name="uow_factory")
 async def uows_fixture(resources: res.Resources) -> AsyncIterator[UnitOfWorkFactory]:
     settings = Settings.from_env(resources.env())
     # No idle ping: only the unit of work's own handling may replace dead connections.
@@ -42,12 +42,12 @@ async def uows_fixture(resources: res.Resources) -> AsyncIterator[UnitOfWorkFact
         await engine.dispose()
 
 
-async def all_at_once(uows: UnitOfWorkFactory) -> None:
+async def all_at_once(uow_factory: UnitOfWorkFactory) -> None:
     """POOL units of work open at the same time: each holds a connection of its own."""
     barrier = asyncio.Barrier(POOL)
 
     async def one() -> None:
-        async with uows() as uow:
+        async with uow_factory() as uow:
             assert await uow.tasks.lock(uuid4()) is None
             await barrier.wait()
 
@@ -65,12 +65,15 @@ async def task_rows(resources: res.Resources) -> int:
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_a_stop_mid_unit_of_work_writes_nothing_and_the_pool_recovers(
-    private_postgres: PrivatePostgres, resources: res.Resources, uows: UnitOfWorkFactory, mode: str
+    private_postgres: PrivatePostgres,
+    resources: res.Resources,
+    uow_factory: UnitOfWorkFactory,
+    mode: str,
 ) -> None:
-    await all_at_once(uows)  # the pool now holds POOL connections to this server
+    await all_at_once(uow_factory)  # the pool now holds POOL connections to this server
 
     async def create_across_a_stop() -> None:
-        async with uows() as uow:
+        async with uow_factory() as uow:
             await create_task(uow, "alice", NEW)
             await asyncio.to_thread(private_postgres.stop, mode)
             await uow.commit()
@@ -78,11 +81,11 @@ async def test_a_stop_mid_unit_of_work_writes_nothing_and_the_pool_recovers(
     with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
         await create_across_a_stop()
     with pytest.raises(DependencyUnavailable, match="PostgreSQL") as refused:
-        async with uows():
+        async with uow_factory():
             pass
     assert "://" not in refused.value.reason
 
     await asyncio.to_thread(private_postgres.start)
     # Every pooled connection died with the old server; none of them is handed out again.
-    await all_at_once(uows)
+    await all_at_once(uow_factory)
     assert await task_rows(resources) == 0

@@ -23,10 +23,8 @@ from services.worker.enqueue import JOB_FUNCTION, job_id_for
 from services.worker.jobs import JobContext, install, on_job_failure
 from shared.content import placeholder_generator
 from shared.db import UnitOfWorkFactory
-from shared.domain import Status
-from shared.service.tasks import NewTask, create_task
-from shared.service.transitions import transition
 from shared.settings import Settings
+from tests.support import tasks
 from tests.support.resources import Resources
 from tests.support.worker import task_row
 
@@ -39,18 +37,10 @@ def connection_fixture(resources: Resources, settings: Settings) -> Iterator[red
     client.close()
 
 
-async def running_task(uows: UnitOfWorkFactory, holder: str) -> UUID:
+async def running_task(uow_factory: UnitOfWorkFactory, holder: str) -> UUID:
     """A task in processing whose lease `holder` holds, as when its job is running."""
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [("a", "A"), ("b", "B")], ["quiz"])
-    async with uows() as uow:
-        task_id = UUID((await create_task(uow, "callbacks", new))["task_id"])
-        await uow.commit()
-    async with uows() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
-        assert await uow.leases.acquire(task_id, holder, 30)
-        await transition(uow, state, Status.PROCESSING, step="started", message="go")
-        await uow.commit()
+    task_id = await tasks.new_task(uow_factory, "callbacks", ["a", "b"], types=("quiz",))
+    await tasks.start(uow_factory, task_id, holder=holder)
     return task_id
 
 

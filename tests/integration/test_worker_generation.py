@@ -19,8 +19,9 @@ from shared.content import ContentGenerator, ContentRequest, load_generator
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox
 from shared.service.generation import ContentJob, JobOutcome, Stop
-from shared.service.tasks import NewTask, cancel_task, create_task, retry_task
+from shared.service.tasks import cancel_task, retry_task
 from shared.settings import DEFAULT_GENERATOR
+from tests.support import tasks
 from tests.support.worker import item_statuses, notifications, task_row
 
 OWNER = "worker-tests"
@@ -45,12 +46,8 @@ class Recorder:
         return Counter(f"{c.concept_id}/{c.content_type}" for c in self.calls)
 
 
-async def new_task(uows: UnitOfWorkFactory, concepts: list[str], types: list[str]) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, f"Title {c}") for c in concepts], types)
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+async def new_task(uow_factory: UnitOfWorkFactory, concepts: list[str], types: list[str]) -> UUID:
+    return await tasks.new_task(uow_factory, OWNER, concepts, types)
 
 
 def seed_concepts() -> list[str]:
@@ -59,7 +56,7 @@ def seed_concepts() -> list[str]:
 
 
 async def run_job(
-    uows: UnitOfWorkFactory,
+    uow_factory: UnitOfWorkFactory,
     task_id: UUID,
     generator: ContentGenerator,
     *,
@@ -68,7 +65,7 @@ async def run_job(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> JobOutcome:
     job = ContentJob(
-        uows,
+        uow_factory,
         generator,
         task_id=task_id,
         holder=holder or f"test-{uuid4()}",

@@ -20,6 +20,7 @@ import aio_pika
 import pytest
 import redis
 from rq import Queue
+from rq.job import Job
 from sqlalchemy import select, text, update
 
 from services.worker.consumer import JobConsumer
@@ -28,13 +29,13 @@ from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
-from shared.domain import ItemKey, Status
+from shared.domain import ItemKey
 from shared.service.generation import ContentJob, Stop
 from shared.service.recovery import Action, Reconciler
-from shared.service.tasks import NewTask, cancel_task, create_task
-from shared.service.transitions import transition
+from shared.service.tasks import cancel_task
 from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE
+from tests.support import tasks
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 from tests.support.worker import notifications, outbox_payloads, task_row
@@ -62,17 +63,17 @@ def reconciler_fixture(uow_factory: UnitOfWorkFactory, rq_client: redis.Redis) -
     )
 
 
-async def new_task(uows: UnitOfWorkFactory, concepts: tuple[str, ...] = ("a", "b", "c")) -> UUID:
-    new = NewTask(f"roadmap-{uuid4().hex[:6]}", [(c, c.upper()) for c in concepts], ["quiz"])
-    async with uows() as uow:
-        view = await create_task(uow, OWNER, new)
-        await uow.commit()
-    return UUID(view["task_id"])
+async def new_task(
+    uow_factory: UnitOfWorkFactory, concepts: tuple[str, ...] = ("a", "b", "c")
+) -> UUID:
+    return await tasks.new_task(uow_factory, OWNER, concepts, types=("quiz",))
 
 
-async def publish_dispatches(uows: UnitOfWorkFactory, task_id: UUID, ago: float = 60) -> None:
+async def publish_dispatches(
+    uow_factory: UnitOfWorkFactory, task_id: UUID, ago: float = 60
+) -> None:
     """What the relay does with the task's job rows (long ago, unless said otherwise)."""
-    async with uows() as uow:
+    async with uow_factory() as uow:
         await uow.connection.execute(
             update(outbox)
             .where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
@@ -81,11 +82,11 @@ async def publish_dispatches(uows: UnitOfWorkFactory, task_id: UUID, ago: float 
         await uow.commit()
 
 
-async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> None:
+async def take_dispatch(uow_factory: UnitOfWorkFactory, task_id: UUID, job_id: str) -> None:
     """What the consumer does with the task's latest job message: record its RQ job."""
-    rows = await outbox_payloads(uows, task_id, "job")
+    rows = await outbox_payloads(uow_factory, task_id, "job")
     assert rows
-    async with uows() as uow:
+    async with uow_factory() as uow:
         message_id = await uow.connection.scalar(
             select(outbox.c.message_id)
             .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
@@ -96,15 +97,21 @@ async def take_dispatch(uows: UnitOfWorkFactory, task_id: UUID, job_id: str) -> 
         await uow.commit()
 
 
-async def start_dying_job(uows: UnitOfWorkFactory, task_id: UUID, holder: str) -> None:
+async def queued_job(
+    uow_factory: UnitOfWorkFactory, rq_client: redis.Redis
+) -> tuple[UUID, Queue, Job]:
+    """A task whose dispatch the consumer turned into a real RQ job, still queued."""
+    task_id = await new_task(uow_factory)
+    await publish_dispatches(uow_factory, task_id)
+    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
+    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
+    await take_dispatch(uow_factory, task_id, job.id)
+    return task_id, queue, job
+
+
+async def start_dying_job(uow_factory: UnitOfWorkFactory, task_id: UUID, holder: str) -> None:
     """What a job does at its start, with a lease so short that it lapses at once."""
-    async with uows() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
-        assert await uow.leases.acquire(task_id, holder, 0.01)
-        if state.status is Status.PENDING:
-            await transition(uow, state, Status.PROCESSING, step="started", message="go")
-        await uow.commit()
+    await tasks.start(uow_factory, task_id, holder, lease=0.01)
 
 
 async def recover(reconciler: Reconciler, task_id: UUID, healthy_for: float = 60) -> Action:
@@ -212,11 +219,7 @@ async def test_a_job_message_nobody_took_gets_a_new_dispatch(
 async def test_a_job_queued_in_rq_is_live_work_and_one_lost_from_redis_is_not(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    task_id = await new_task(uow_factory)
-    await publish_dispatches(uow_factory, task_id)
-    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
-    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
-    await take_dispatch(uow_factory, task_id, job.id)
+    task_id, queue, _ = await queued_job(uow_factory, rq_client)
 
     assert task_id not in await swept_ids(reconciler)
 
@@ -227,11 +230,7 @@ async def test_a_job_queued_in_rq_is_live_work_and_one_lost_from_redis_is_not(
 async def test_a_started_job_gets_time_to_take_its_task_then_is_judged_lost(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    task_id = await new_task(uow_factory)
-    await publish_dispatches(uow_factory, task_id)
-    queue = Queue(f"test-reconcile-{uuid4().hex[:8]}", connection=rq_client)
-    job = queue.enqueue_call("builtins.print", job_id=f"generate-{uuid4()}")
-    await take_dispatch(uow_factory, task_id, job.id)
+    task_id, queue, job = await queued_job(uow_factory, rq_client)
     rq_client.hset(job.key, mapping={"status": "started", "started_at": _rq_time(time.time())})
 
     assert task_id not in await swept_ids(reconciler)  # started just now
@@ -244,8 +243,8 @@ async def test_a_started_job_gets_time_to_take_its_task_then_is_judged_lost(
 async def test_two_reconcilers_recover_a_task_once(
     uow_factory: UnitOfWorkFactory, reconciler: Reconciler, rq_client: redis.Redis
 ) -> None:
-    tasks = [await new_task(uow_factory) for _ in range(10)]
-    for task_id in tasks:
+    many = [await new_task(uow_factory) for _ in range(10)]
+    for task_id in many:
         await publish_dispatches(uow_factory, task_id)
         await start_dying_job(uow_factory, task_id, f"dead-{task_id}")
     other = Reconciler(
@@ -259,9 +258,9 @@ async def test_two_reconcilers_recover_a_task_once(
 
     first, second = await asyncio.gather(reconciler.sweep(60), other.sweep(60))
 
-    recovered = [r.task_id for r in [*first, *second] if r.task_id in tasks]
-    assert sorted(recovered) == sorted(tasks)  # each once, by one of the two
-    for task_id in tasks:
+    recovered = [r.task_id for r in [*first, *second] if r.task_id in many]
+    assert sorted(recovered) == sorted(many)  # each once, by one of the two
+    for task_id in many:
         jobs = await outbox_payloads(uow_factory, task_id, "job")
         assert [j["reason"] for j in jobs] == ["create", "resume"]
 

@@ -27,6 +27,17 @@ def free_port() -> int:
         return port
 
 
+def refused_in_one_line(args: Sequence[str], env: dict[str, str]) -> str:
+    """Run `taskrelay ARGS` that must refuse to start: exit 1, nothing on stdout, ONE line on
+    stderr (the contract's start-up failure); that line."""
+    done = subprocess.run([*TASKRELAY, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
 class Process:
     """One `taskrelay ...` child; its output goes to a log file the test can read."""
 

@@ -22,36 +22,45 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.db import UnitOfWorkFactory
-from shared.service.tasks import NewTask, create_task
 from shared.service.transitions import emit_event
 from shared.topology import declare_topology
 from tests.support import resources as res
+from tests.support import tasks
 from tests.support.processes import Process, free_port
 from tests.support.resources import Resources
 from tests.support.wait import wait_until_sync
 
 
-def health(port: int) -> dict[str, Any] | None:
-    """The relay's /health document (whatever the status code), or None if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            document: dict[str, Any] = json.load(response)
-    except urllib.error.HTTPError as error:
-        document = json.load(error)
-    except OSError:
-        return None
-    return document
+@dataclass(frozen=True)
+class Health:
+    """One answer of a relay's /health: its HTTP status (503 while a dependency is down)."""
+
+    code: int
+    document: dict[str, Any]
+
+    def __getitem__(self, field: str) -> Any:
+        return self.document[field]
+
+    def get(self, field: str) -> Any:
+        return self.document.get(field)
 
 
-def health_status(port: int) -> tuple[int, dict[str, Any]] | None:
-    """The HTTP status and document of /health, or None if the relay does not answer."""
+def health(port: int, **expected: object) -> Health | None:
+    """The relay's /health, or None if it does not answer or a field differs from `expected`
+    (a wait passes `role="active"`, say, and polls until it holds)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return response.status, json.load(response)
+            answer = Health(response.status, json.load(response))
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        try:
+            answer = Health(error.code, json.load(error))
+        except ValueError:  # not the relay's JSON yet: it answers all the same
+            answer = Health(error.code, {})
     except OSError:
         return None
+    if any(answer.get(field) != value for field, value in expected.items()):
+        return None
+    return answer
 
 
 def start_relay(env: dict[str, str], name: str = "relay", port: int | None = None) -> Process:
@@ -62,15 +71,13 @@ def start_relay(env: dict[str, str], name: str = "relay", port: int | None = Non
     try:
         wait_until_sync(
             lambda: health(port) is not None or not proc.alive(),
-            within=20,
+            within=30,
             what=f"relay {name} health on port {port}",
         )
-    except Exception:
+        assert proc.alive(), f"relay {name} exited at start-up:\n{proc.output()}"
+    except BaseException:
         proc.stop()
         raise
-    if not proc.alive():
-        proc.stop()
-        raise RuntimeError(f"relay {name} exited at start-up:\n{proc.output()}")
     return proc
 
 
@@ -154,12 +161,7 @@ class Writer:
 
     async def create_tasks(self, count: int) -> None:
         for _ in range(count):
-            async with self.uow_factory() as uow:
-                view = await create_task(
-                    uow, "relay-test", NewTask("r", [("c1", "Concept")], ["tutorial"])
-                )
-                await uow.commit()
-            self.tasks.append(UUID(view["task_id"]))
+            self.tasks.append(await tasks.new_task(self.uow_factory, "relay-test", 1))
 
     async def write(self, rows: int, *, concurrency: int = 8, rollback_rate: float = 0.1) -> None:
         """Commit `rows` notifications over the tasks, from `concurrency` transactions at once."""

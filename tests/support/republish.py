@@ -1,64 +1,67 @@
-"""Publish a task's outbox notification rows by hand, exactly as the relay does.
+"""Publish a task's outbox rows by hand, with the relay's own publisher.
 
-Same exchange, routing key, `message_id`, headers (`x-task-id`, `x-seq`), persistent, JSON,
-with publisher confirms. Gateway tests use it to replay what a relay can do that is hard to
-provoke on cue: publish a row again (after a crash before marking it) or publish rows out of
-order, or not at all.
+Tests replay what a relay can do that is hard to provoke on cue: publish a row again (after a
+crash before marking it, or a duplicate message), publish rows out of order, or not at all. The
+rows are read as the relay reads them (`OutboxRow`) and sent by `services.relay.publisher`, so
+the message (exchange, routing key, `message_id`, headers, persistence) is the relay's, not a
+copy of it; the rows are not marked published.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 from uuid import UUID
 
-import aio_pika
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Float, Text, cast, extract, select
 
+from services.relay.outbox_sql import OutboxRow, row_from
+from services.relay.publisher import Publisher
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import outbox
-from shared.messaging import EXCHANGE
+from shared.settings import RelaySettings
+
+_ROWS = select(
+    outbox.c.id,
+    outbox.c.message_id,
+    outbox.c.task_id,
+    outbox.c.kind,
+    outbox.c.routing_key,
+    cast(outbox.c.payload, Text).label("payload"),
+    cast(outbox.c.payload["seq"].astext, BigInteger).label("seq"),
+    outbox.c.headers["traceparent"].astext.label("traceparent"),
+    outbox.c.attempts,
+    cast(extract("epoch", outbox.c.created_at), Float).label("committed_at"),
+).order_by(outbox.c.id)
+"""The columns of the relay's claim (`outbox_sql.CLAIM`), for any row of a task."""
 
 
-@dataclass(frozen=True)
-class Row:
-    message_id: UUID
-    routing_key: str
-    payload: dict[str, Any]
-
-    @property
-    def seq(self) -> int:
-        return int(self.payload["seq"])
+async def outbox_rows(uow_factory: UnitOfWorkFactory, task_id: UUID, kind: str) -> list[OutboxRow]:
+    """The task's outbox rows of one kind (`job` or `notification`), in commit order."""
+    query = _ROWS.where(outbox.c.task_id == task_id, outbox.c.kind == kind)
+    async with uow_factory() as uow:
+        return [row_from(row._mapping) for row in await uow.connection.execute(query)]
 
 
-async def notification_rows(uows: UnitOfWorkFactory, task_id: UUID) -> dict[int, Row]:
+async def notification_rows(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[int, OutboxRow]:
     """The task's notification rows by `seq`."""
-    query = (
-        select(outbox.c.message_id, outbox.c.routing_key, outbox.c.payload)
-        .where(outbox.c.task_id == task_id, outbox.c.kind == "notification")
-        .order_by(outbox.c.id)
+    rows = await outbox_rows(uow_factory, task_id, "notification")
+    return {row.seq: row for row in rows if row.seq is not None}
+
+
+async def publish(amqp_url: str, rows: Sequence[OutboxRow]) -> None:
+    """Send `rows` in this order, as the relay sends a batch, and wait for every confirm."""
+    defaults = RelaySettings()
+    publisher = Publisher(
+        amqp_url,
+        timeout=defaults.publish_timeout_seconds,
+        max_message_bytes=defaults.max_message_bytes,
+        heartbeat=defaults.broker_heartbeat_seconds,
     )
-    async with uows() as uow:
-        rows = [Row(*r) for r in await uow.connection.execute(query)]
-    return {row.seq: row for row in rows}
-
-
-async def publish(amqp_url: str, rows: list[Row]) -> None:
-    connection = await aio_pika.connect(amqp_url)
+    await publisher.connect()
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        for row in rows:
-            message = aio_pika.Message(
-                json.dumps(row.payload).encode(),
-                message_id=str(row.message_id),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"x-task-id": str(row.payload["task_id"]), "x-seq": row.seq},
-            )
-            await exchange.publish(message, routing_key=row.routing_key)
+        outcome = await publisher.publish(rows)
     finally:
-        await connection.close()
+        await publisher.close()
+    assert outcome.lost is None, outcome.lost
+    assert not outcome.failed, outcome.failed
+    assert not outcome.held_back, outcome.held_back

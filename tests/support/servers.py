@@ -13,8 +13,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -37,7 +39,35 @@ def pg_binary(name: str) -> str:
     return max(found, key=lambda path: int(Path(path).parts[-3].split(".")[0]))
 
 
-class PrivatePostgres:
+class PrivateServer(ABC):
+    """A server a test owns: started on entering a `with`, destroyed on leaving it."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Stop it if it runs and remove whatever it left on disk."""
+
+    def restart(self) -> None:
+        """Stop and start again, on the same port."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.destroy()
+
+
+class PrivatePostgres(PrivateServer):
     """A PostgreSQL cluster of the test's own: initdb + pg_ctl on a free port, as user postgres."""
 
     def __init__(self, base_dir: Path | None = None) -> None:
@@ -103,10 +133,6 @@ class PrivatePostgres:
             pg_binary("pg_ctl"), "stop", "-w", "-t", "120", "-D", str(self.data_dir), "-m", mode
         )
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def create_database(self, name: str) -> str:
         """An empty database in this cluster; its postgresql:// URL."""
         return res.run_blocking(lambda: res.create_database(name, admin=self.admin_url))
@@ -120,17 +146,8 @@ class PrivatePostgres:
         else:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> PrivatePostgres:
-        self.start()
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.destroy()
-
-
-class PrivateRedis:
+class PrivateRedis(PrivateServer):
     """A redis-server of the test's own on a free port, keeping nothing on disk."""
 
     def __init__(self) -> None:
@@ -182,20 +199,7 @@ class PrivateRedis:
         self._process.wait(30)
         self._process = None
 
-    def restart(self) -> None:
-        """Stop and start again: it comes back empty, on the same port."""
-        self.stop()
-        self.start()
-
     def destroy(self) -> None:
+        """Kill it; it comes back empty if started again, on the same port."""
         self.stop()
         shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> PrivateRedis:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.destroy()

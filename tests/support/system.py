@@ -19,9 +19,11 @@ from shared.db import UnitOfWorkFactory, create_engine
 from shared.domain import FINAL
 from shared.settings import DatabaseSettings
 from tests.support.processes import Process, start_api
+from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources
+from tests.support.tasks import create_through_api
 from tests.support.wait import wait_until
-from tests.support.worker import start_relay, start_worker, task_row
+from tests.support.worker import start_worker, task_row
 
 OWNER = "nothing-stuck"
 TOKEN = issue_token(SECRET, OWNER, 3600)
@@ -52,24 +54,18 @@ class System:
     relay: Process
     worker: Process
     client: httpx.AsyncClient
-    uows: UnitOfWorkFactory
+    uow_factory: UnitOfWorkFactory
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api.port}"  # type: ignore[attr-defined]
 
     async def create(self, count: int, concepts: int) -> list[UUID]:
-        ids = []
-        for n in range(count):
-            body = {
-                "roadmap_id": f"stuck-{n}",
-                "concepts": [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)],
-                "content_types": TYPES,
-            }
-            answer = await self.client.post("/api/v1/tasks", json=body)
-            assert answer.status_code == 201, answer.text
-            ids.append(UUID(answer.json()["task_id"]))
-        return ids
+        items = [{"concept_id": f"c{i}", "title": f"C{i}"} for i in range(concepts)]
+        return [
+            UUID(await create_through_api(self.base_url, TOKEN, items, TYPES, roadmap_id=f"s{n}"))
+            for n in range(count)
+        ]
 
     async def completed_items(self, ids: list[UUID]) -> int:
         total = 0
@@ -80,7 +76,7 @@ class System:
 
     async def all_final(self, ids: list[UUID], within: float) -> dict[UUID, Any]:
         async def final() -> dict[UUID, Any] | None:
-            rows = {task_id: await task_row(self.uows, task_id) for task_id in ids}
+            rows = {task_id: await task_row(self.uow_factory, task_id) for task_id in ids}
             return rows if all(r.status in FINAL for r in rows.values()) else None
 
         return await wait_until(final, within=within, interval=0.5, what="every task final")

@@ -1,62 +1,137 @@
-"""Bring tasks into a given state through the real services and the state machine.
+"""Make and drive tasks for tests through the product's own services: the one fixture module.
 
-Item results are written with plain SQL (they are not task statuses); every task status change
-goes through `shared.service.transitions.transition`, as in production.
+A test that needs a task in some state gets it here, and every write goes through the code the
+product runs: `create_task` makes it, the state machine (`transition`, `emit_event`) changes it,
+the worker's `start_task`, `store_item_result` and `finish_task` (`shared.service.progress`)
+start it, record item results and give the final status. So a test breaks when the product
+changes, not when a copy of it drifts.
+
+`new_task` works at the database level (integration tests, and e2e tests that watch a task
+change); `create_through_api` works over HTTP, for tests that drive a whole running system.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from sqlalchemy import text
+import httpx
 
-from shared.db import UnitOfWorkFactory
-from shared.domain import Status
-from shared.service import NewTask, create_task, transition
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db.items import PendingItem
+from shared.domain import ItemKey, Status, TaskState
+from shared.service import NewTask, create_task, emit_event, transition
+from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
+from tests.support.wait import wait_until
+
+FAILED_ITEM = "generator failed"
+"""The error an item failed by these helpers carries."""
 
 
-def concepts(n: int, prefix: str = "c") -> list[tuple[str, str]]:
-    return [(f"{prefix}{i:03d}", f"Concept {i}") for i in range(n)]
+Concepts = int | Sequence[str | tuple[str, str]]
+"""A count (`c000`, `c001`...), or concept ids (titled `Title <id>`), or (id, title) pairs."""
+
+
+def concepts(given: Concepts) -> list[tuple[str, str]]:
+    """(concept_id, title) pairs for `given`."""
+    if isinstance(given, int):
+        given = [f"c{i:03d}" for i in range(given)]
+    return [c if isinstance(c, tuple) else (c, f"Title {c}") for c in given]
 
 
 async def new_task(
     uow_factory: UnitOfWorkFactory,
-    owner: str,
-    n_concepts: int = 3,
-    content_types: list[str] | None = None,
+    owner: str = "tests",
+    ids: Concepts = 3,
+    types: Sequence[str] = ("tutorial",),
+    roadmap_id: str | None = None,
 ) -> UUID:
+    """A pending task made by `create_task`, as the API makes it (with its job dispatch)."""
+    new = NewTask(roadmap_id or f"roadmap-{uuid4().hex[:6]}", concepts(ids), list(types))
     async with uow_factory() as uow:
-        view = await create_task(
-            uow, owner, NewTask("roadmap-1", concepts(n_concepts), content_types or ["tutorial"])
-        )
+        view = await create_task(uow, owner, new)
         await uow.commit()
     return UUID(view["task_id"])
 
 
-async def set_items(uow_factory: UnitOfWorkFactory, task_id: UUID, status: str, n: int) -> None:
-    """Give the first `n` pending items of the task `status` (completed or failed)."""
+async def _locked(uow: UnitOfWork, task_id: UUID) -> TaskState:
+    state = await uow.tasks.lock(task_id)
+    assert state is not None
+    return state
+
+
+async def start(
+    uow_factory: UnitOfWorkFactory, task_id: UUID, holder: str | None = None, lease: float = 30
+) -> int:
+    """A job's start: with `holder`, it takes the task's lease for `lease` seconds; a pending
+    task goes to processing by the worker's own `start_task`."""
     async with uow_factory() as uow:
-        await uow.connection.execute(
-            text(
-                "UPDATE content_items SET status = :s, attempts = attempts + 1 "
-                "WHERE (task_id, concept_id, content_type) IN (SELECT task_id, concept_id, "
-                "content_type FROM content_items WHERE task_id = :t AND status = 'pending' "
-                "ORDER BY position LIMIT :n)"
-            ),
-            {"s": status, "t": task_id, "n": n},
-        )
+        state = await _locked(uow, task_id)
+        if holder is not None:
+            assert await uow.leases.acquire(task_id, holder, lease)
+        if state.status is Status.PENDING:
+            state = await start_task(uow, state)
         await uow.commit()
+    return state.seq
+
+
+async def pending_keys(uow_factory: UnitOfWorkFactory, task_id: UUID) -> list[ItemKey]:
+    """The items not generated yet, in generation order."""
+    async with uow_factory() as uow:
+        return await uow.items.pending_keys(task_id)
+
+
+async def store_results(uow_factory: UnitOfWorkFactory, task_id: UUID, status: str, n: int) -> None:
+    """The first `n` pending items get `status` (completed or failed), without notifications:
+    counts to read, not progress to watch."""
+    error = FAILED_ITEM if status == "failed" else None
+    async with uow_factory() as uow:
+        items = uow.items
+        for key in (await items.pending_keys(task_id))[:n]:
+            now = datetime.now(UTC)
+            assert await items.store_result(task_id, key, content="# done", error=error, now=now)
+        await uow.commit()
+
+
+async def item_result(uow_factory: UnitOfWorkFactory, task_id: UUID, key: ItemKey, ok: bool) -> int:
+    """One item's result and its notification in one transaction, by the worker's own
+    `store_item_result` (the title is the one `concepts` gives a bare concept id)."""
+    item = PendingItem(key, f"Title {key.concept_id}", attempts=0)
+    result = ItemResult(content="# done") if ok else ItemResult(error=FAILED_ITEM)
+    async with uow_factory() as uow:
+        state = await store_item_result(uow, await _locked(uow, task_id), item, result)
+        assert state is not None, f"{key} was not pending"
+        await uow.commit()
+    return state.seq
+
+
+async def finish(uow_factory: UnitOfWorkFactory, task_id: UUID) -> int:
+    """processing -> the final status the items call for, by the worker's `finish_task`."""
+    async with uow_factory() as uow:
+        state = await finish_task(uow, await _locked(uow, task_id))
+        await uow.commit()
+    return state.seq
 
 
 async def move(
     uow_factory: UnitOfWorkFactory, task_id: UUID, target: Status, **fields: Any
 ) -> None:
+    """Any transition the state machine allows (a cancel, say), with `fields` passed on."""
     async with uow_factory() as uow:
-        state = await uow.tasks.lock(task_id)
-        assert state is not None
+        state = await _locked(uow, task_id)
         await transition(uow, state, target, step=f"test_{target}", message="test", **fields)
         await uow.commit()
+
+
+async def event(uow_factory: UnitOfWorkFactory, task_id: UUID, data: dict[str, object]) -> int:
+    """A notification that keeps the status, carrying `data` (a large one, say)."""
+    async with uow_factory() as uow:
+        state = await _locked(uow, task_id)
+        change = await emit_event(uow, state, step="note", message="note", data=dict(data))
+        await uow.commit()
+    return change.state.seq
 
 
 async def partial_failure(
@@ -64,9 +139,49 @@ async def partial_failure(
 ) -> UUID:
     """A task that ran and ended partial_failure: `completed` items done, `failed` failed."""
     task_id = await new_task(uow_factory, owner, completed + failed)
-    await move(uow_factory, task_id, Status.PROCESSING)
-    await set_items(uow_factory, task_id, "completed", completed)
-    await set_items(uow_factory, task_id, "failed", failed)
-    error = f"{failed} of {completed + failed} content items failed"
-    await move(uow_factory, task_id, Status.PARTIAL_FAILURE, error_message=error)
+    await start(uow_factory, task_id)
+    await store_results(uow_factory, task_id, "completed", completed)
+    await store_results(uow_factory, task_id, "failed", failed)
+    await finish(uow_factory, task_id)
     return task_id
+
+
+async def create_through_api(
+    api: str,
+    token: str,
+    concepts: list[dict[str, str]],
+    types: Sequence[str] | None = None,
+    *,
+    roadmap_id: str = "rm-test",
+    until: str | None = None,
+    within: float = 60,
+) -> str:
+    """A task made by `POST /api/v1/tasks` of a running system at `api`; with `until`, once
+    the system brought it to that status."""
+    body: dict[str, Any] = {"roadmap_id": roadmap_id, "concepts": concepts}
+    if types is not None:
+        body["content_types"] = list(types)
+    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
+        created = await client.post("/api/v1/tasks", json=body)
+    assert created.status_code == 201, created.text
+    task_id = str(created.json()["task_id"])
+    if until is not None:
+        await wait_for_status_through_api(api, token, task_id, until, within)
+    return task_id
+
+
+async def wait_for_status_through_api(
+    api: str, token: str, task_id: str, status: str, within: float = 60
+) -> None:
+    """Poll `GET /api/v1/tasks/{task_id}` until the task has `status`."""
+    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
+
+        async def reached() -> bool:
+            answer = await client.get(f"/api/v1/tasks/{task_id}")
+            return bool(answer.json()["status"] == status)
+
+        await wait_until(reached, within=within, interval=0.2, what=f"the task to be {status}")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,20 +1,17 @@
-"""Worker test helpers: start `taskrelay worker` and `taskrelay relay`, watch tasks, republish.
+"""Worker test helpers: start `taskrelay worker`, watch tasks and their outbox rows.
 
-`republish` sends an outbox job row to the exchange exactly as the relay does (same message_id,
-routing key, persistent, JSON), to prove a duplicate delivery changes nothing.
+Starting a relay is `tests.support.relay.start_relay`; publishing an outbox row again, as the
+relay does, is `tests.support.republish`.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import aio_pika
 import redis
 from rq import Worker
 from sqlalchemy import select
@@ -22,8 +19,7 @@ from sqlalchemy import select
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox, roadmap_tasks
 from shared.domain import FINAL
-from shared.messaging import EXCHANGE
-from tests.support.processes import Process, free_port
+from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
 
 
@@ -62,85 +58,37 @@ def start_worker(
     return proc
 
 
-def _health(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # 503 while it starts: it answers, so it is up
-    except OSError:
-        return False
-
-
-def start_relay(env: dict[str, str], name: str = "relay") -> Process:
-    port = free_port()
-    proc = Process(["relay", "--health-port", str(port)], env, name)
-    try:
-        wait_until_sync(
-            lambda: not proc.alive() or _health(port), within=30, what="the relay's /health"
-        )
-        assert proc.alive(), f"the relay exited at start-up:\n{proc.output()}"
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
-
-
-async def task_row(uows: UnitOfWorkFactory, task_id: UUID) -> Any:
-    async with uows() as uow:
+async def task_row(uow_factory: UnitOfWorkFactory, task_id: UUID) -> Any:
+    async with uow_factory() as uow:
         query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
         return (await uow.connection.execute(query)).one()
 
 
 async def wait_for_status(
-    uows: UnitOfWorkFactory, task_id: UUID, statuses: Collection[str] = FINAL, within: float = 60
+    uow_factory: UnitOfWorkFactory,
+    task_id: UUID,
+    statuses: Collection[str] = FINAL,
+    within: float = 60,
 ) -> Any:
     async def reached() -> Any:
-        row = await task_row(uows, task_id)
+        row = await task_row(uow_factory, task_id)
         return row if row.status in statuses else None
 
     return await wait_until(reached, within=within, interval=0.2, what=f"task in {statuses}")
 
 
-async def item_counts(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, int]:
-    async with uows() as uow:
+async def item_counts(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[str, int]:
+    async with uow_factory() as uow:
         query = select(content_items.c.status).where(content_items.c.task_id == task_id)
         statuses = [row[0] for row in await uow.connection.execute(query)]
     return {s: statuses.count(s) for s in ("pending", "completed", "failed")}
 
 
-async def job_rows(uows: UnitOfWorkFactory, task_id: UUID) -> list[Any]:
-    async with uows() as uow:
-        query = (
-            select(outbox.c.message_id, outbox.c.routing_key, outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
-            .order_by(outbox.c.id)
-        )
-        return list(await uow.connection.execute(query))
-
-
-async def republish(amqp_url: str, row: Any) -> None:
-    """Publish an outbox job row again, exactly as the relay publishes it."""
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EXCHANGE)
-        message = aio_pika.Message(
-            json.dumps(row.payload).encode(),
-            message_id=str(row.message_id),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await exchange.publish(message, routing_key=row.routing_key)
-    finally:
-        await connection.close()
-
-
 async def outbox_payloads(
-    uows: UnitOfWorkFactory, task_id: UUID, kind: str
+    uow_factory: UnitOfWorkFactory, task_id: UUID, kind: str
 ) -> list[dict[str, Any]]:
     """The payloads of the task's outbox rows of one kind, in commit order."""
-    async with uows() as uow:
+    async with uow_factory() as uow:
         query = (
             select(outbox.c.payload)
             .where(outbox.c.task_id == task_id, outbox.c.kind == kind)
@@ -149,12 +97,12 @@ async def outbox_payloads(
         return [row[0] for row in await uow.connection.execute(query)]
 
 
-async def notifications(uows: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
-    return await outbox_payloads(uows, task_id, "notification")
+async def notifications(uow_factory: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
+    return await outbox_payloads(uow_factory, task_id, "notification")
 
 
-async def item_statuses(uows: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
-    async with uows() as uow:
+async def item_statuses(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
+    async with uow_factory() as uow:
         query = select(content_items.c.concept_id, content_items.c.status).where(
             content_items.c.task_id == task_id
         )

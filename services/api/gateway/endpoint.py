@@ -45,10 +45,10 @@ class Gateway:
         settings: ApiSettings,
         secret: str,
         hub: NotificationHub,
-        uows: UnitOfWorkFactory,
+        uow_factory: UnitOfWorkFactory,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uows
+        self._settings, self._secret, self._hub, self._uows = settings, secret, hub, uow_factory
         self._metrics = metrics or GatewayMetrics(CollectorRegistry())
         self._limits = WatchLimits(settings.ws_queue_limit, settings.ws_gap_grace_seconds)
         self._watchers: set[Watcher] = set()

@@ -1,0 +1,67 @@
+"""What the browser tests share: Debian's Chromium, and a whole system for it to load pages from.
+
+Playwright drives `/usr/bin/chromium` (Playwright's own browser download is not used); a
+module's tests get real relay, worker and API processes started once, in that order, with the
+generator the module asks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.processes import Process, start_api, stop_all
+from tests.support.relay import start_relay
+from tests.support.resources import Resources
+
+CHROMIUM = "/usr/bin/chromium"
+
+MARKS = [
+    pytest.mark.slow,
+    pytest.mark.skipif(  # never skipped in CI, where `make test` installs it
+        shutil.which(CHROMIUM) is None and not os.environ.get("CI"),
+        reason="needs Debian's chromium: apt-get install chromium (or make browser)",
+    ),
+]
+"""A browser test module's `pytestmark`."""
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    """A headless Chromium, closed at the end."""
+    from playwright.async_api import async_playwright  # only browser test modules need it
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+def system_env(resources: Resources, item_seconds: float) -> dict[str, str]:
+    """The environment of a system whose generator takes `item_seconds` per item (so a page
+    can watch it work) and fails the first attempt of concepts whose id contains "fail"."""
+    return resources.env(
+        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_TEST_GENERATOR_DELAY=str(item_seconds),
+    )
+
+
+@contextlib.contextmanager
+def running_system(env: dict[str, str], label: str) -> Iterator[str]:
+    """Relay, one worker and the API on `env`; the API's base URL."""
+    processes: list[Process] = []
+    try:
+        processes.append(start_relay(env, name=f"relay-{label}"))
+        processes.append(Process(["worker", "--processes", "1"], env, f"worker-{label}"))
+        api = start_api(env, name=f"api-{label}")
+        processes.append(api)
+        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+    finally:
+        stop_all(processes)
