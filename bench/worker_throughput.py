@@ -65,7 +65,7 @@ async def measure(
     uows = UnitOfWorkFactory(engine)
     worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
     try:
-        pids = [worker.pid, *_rq_pids(worker.output())]
+        pids = [worker.pid, *rq_pids(worker.output())]
         cpu_before = sum(cpu_seconds(pid, children=True) for pid in pids)
         started = time.monotonic()
         ids = await create_tasks(uows, args.tasks, args.items)
@@ -79,7 +79,7 @@ async def measure(
     return items / elapsed, 1000.0 * cpu / items
 
 
-def _rq_pids(log: str) -> list[int]:
+def rq_pids(log: str) -> list[int]:
     for line in log.splitlines():
         if line.startswith("{") and '"worker_started"' in line:
             return [int(pid) for pid in json.loads(line)["rq_pids"]]
