@@ -34,7 +34,9 @@ def recording(pid: int, out: str | None, *, subprocesses: bool = False) -> Itera
     if out is None:
         yield
         return
-    args = [_py_spy(), "record", "-f", "raw", "-r", "250", "-o", out, "--pid", str(pid)]
+    # --nonblocking: sampling does not pause the process, so the figures move less under it.
+    args = [_py_spy(), "record", "-f", "raw", "-r", "250", "--nonblocking", "-o", out]
+    args += ["--pid", str(pid)]
     spy = subprocess.Popen(
         [*args, *(["--subprocesses"] if subprocesses else [])],
         stdout=subprocess.DEVNULL,
@@ -50,8 +52,11 @@ def recording(pid: int, out: str | None, *, subprocesses: bool = False) -> Itera
             print(f"py-spy: {err.decode(errors='replace').strip()}", file=sys.stderr)
 
 
-def top(path: str, count: int = 15) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """(samples, top by own time, top by cumulative time) of a raw py-spy file."""
+def top(
+    path: str, count: int = 15, within: str | None = None
+) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """(samples, top by own time, top by cumulative time) of a raw py-spy file; with `within`,
+    only the samples whose stack holds a function whose name starts with it."""
     own: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
     samples = 0
@@ -60,7 +65,7 @@ def top(path: str, count: int = 15) -> tuple[int, list[tuple[str, int]], list[tu
         if not stack or not n.isdigit():
             continue
         frames = [_function(f) for f in stack.split(";") if not f.startswith("process ")]
-        if not frames:
+        if not frames or (within and not any(f.startswith(within) for f in frames)):
             continue
         samples += int(n)
         own[frames[-1]] += int(n)
@@ -78,8 +83,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The top of a raw py-spy recording.")
     parser.add_argument("file")
     parser.add_argument("--count", type=int, default=15)
+    parser.add_argument(
+        "--within", help="only samples under this function, e.g. BaseWorker.main_work_horse"
+    )
     args = parser.parse_args()
-    samples, own, cumulative = top(args.file, args.count)
+    samples, own, cumulative = top(args.file, args.count, args.within)
     for title, rows in (("own", own), ("cumulative", cumulative)):
         print(f"top {args.count} by {title} time ({samples} samples):")
         for frame, n in rows:

@@ -38,9 +38,10 @@ import asyncpg
 from bench.frames import TimedSocket
 from bench.procstat import cpu_seconds
 from bench.profile import recording
-from bench.worker_throughput import create_tasks, rq_pids
+from bench.worker_throughput import rq_pids
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.logging import configure_logging
+from shared.service.tasks import NewTask, create_task
 from shared.settings import DatabaseSettings
 from tests.support import resources as res
 from tests.support.system import TOKEN, System, running
@@ -116,9 +117,17 @@ def _spacing(done: list[tuple[int, float]]) -> float:
 
 async def floor(database_url: str, items: int) -> tuple[float, float]:
     """(ms per item over the whole task, over its last TAIL items) of the floor's transactions."""
+    body = task_body(items)  # the product's task shape, created through the product's service
+    new = NewTask(
+        "bench",
+        [(c["concept_id"], c["title"]) for c in body["concepts"]],  # type: ignore[attr-defined]
+        body["content_types"],  # type: ignore[arg-type]
+    )
     engine = create_engine(DatabaseSettings(url=database_url), pool_size=1)
     try:
-        [task_id] = await create_tasks(UnitOfWorkFactory(engine), 1, items)
+        async with UnitOfWorkFactory(engine)() as uow:
+            task_id = uuid.UUID((await create_task(uow, "bench", new))["task_id"])
+            await uow.commit()
     finally:
         await engine.dispose()
     conn = await asyncpg.connect(database_url)
