@@ -3,7 +3,8 @@
 `recording(pid, out)` runs `py-spy record -f raw` on a process (and, with `subprocesses`, on the
 children it forks, such as RQ work horses) while the block runs. `python -m bench.profile FILE`
 prints the top functions of such a file by own time (the leaf frame of a sample) and by
-cumulative time (every function on a sample's stack, once per sample).
+cumulative time (every function on a sample's stack, once per sample; the root chain, on
+(almost) every stack, left out).
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def top(
         own[frames[-1]] += int(n)
         for frame in set(frames):
             cumulative[frame] += int(n)
-    return samples, own.most_common(count), cumulative.most_common(count)
+    # The root chain (runpy, the event loop's run, the RQ job's perform...) is on every sample's
+    # stack and says nothing: left out of the cumulative list.
+    # (A --nonblocking sample can miss the bottom of its stack, so "every" is the most common.)
+    most = max(cumulative.values(), default=0)
+    below_roots = [(f, n) for f, n in cumulative.most_common() if n < 0.99 * most]
+    return samples, own.most_common(count), below_roots[:count]
 
 
 def _function(frame: str) -> str:
