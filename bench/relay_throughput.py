@@ -5,7 +5,10 @@ Usage: .venv/bin/python -m bench.relay_throughput [--rows 100000] [--rounds 3] [
 Use `--rows 1000000 --rounds 1 --no-baseline` for the memory run, and
 `--relays 1 2 --partitions 4 --no-baseline` for the scale-out figure: the same backlog drained
 by 1 relay owning all 4 partitions, then by 2 relays owning 2 each
-(`TASKRELAY_RELAY_MAX_PARTITIONS`), the rate of each and their ratio.
+(`TASKRELAY_RELAY_MAX_PARTITIONS`), the rate of each and their ratio. A relay claims no row of
+a task that has a row in its batch in flight: when a relay's share of the backlog spans no more
+tasks than `--batch`, its next claim finds nothing and it waits for a NOTIFY or its poll
+interval (1 s) before claiming again; `--tasks` sets how many tasks the backlog spans.
 
 A fresh database and vhost are made for the run and removed after it. The backlog is written
 first (notification rows of 1,000 tasks); the baseline reads the same rows and publishes them
@@ -38,24 +41,24 @@ SINK = "bench.sink"
 TASKS = 1000
 
 
-async def write_backlog(dsn: str, rows: int) -> None:
-    """`rows` notification rows, spread over TASKS tasks, `seq` increasing per task."""
-    tasks = [uuid.uuid4() for _ in range(TASKS)]
+async def write_backlog(dsn: str, rows: int, task_count: int = TASKS) -> None:
+    """`rows` notification rows, spread over `task_count` tasks, `seq` increasing per task."""
+    tasks = [uuid.uuid4() for _ in range(task_count)]
     conn = await asyncpg.connect(dsn)
     try:
         step = 50_000
         for start in range(0, rows, step):
             records = []
             for n in range(start, min(rows, start + step)):
-                task = tasks[n % TASKS]
+                task = tasks[n % task_count]
                 body = {
                     "task_id": str(task),
-                    "seq": n // TASKS + 1,
+                    "seq": n // task_count + 1,
                     "step": "content_item_completed",
                     "status": "processing",
-                    "message": f"Generated tutorial for Concept {n} ({n // TASKS + 1}/300)",
+                    "message": f"Generated tutorial for Concept {n} ({n // task_count + 1}/300)",
                     "data": {
-                        "completed_items": n // TASKS + 1,
+                        "completed_items": n // task_count + 1,
                         "failed_items": 0,
                         "total_items": 300,
                     },
@@ -204,6 +207,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="only drain with the relay")
     parser.add_argument("--relays", type=int, nargs="+", default=[1], help="relay counts to run")
     parser.add_argument("--partitions", type=int, default=1, help="TASKRELAY_RELAY_PARTITIONS")
+    parser.add_argument("--tasks", type=int, default=TASKS, help="tasks the backlog spans")
     args = parser.parse_args()
 
     with res.isolated("taskrelay_bench") as resources:
@@ -224,7 +228,7 @@ def drain(resources: res.Resources, args: argparse.Namespace) -> None:
 
     asyncio.run(prepare_sink(amqp_url))
     started = time.perf_counter()
-    asyncio.run(write_backlog(dsn, args.rows))
+    asyncio.run(write_backlog(dsn, args.rows, args.tasks))
     print(f"backlog: {args.rows} rows written in {time.perf_counter() - started:.1f} s")
     best: dict[str, float] = {}
     drained = False
