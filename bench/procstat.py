@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -20,3 +21,20 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise LookupError(f"no {field} for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The process's live children (an RQ worker's work horse while a job runs)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def wait_childless(pids: list[int], within: float = 10.0) -> None:
+    """Until none of `pids` has a live child (an RQ worker reaped its work horse, whose CPU then
+    counts in the worker's), or `within` seconds."""
+    deadline = time.monotonic() + within
+    while any(children(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)

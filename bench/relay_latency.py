@@ -6,6 +6,8 @@ A fresh database and vhost are made for the run and removed after it. A `taskrel
 subprocess publishes; this process commits one notification per transaction through the real
 unit of work and outbox writer, at `--rate` per second, and consumes them from its own queue
 bound to the exchange. Latency = receipt time - the moment `commit()` returned.
+This is the relay's leg only; `bench.click_to_frame` times the whole path a user sees, from the
+retry request through the API, relay and gateway to the frame on a WebSocket.
 """
 
 from __future__ import annotations

@@ -2,7 +2,13 @@
 
 Target: ratio >= 0.8. Also prints the relay's RSS while it drains (it should stay flat).
 Usage: .venv/bin/python -m bench.relay_throughput [--rows 100000] [--rounds 3] [--no-baseline]
-Use `--rows 1000000 --rounds 1 --no-baseline` for the memory run.
+Use `--rows 1000000 --rounds 1 --no-baseline` for the memory run, and
+`--relays 1 2 --partitions 4 --no-baseline` for the scale-out figure: the same backlog drained
+by 1 relay owning all 4 partitions, then by 2 relays owning 2 each
+(`TASKRELAY_RELAY_MAX_PARTITIONS`), the rate of each and their ratio. A relay claims no row of
+a task that has a row in its batch in flight: when a relay's share of the backlog spans no more
+tasks than `--batch`, its next claim finds nothing and it waits for a NOTIFY or its poll
+interval (1 s) before claiming again; `--tasks` sets how many tasks the backlog spans.
 
 A fresh database and vhost are made for the run and removed after it. The backlog is written
 first (notification rows of 1,000 tasks); the baseline reads the same rows and publishes them
@@ -27,6 +33,7 @@ import asyncpg
 
 from bench.procstat import rss_kib
 from tests.support import resources as res
+from tests.support.processes import Process, stop_all
 from tests.support.relay import health, start_relay
 from tests.support.wait import wait_until_sync
 
@@ -34,24 +41,24 @@ SINK = "bench.sink"
 TASKS = 1000
 
 
-async def write_backlog(dsn: str, rows: int) -> None:
-    """`rows` notification rows, spread over TASKS tasks, `seq` increasing per task."""
-    tasks = [uuid.uuid4() for _ in range(TASKS)]
+async def write_backlog(dsn: str, rows: int, task_count: int = TASKS) -> None:
+    """`rows` notification rows, spread over `task_count` tasks, `seq` increasing per task."""
+    tasks = [uuid.uuid4() for _ in range(task_count)]
     conn = await asyncpg.connect(dsn)
     try:
         step = 50_000
         for start in range(0, rows, step):
             records = []
             for n in range(start, min(rows, start + step)):
-                task = tasks[n % TASKS]
+                task = tasks[n % task_count]
                 body = {
                     "task_id": str(task),
-                    "seq": n // TASKS + 1,
+                    "seq": n // task_count + 1,
                     "step": "content_item_completed",
                     "status": "processing",
-                    "message": f"Generated tutorial for Concept {n} ({n // TASKS + 1}/300)",
+                    "message": f"Generated tutorial for Concept {n} ({n // task_count + 1}/300)",
                     "data": {
-                        "completed_items": n // TASKS + 1,
+                        "completed_items": n // task_count + 1,
                         "failed_items": 0,
                         "total_items": 300,
                     },
@@ -144,23 +151,27 @@ async def raw_publish(dsn: str, amqp_url: str, batch: int, *, underlay: bool) ->
     return len(rows) / elapsed
 
 
-def drain_with_relay(env: dict[str, str], rows: int) -> list[tuple[int, int]]:
-    """Start a relay, wait for the backlog to reach 0; (remaining backlog, RSS KiB) samples."""
-    relay = start_relay(env, "bench-relay")
+def drain_with_relay(env: dict[str, str], rows: int, count: int = 1) -> list[tuple[int, int]]:
+    """Start `count` relays, wait for the backlog to reach 0; (remaining backlog, RSS KiB of
+    the first relay) samples."""
+    relays: list[Process] = []
     samples: list[tuple[int, int]] = []
     try:
+        relays.extend(start_relay(env, f"bench-relay-{n}") for n in range(count))
 
         def drained() -> bool:
-            document = health(relay.port)  # type: ignore[attr-defined]
-            if document is None:
+            documents = [health(relay.port) for relay in relays]  # type: ignore[attr-defined]
+            if any(document is None for document in documents):
                 return False
-            samples.append((int(document["backlog"]), rss_kib(relay.pid)))
-            return bool(document["backlog"] == 0 and document["published_total"] >= rows)
+            backlog = int(documents[0]["backlog"])  # type: ignore[index]
+            samples.append((backlog, rss_kib(relays[0].pid)))
+            published = sum(int(d["published_total"]) for d in documents)  # type: ignore[index]
+            return backlog == 0 and published >= rows
 
-        wait_until_sync(drained, within=3600, interval=0.5, what="the relay to drain")
-        samples.append((0, rss_kib(relay.pid, "VmHWM")))
+        wait_until_sync(drained, within=3600, interval=0.5, what="the relays to drain")
+        samples.append((0, rss_kib(relays[0].pid, "VmHWM")))
     finally:
-        relay.stop()
+        stop_all(relays)
     return samples
 
 
@@ -194,6 +205,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="relay batch = baseline window")
     parser.add_argument("--rounds", type=int, default=3, help="best of N (a shared machine)")
     parser.add_argument("--no-baseline", action="store_true", help="only drain with the relay")
+    parser.add_argument("--relays", type=int, nargs="+", default=[1], help="relay counts to run")
+    parser.add_argument("--partitions", type=int, default=1, help="TASKRELAY_RELAY_PARTITIONS")
+    parser.add_argument("--tasks", type=int, default=TASKS, help="tasks the backlog spans")
     args = parser.parse_args()
 
     with res.isolated("taskrelay_bench") as resources:
@@ -202,35 +216,55 @@ def main() -> None:
 
 def drain(resources: res.Resources, args: argparse.Namespace) -> None:
     dsn, amqp_url = resources.database_url, resources.amqp_url
-    env = resources.env(
-        TASKRELAY_RELAY_BATCH_SIZE=str(args.batch),
-        TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="36000",
-    )
+
+    def env(relays: int) -> dict[str, str]:
+        share = 0 if relays == 1 else -(-args.partitions // relays)  # each takes its share
+        return resources.env(
+            TASKRELAY_RELAY_BATCH_SIZE=str(args.batch),
+            TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="36000",
+            TASKRELAY_RELAY_PARTITIONS=str(args.partitions),
+            TASKRELAY_RELAY_MAX_PARTITIONS=str(share),
+        )
+
     asyncio.run(prepare_sink(amqp_url))
     started = time.perf_counter()
-    asyncio.run(write_backlog(dsn, args.rows))
+    asyncio.run(write_backlog(dsn, args.rows, args.tasks))
     print(f"backlog: {args.rows} rows written in {time.perf_counter() - started:.1f} s")
     best: dict[str, float] = {}
+    drained = False
     for round_ in range(1, args.rounds + 1):
         rates: dict[str, float] = {}
         if not args.no_baseline:
             for name, underlay in (("Exchange.publish", False), ("basic_publish", True)):
                 rates[name] = asyncio.run(raw_publish(dsn, amqp_url, args.batch, underlay=underlay))
-        samples = drain_with_relay(env, args.rows)
-        rates["relay"], count = asyncio.run(relay_rate(dsn))
+        for relays in args.relays:
+            if drained:
+                asyncio.run(reset(dsn, amqp_url))
+            samples = drain_with_relay(env(relays), args.rows, relays)
+            drained = True
+            rates[_relays(relays)], count = asyncio.run(relay_rate(dsn))
         print(f"round {round_}: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in rates.items()))
         for name, rate in rates.items():
             best[name] = max(best.get(name, 0.0), rate)
-        if round_ < args.rounds:
-            asyncio.run(reset(dsn, amqp_url))
-    print(f"relay: {count} rows drained, best {best['relay']:,.0f} msg/s")
+    for relays in args.relays:
+        print(f"{_relays(relays)}: {count} rows drained, best {best[_relays(relays)]:,.0f} msg/s")
+    if len(args.relays) > 1:
+        one, most = best[_relays(args.relays[0])], best[_relays(args.relays[-1])]
+        print(
+            f"scale-out over {args.partitions} partitions: {_relays(args.relays[-1])} / "
+            f"{_relays(args.relays[0])} = {most / one:.2f}"
+        )
     for name, raw in best.items():
-        if name != "relay":
+        if name in ("Exchange.publish", "basic_publish") and "relay" in best:
             print(
                 f"raw aio-pika confirmed publish ({name}), best: {raw:,.0f} msg/s; "
                 f"ratio relay / raw: {best['relay'] / raw:.2f} (target >= 0.8)"
             )
     report_rss(samples)
+
+
+def _relays(count: int) -> str:
+    return "relay" if count == 1 else f"{count} relays"
 
 
 def report_rss(samples: list[tuple[int, int]]) -> None:

@@ -1,6 +1,7 @@
 """Content items per second through the whole worker path, with a generator that costs nothing.
 
 Usage: .venv/bin/python -m bench.worker_throughput [--tasks 8] [--items 100] [--processes 1 2]
+       [--workers 1 2]
 
 For each process count: a fresh `taskrelay worker --processes N` (generator
 `tests.support.generators:instant`) and one relay on a fresh database, vhost and Redis db;
@@ -11,12 +12,15 @@ notification, plus the job's start (relay publish, consume, inbox, RQ enqueue, f
 Per-item overhead = N processes / (items per second), in milliseconds of one process; the
 CPU the worker's processes (supervisor, RQ workers, work horses) spent per item is printed
 too, as it depends less on what else the machine is doing.
+`--workers 1 2 --processes 1` is the scale-out figure: one `taskrelay worker` against two (each
+with its own consumer and RQ process) sharing the job queue and Redis.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -30,7 +34,9 @@ from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
 from shared.settings import LoggingSettings, Settings
 from tests.support import resources as res
-from tests.support.worker import start_relay, start_worker, task_row
+from tests.support.processes import Process, stop_all
+from tests.support.relay import start_relay
+from tests.support.worker import start_worker, task_row
 
 
 async def create_tasks(uow_factory: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:
@@ -57,14 +63,20 @@ async def wait_final(uow_factory: UnitOfWorkFactory, ids: list[UUID], limit: flo
 
 
 async def measure(
-    env: dict[str, str], settings: Settings, processes: int, args: argparse.Namespace
+    env: dict[str, str],
+    settings: Settings,
+    processes: int,
+    workers_count: int,
+    args: argparse.Namespace,
 ) -> tuple[float, float]:
     """(items per second, CPU ms per item of the worker's processes and their work horses)."""
     engine = create_engine(settings.database, pool_size=4)
     uow_factory = UnitOfWorkFactory(engine)
-    worker = start_worker(env, processes=processes, name=f"bench-worker-{processes}")
+    workers: list[Process] = []
     try:
-        pids = [worker.pid, *_rq_pids(worker.output())]
+        for n in range(workers_count):
+            workers.append(start_worker(env, processes, name=f"bench-worker-{processes}-{n}"))
+        pids = [pid for w in workers for pid in (w.pid, *rq_pids(w.output()))]
         cpu_before = sum(cpu_seconds(pid, children=True) for pid in pids)
         started = time.monotonic()
         ids = await create_tasks(uow_factory, args.tasks, args.items)
@@ -72,13 +84,13 @@ async def measure(
         elapsed = time.monotonic() - started
         cpu = sum(cpu_seconds(pid, children=True) for pid in pids) - cpu_before
     finally:
-        worker.stop()
+        stop_all(workers)
         await engine.dispose()
     items = args.tasks * args.items
     return items / elapsed, 1000.0 * cpu / items
 
 
-def _rq_pids(log: str) -> list[int]:
+def rq_pids(log: str) -> list[int]:
     for line in log.splitlines():
         if line.startswith("{") and '"worker_started"' in line:
             return [int(pid) for pid in json.loads(line)["rq_pids"]]
@@ -90,6 +102,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="worker instances")
     args = parser.parse_args()
     configure_logging("bench", LoggingSettings(level="WARNING"))  # the figures, not every line
     with res.isolated("taskrelay_bench") as resources:
@@ -98,11 +111,11 @@ def main() -> int:
         try:
             settings = Settings.from_env(env)
             print(f"{args.tasks} tasks x {args.items} items, generator costs nothing")
-            for processes in args.processes:
-                rate, cpu_ms = asyncio.run(measure(env, settings, processes, args))
-                overhead_ms = 1000.0 * processes / rate
+            for workers, processes in itertools.product(args.workers, args.processes):
+                rate, cpu_ms = asyncio.run(measure(env, settings, processes, workers, args))
+                overhead_ms = 1000.0 * processes * workers / rate
                 print(
-                    f"processes={processes}: {rate:8.1f} items/s, "
+                    f"workers={workers} processes={processes}: {rate:8.1f} items/s, "
                     f"per-item overhead {overhead_ms:6.2f} ms per process (wall), "
                     f"{cpu_ms:5.2f} ms CPU of the worker per item"
                 )
