@@ -27,6 +27,7 @@ from bench.frames import TimedSocket, percentile
 from bench.profile import recording
 from shared.content import ContentRequest
 from shared.logging import configure_logging
+from shared.settings import LoggingSettings
 from tests.support import resources as res
 from tests.support.system import TOKEN, System, running
 
@@ -111,7 +112,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.05, help="seconds of quiet per round")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the API into FILE")
     args = parser.parse_args()
-    configure_logging("bench", level="WARNING")
+    configure_logging("bench", LoggingSettings(level="WARNING"))
     asyncio.run(run(args))
 
 

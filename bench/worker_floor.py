@@ -47,7 +47,7 @@ from bench.worker_throughput import rq_pids
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from shared.settings import DatabaseSettings
+from shared.settings import DatabaseSettings, LoggingSettings
 from tests.support import resources as res
 from tests.support.system import TOKEN, System, running
 
@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="best of N (a shared machine)")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the worker into FILE.<items>")
     args = parser.parse_args()
-    configure_logging("bench", level="WARNING")
+    configure_logging("bench", LoggingSettings(level="WARNING"))
     asyncio.run(run(args, [TAIL, 3000] if args.growth else [args.items]))
 
 
