@@ -1,12 +1,14 @@
-"""The whole relay in this process, on real PostgreSQL and RabbitMQ: parking and cleanup.
+"""The whole relay in this process, on real PostgreSQL and RabbitMQ: parking, cleanup, backlogs.
 
 A row that keeps failing is parked, counted on /health and /metrics, and blocks nothing;
-published rows and expired idempotency records are cleaned up after their retention.
+published rows and expired idempotency records are cleaned up after their retention; a backlog
+over fewer tasks than a batch drains without waiting for a NOTIFY or the poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,26 +38,36 @@ class Running:
 
 @pytest.fixture(name="running")
 async def running_fixture(resources: Resources) -> AsyncIterator[Running]:
-    async with isolated_database(resources) as url:
-        env = resources.env(
-            DATABASE_URL=url,
+    async with (
+        isolated_database(resources) as url,
+        _relay(
+            resources,
+            url,
             TASKRELAY_RELAY_MAX_MESSAGE_BYTES="2048",
             TASKRELAY_RELAY_MAX_ATTEMPTS="3",
             TASKRELAY_RELAY_BACKOFF_BASE_SECONDS="0.1",
             TASKRELAY_RELAY_RETENTION_SECONDS="0.5",
             TASKRELAY_RELAY_CLEANUP_INTERVAL_SECONDS="0.5",
-        )
-        port = free_port()
-        process = bootstrap(Settings.from_env(env), port)
-        stopping = asyncio.Event()
-        await process.health.start()
-        task = asyncio.create_task(process.relay.run(stopping))
-        try:
-            yield Running(process, port, url)
-        finally:
-            stopping.set()
-            await asyncio.wait_for(task, 30)
-            await process.health.stop()
+        ) as running,
+    ):
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _relay(resources: Resources, url: str, **settings: str) -> AsyncIterator[Running]:
+    """The relay running in this process on database `url`, stopped (and waited for) after."""
+    process = bootstrap(
+        Settings.from_env(resources.env(DATABASE_URL=url, **settings)), port := free_port()
+    )
+    stopping = asyncio.Event()
+    await process.health.start()
+    task = asyncio.create_task(process.relay.run(stopping))
+    try:
+        yield Running(process, port, url)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+        await process.health.stop()
 
 
 async def _insert(dsn: str, task_id: UUID, seq: int, padding: int = 0) -> None:
@@ -69,6 +81,30 @@ async def _insert(dsn: str, task_id: UUID, seq: int, padding: int = 0) -> None:
             partition_key(task_id),
             f"notification.{task_id}",
             json.dumps({"task_id": str(task_id), "seq": seq, "pad": "x" * padding}),
+        )
+    finally:
+        await conn.close()
+
+
+async def _insert_backlog(dsn: str, task_ids: list[UUID], per_task: int) -> None:
+    """`per_task` rows of each task, the tasks interleaved (seq-major), so
+    every batch of at least `len(task_ids)` rows spans every task."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload) "
+            "VALUES ($1, $2, $3, 'notification', $4, $5::jsonb)",
+            [
+                (
+                    uuid4(),
+                    task_id,
+                    partition_key(task_id),
+                    f"notification.{task_id}",
+                    json.dumps({"task_id": str(task_id), "seq": seq}),
+                )
+                for seq in range(1, per_task + 1)
+                for task_id in task_ids
+            ],
         )
     finally:
         await conn.close()
@@ -139,8 +175,48 @@ async def test_published_rows_and_old_idempotency_records_are_cleaned_up(
     assert document["published_total"] >= 5
 
 
+async def test_a_backlog_over_fewer_tasks_than_a_batch_drains_without_notify_or_poll(
+    resources: Resources,
+) -> None:
+    """Every batch holds rows of every task, so the claim pipelined behind it finds nothing;
+    the relay must claim again once that batch is marked, not sleep for the 30 s poll."""
+    task_ids, per_task = [uuid4() for _ in range(5)], 600
+    async with isolated_database(resources) as url:
+        # Written before the relay LISTENs: no NOTIFY will ever announce these rows.
+        await _insert_backlog(url, task_ids, per_task)
+        wanted = {(str(t), seq) for t in task_ids for seq in range(1, per_task + 1)}
+        ledger = await Ledger().open(resources.amqp_url, binding="notification.#")
+        try:
+            async with _relay(
+                resources,
+                url,
+                TASKRELAY_RELAY_BATCH_SIZE="50",
+                TASKRELAY_RELAY_POLL_INTERVAL_SECONDS="30",
+            ):
+                # Before the fix each 50-row batch after the first cost a 30 s poll.
+                await wait_until(
+                    lambda: _drained(url, ledger, wanted),
+                    within=20,
+                    what="the 3,000-row backlog to drain well within one poll interval",
+                )
+        finally:
+            await ledger.close()
+    assert ledger.first_delivery_order_broken({str(t) for t in task_ids}) == []
+
+
 async def _delivered(ledger: Ledger, wanted: set[tuple[str, int | None]]) -> bool:
     return wanted <= {(d.task_id, d.seq) for d in ledger.deliveries}
+
+
+async def _drained(dsn: str, ledger: Ledger, wanted: set[tuple[str, int | None]]) -> bool:
+    if not await _delivered(ledger, wanted):
+        return False
+    conn = await asyncpg.connect(dsn)
+    try:
+        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    finally:
+        await conn.close()
+    return pending == 0
 
 
 def _metrics(port: int) -> str:
