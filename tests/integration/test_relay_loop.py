@@ -70,42 +70,34 @@ async def _relay(resources: Resources, url: str, **settings: str) -> AsyncIterat
         await process.health.stop()
 
 
+_INSERT = (
+    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload) "
+    "VALUES ($1, $2, $3, 'notification', $4, $5::jsonb)"
+)
+
+
+def _row(task_id: UUID, seq: int, padding: int = 0) -> tuple[object, ...]:
+    """A notification row of `task_id`, as the outbox writer shapes it."""
+    payload = {"task_id": str(task_id), "seq": seq, **({"pad": "x" * padding} if padding else {})}
+    key = f"notification.{task_id}"
+    return (uuid4(), task_id, partition_key(task_id), key, json.dumps(payload))
+
+
 async def _insert(dsn: str, task_id: UUID, seq: int, padding: int = 0) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload) "
-            "VALUES ($1, $2, $3, 'notification', $4, $5::jsonb)",
-            uuid4(),
-            task_id,
-            partition_key(task_id),
-            f"notification.{task_id}",
-            json.dumps({"task_id": str(task_id), "seq": seq, "pad": "x" * padding}),
-        )
-    finally:
-        await conn.close()
+    await _insert_rows(dsn, [_row(task_id, seq, padding)])
 
 
 async def _insert_backlog(dsn: str, task_ids: list[UUID], per_task: int) -> None:
     """`per_task` rows of each task, the tasks interleaved (seq-major), so
     every batch of at least `len(task_ids)` rows spans every task."""
+    rows = [_row(t, seq) for seq in range(1, per_task + 1) for t in task_ids]
+    await _insert_rows(dsn, rows)
+
+
+async def _insert_rows(dsn: str, rows: list[tuple[object, ...]]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.executemany(
-            "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload) "
-            "VALUES ($1, $2, $3, 'notification', $4, $5::jsonb)",
-            [
-                (
-                    uuid4(),
-                    task_id,
-                    partition_key(task_id),
-                    f"notification.{task_id}",
-                    json.dumps({"task_id": str(task_id), "seq": seq}),
-                )
-                for seq in range(1, per_task + 1)
-                for task_id in task_ids
-            ],
-        )
+        await conn.executemany(_INSERT, rows)
     finally:
         await conn.close()
 
