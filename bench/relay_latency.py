@@ -56,7 +56,7 @@ async def measure(env: dict[str, str], commits: int, rate: float) -> list[float]
             await asyncio.sleep(max(0.0, started + seq / rate - time.perf_counter()))
             note = Notification(task_id, seq, "bench", Status.PROCESSING, "latency", {})
             async with uow_factory() as uow:
-                message_id = await uow.outbox.add_notification(note)
+                [message_id] = await uow.outbox.add(note)
                 await uow.commit()
             committed[str(message_id)] = time.perf_counter()
         await asyncio.wait_for(done.wait(), 60)

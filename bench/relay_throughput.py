@@ -7,8 +7,9 @@ Use `--rows 1000000 --rounds 1 --no-baseline` for the memory run, and
 by 1 relay owning all 4 partitions, then by 2 relays owning 2 each
 (`TASKRELAY_RELAY_MAX_PARTITIONS`), the rate of each and their ratio. A relay claims no row of
 a task that has a row in its batch in flight: when a relay's share of the backlog spans no more
-tasks than `--batch`, its next claim finds nothing and it waits for a NOTIFY or its poll
-interval (1 s) before claiming again; `--tasks` sets how many tasks the backlog spans.
+tasks than `--batch`, its next claim finds nothing and it claims again as soon as that batch is
+marked (one batch at a time instead of two overlapping); `--tasks` sets how many tasks the
+backlog spans.
 
 A fresh database and vhost are made for the run and removed after it. The backlog is written
 first (notification rows of 1,000 tasks); the baseline reads the same rows and publishes them

@@ -31,9 +31,6 @@ class OutboxWriter:
         """Carried on every row this unit of work writes: by default the trace context the
         writer runs under (the request's, the job's), so the relay sends it on."""
 
-    async def add_notification(self, notification: Notification) -> UUID:
-        return (await self.add(notification))[0]
-
     async def add_job(self, job: JobDispatch) -> UUID:
         return (await self.add(job))[0]
 

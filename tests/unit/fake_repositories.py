@@ -175,9 +175,6 @@ class FakeOutbox:
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
-    async def add_notification(self, notification: Notification) -> UUID:
-        return (await self.add(notification))[0]
-
     async def add_job(self, job: JobDispatch) -> UUID:
         return (await self.add(job))[0]
 
