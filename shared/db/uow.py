@@ -62,7 +62,6 @@ class UnitOfWork:
         self._raw: PoolProxiedConnection | None = None
         self._conn: AsyncConnection | None = None
         self._tx: Any = None
-        self._driver: Any = None
         self._on_commit: list[Callable[[], None]] = []
 
     @property
@@ -101,7 +100,6 @@ class UnitOfWork:
                 raise self._unavailable(exc) from exc
             raise
         self._raw = raw
-        self._driver = driver
         self.tasks = TaskRepository(driver)
         self.items = ItemRepository(driver)
         self.outbox = self._outbox_class(driver, self._headers)
@@ -118,7 +116,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         raw, conn, tx = self._raw, self._conn, self._tx
-        self._raw = self._conn = self._tx = self._driver = None
+        self._raw = self._conn = self._tx = None
         if raw is None:
             return
         lost = _lost_on(raw, exc)
@@ -148,9 +146,10 @@ class UnitOfWork:
 
     async def ping(self) -> None:
         """One round trip (`SELECT 1`); an outage surfaces as DependencyUnavailable on exit."""
-        if self._driver is None:
+        if self._raw is None:
             raise RuntimeError("the unit of work is not open")
-        await self._driver.fetchval("SELECT 1")
+        driver: Any = self._raw.driver_connection
+        await driver.fetchval("SELECT 1")
 
     async def commit(self) -> None:
         if self._tx is None:
