@@ -179,12 +179,18 @@ async def test_api_access_line_redacts_the_token(system: System, base_url: str) 
     token = issue_token(SECRET, USER, 3600)
     async with httpx.AsyncClient(base_url=base_url) as client:
         await client.get("/tasks/00000000-0000-0000-0000-000000000000", params={"token": token})
-    lines = [
-        line
-        for line in log_lines(system.api)
-        if line.get("event") == "http_request" and str(line.get("path", "")).startswith("/tasks/")
-    ]
-    assert lines
+
+    async def access_lines() -> list[dict[str, object]]:
+        # The line is written as the response goes out and read from the API's output by a
+        # reader thread: it can come a moment after the answer (seen in CI).
+        return [
+            line
+            for line in log_lines(system.api)
+            if line.get("event") == "http_request"
+            and str(line.get("path", "")).startswith("/tasks/")
+        ]
+
+    lines = await wait_until(access_lines, what="the API's access line for /tasks/")
     assert all(line["query"] == "token=***" for line in lines), lines
     assert token not in system.api.output()
 
