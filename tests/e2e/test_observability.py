@@ -159,16 +159,24 @@ async def test_messages_carry_their_rows_commit_instant_to_the_microsecond(
 
 
 async def test_log_lines_of_the_retry_name_its_trace(demo: Demo, system: System) -> None:
-    worker_lines = [line for line in log_lines(system.worker) if line.get("trace_id") == TRACE_ID]
-    events = {str(line["event"]) for line in worker_lines}
-    assert {"job_message_acked", "content_job_done", "task_status_updated"} <= events, events
-    processes = {str(line.get("process")) for line in worker_lines}
+    wanted = {"job_message_acked", "content_job_done", "task_status_updated"}
+
+    async def worker_lines() -> list[dict[str, object]]:
+        # Output reaches the test through a reader thread: poll, as for any other effect.
+        lines = [line for line in log_lines(system.worker) if line.get("trace_id") == TRACE_ID]
+        return lines if wanted <= {str(line["event"]) for line in lines} else []
+
+    async def access_lines() -> list[dict[str, object]]:
+        return [
+            line
+            for line in log_lines(system.api)
+            if line.get("event") == "http_request" and line.get("trace_id") == TRACE_ID
+        ]
+
+    lines = await wait_until(worker_lines, what=f"the worker's lines naming {sorted(wanted)}")
+    processes = {str(line.get("process")) for line in lines}
     assert {"worker", "worker-rq"} <= processes
-    access = [
-        line
-        for line in log_lines(system.api)
-        if line.get("event") == "http_request" and line.get("trace_id") == TRACE_ID
-    ]
+    access = await wait_until(access_lines, what="the API's access line of the retry")
     assert len(access) == 1, access
     assert access[0]["status"] == 202
     assert access[0]["route"] == "/api/v1/tasks/{task_id}/retry"
