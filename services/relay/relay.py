@@ -103,8 +103,13 @@ class Relay:
                 await self._session.probe()
                 await _wait_any(stopping, self._broker_ready, within=0.5)
             return
-        # Pipelined: claim and send the next batch while the previous one awaits its confirms.
-        # A task never has rows in two batches in flight, so its order never depends on them.
+        if self._in_flight is not None and len(self._in_flight.rows) < self._settings.batch_size:
+            # The last claim took every due row (live traffic, or a backlog's tail): no
+            # backlog to overlap with, so settle it before claiming, and the claim skips no task.
+            await self._settle_in_flight()
+        # Pipelined behind a full batch: claim and send the next one while the previous awaits
+        # its confirms. A task never has rows in two batches in flight, so its order never
+        # depends on them.
         self._wake.clear()
         busy = self._in_flight.task_ids if self._in_flight else []
         rows = await self._session.claim(self._settings.batch_size, busy)

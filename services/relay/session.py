@@ -104,10 +104,13 @@ class OutboxSession:
             conn.terminate()
 
     async def acquire(self) -> frozenset[int]:
-        """Try to lock the partitions this relay may still take; also probes the session."""
+        """Try to lock the partitions this relay may still take.
+
+        With every partition it may hold already held this asks nothing: the claim or probe
+        that follows runs on this same session, so its success proves the locks are held.
+        """
         room = self._scheme.room(self.owned)
         if not room:
-            await self.probe()
             return self.owned
         async with self._translated("pg_try_advisory_lock"):
             for partition in self._scheme.candidates(self.owned):
