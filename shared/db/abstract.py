@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from shared.db.idempotency import StoredResponse
-from shared.db.items import PendingItem
+from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.db.liveness import WorkFacts
 from shared.domain import ItemCounts, ItemKey, ItemPage, JobDispatch, Notification, TaskState
@@ -44,8 +44,15 @@ class AbstractItemRepository(Protocol):
     async def next_pending(self, task_id: UUID) -> PendingItem | None: ...
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]: ...
     async def store_result(
-        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
-    ) -> bool: ...
+        self,
+        lease: Lease,
+        key: ItemKey,
+        *,
+        content: Any,
+        error: str | None,
+        now: datetime,
+        lease_seconds: float,
+    ) -> Stored: ...
 
 
 class AbstractOutbox(Protocol):

@@ -157,7 +157,8 @@ class ContentJob:
                 return None
             if state.status is Status.PENDING:
                 state = await start_task(uow, state)
-            item = await self._next_or_finish(uow, state, lease)
+            first = await uow.items.next_pending(self._task_id)
+            item = await self._next_or_finish(uow, state, lease, first)
             await uow.commit()
         if item is not None:
             self._lease = lease
@@ -175,29 +176,31 @@ class ContentJob:
                 self._outcome.stop = Stop.NOT_FOUND
                 return None
             lease = self._lease
-            after = await store_item_result(uow, state, item, result)
-            # The fencing check, in the same transaction: a lease taken back rolls the result
-            # back. Only a stored result is progress that clears the count of recoveries.
-            progress = after is not None
-            if not await uow.leases.renew(lease, self._lease_seconds, progress=progress):
+            # The fencing check is in the store's own statement: a lease taken back writes
+            # nothing. Only a stored result is progress that clears the count of recoveries.
+            recorded = await store_item_result(
+                uow, state, lease, item, result, lease_seconds=self._lease_seconds
+            )
+            if recorded.fenced_out:
                 self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
                 return None
-            state = after or state
+            state = recorded.state or state
             following = None
             if state.status is Status.PROCESSING:
-                following = await self._next_or_finish(uow, state, lease)
+                following = await self._next_or_finish(uow, state, lease, recorded.following)
             else:
                 await uow.leases.release(lease, keep_recoveries=False)
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
             await uow.commit()
-        self._outcome.generated += int(progress)  # counted once committed, however often tried
+        self._outcome.generated += int(recorded.state is not None)  # once committed
         return following
 
     async def _next_or_finish(
-        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease
+        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease, following: PendingItem | None
     ) -> PendingItem | None:
-        """The item boundary, under the task row lock: hand back, finish, or the next item."""
+        """The item boundary, under the task row lock: hand back, finish, or go on with
+        `following`, the first pending item (read under this lock)."""
         leases, items = uow.leases, uow.items
         if self._should_stop():
             rest = await items.pending_keys(self._task_id)
@@ -207,7 +210,6 @@ class ContentJob:
             await leases.release(lease, keep_recoveries=True)
             self._outcome.stop = Stop.HANDED_BACK
             return None
-        following = await items.next_pending(self._task_id)
         if following is None:
             await finish_task(uow, state)
             await leases.release(lease, keep_recoveries=False)
