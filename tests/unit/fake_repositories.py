@@ -87,10 +87,6 @@ class FakeTasks:
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
 
-    async def save(self, state: TaskState, now: datetime, message: str) -> None:
-        self._s.tasks[state.task_id] = state
-        self._s.last_message[state.task_id] = message
-
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         task = self._s.tasks.get(task_id)
         if task is None:
@@ -193,6 +189,13 @@ class FakeOutbox:
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
         self._s.outbox.extend(messages)
         return [UUID(int=len(self._s.outbox) - len(messages) + n) for n in range(len(messages))]
+
+    async def emit(
+        self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
+    ) -> None:
+        self._s.tasks[state.task_id] = state
+        self._s.last_message[state.task_id] = notification.message
+        await self.add(notification, *jobs)
 
 
 class FakeLeases:
