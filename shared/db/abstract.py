@@ -51,7 +51,7 @@ class AbstractItemRepository(Protocol):
         error: str | None,
         now: datetime,
         lease_seconds: float,
-    ) -> Stored: ...
+    ) -> Stored | None: ...
 
 
 class AbstractOutbox(Protocol):

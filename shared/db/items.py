@@ -21,7 +21,8 @@ from uuid import UUID
 
 from shared.db.leases import Lease
 from shared.db.sql import Connection, jsonb
-from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, ItemStatus
+from shared.db.tasks import STATE, task_state
+from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, ItemStatus, TaskState
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class PendingItem:
 class Stored:
     """What `ItemRepository.store_result` found and did, in its one statement."""
 
+    state: TaskState
+    """The task as the statement locked it, before any notification of this result."""
     fenced_out: bool
     """The lease no longer carries the job's generation: nothing was written."""
     counts: ItemCounts | None
@@ -77,13 +80,16 @@ _NEXT_PENDING = f"SELECT concept_id, content_type, concept_title, attempts {_PEN
 _PENDING_KEYS = f"SELECT concept_id, content_type {_PENDING}"
 _ITEM = "task_id = $1 AND concept_id = $2 AND content_type = $3"
 _STORE = (
+    # Locks in the order every writer of a task takes them: the task row first (each later
+    # step waits on the one before it), then the lease, then the item.
+    f"WITH task AS (SELECT {STATE}, xmin FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE), "
     # The fencing check: the lease must still carry the job's generation. Storing its item (a
-    # pending one: the caller holds the task row lock, so this read is current) is progress,
-    # which clears the count of recoveries without progress.
-    "WITH lease AS (UPDATE task_leases SET expires_at = now() + make_interval(secs => $6), "
+    # pending one) is progress, which clears the count of recoveries without progress.
+    "lease AS (UPDATE task_leases SET expires_at = now() + make_interval(secs => $6), "
     "updated_at = now(), recoveries = CASE WHEN EXISTS (SELECT FROM content_items "
     f"WHERE {_ITEM} AND status = 'pending') THEN 0 ELSE recoveries END "
-    "WHERE task_id = $1 AND holder = $4 AND generation = $5 RETURNING 1), "
+    "WHERE task_id = $1 AND holder = $4 AND generation = $5 AND EXISTS (SELECT FROM task) "
+    "RETURNING 1), "
     "stored AS (UPDATE content_items SET status = $7, attempts = attempts + 1, "
     "last_error = $8, content = $9, updated_at = $10 "
     f"WHERE {_ITEM} AND status = 'pending' AND EXISTS (SELECT FROM lease) RETURNING 1), "
@@ -92,13 +98,21 @@ _STORE = (
     "items_failed = items_failed + CASE WHEN $7 = 'failed' THEN 1 ELSE 0 END "
     "WHERE task_id = $1 AND EXISTS (SELECT FROM stored) "
     "RETURNING items_total, items_completed, items_failed) "
-    "SELECT EXISTS (SELECT FROM lease) AS fenced_in, c.*, n.* FROM (SELECT) AS one "
-    "LEFT JOIN counted AS c ON true LEFT JOIN LATERAL (SELECT concept_id, content_type, "
-    "concept_title, attempts FROM content_items WHERE task_id = $1 AND status = 'pending' "
-    "AND (concept_id, content_type) <> ($2, $3) ORDER BY position LIMIT 1) AS n ON true"
+    "SELECT task.*, EXISTS (SELECT FROM lease) AS fenced_in, "
+    "task.xmin = (SELECT xmin FROM roadmap_tasks WHERE task_id = $1) AS current, c.*, n.* "
+    "FROM task LEFT JOIN counted AS c ON true LEFT JOIN LATERAL (SELECT concept_id, "
+    "content_type, concept_title, attempts FROM content_items WHERE task_id = $1 "
+    "AND status = 'pending' AND (concept_id, content_type) <> ($2, $3) "
+    "ORDER BY position LIMIT 1) AS n ON true"
 )
-"""One round trip for a job's item: fence, store, count, and the next item. The statement's
-snapshot does not see its own store, so the next pending item leaves the stored one out."""
+"""One round trip for a job's item: lock, fence, store, count, and the next pending item.
+
+The statement reads from the snapshot it started with, which does not see its own store (so
+the next pending item leaves the stored one out), nor a change committed while it waited for
+the task row lock. Every change of a task's items also updates its row (the counters, `seq`),
+so the locked row's `xmin` differs from the snapshot's exactly when such a change came in
+between (`current` is false); then the next pending item is read again, by a statement that
+starts after the lock was taken."""
 
 
 class ItemRepository:
@@ -177,10 +191,11 @@ class ItemRepository:
         error: str | None,
         now: datetime,
         lease_seconds: float,
-    ) -> Stored:
-        """Store the result of the lease's task's pending item `key` and count the attempt, only
-        while the lease still carries its generation (renewing it for `lease_seconds`); the
-        counts after it and the next pending item. The caller holds the task row lock."""
+    ) -> Stored | None:
+        """Lock the lease's task, then store the result of its pending item `key` and count the
+        attempt, only while the lease still carries its generation (renewing it for
+        `lease_seconds`); the counts after it and the next pending item. None if the task is
+        unknown."""
         done = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
         row = await self._conn.fetchrow(
             _STORE,
@@ -195,14 +210,20 @@ class ItemRepository:
             jsonb(content if error is None else None),
             now,
         )
+        if row is None:
+            return None
+        state = task_state(row)
         if not row["fenced_in"]:
-            return Stored(fenced_out=True, counts=None, following=None)
+            return Stored(state, fenced_out=True, counts=None, following=None)
         counts = None if row["items_total"] is None else _counts(row)
-        following = None
-        if row["concept_id"] is not None:
+        if not row["current"]:
+            following = await self.next_pending(lease.task_id)
+        elif row["concept_id"] is None:
+            following = None
+        else:
             next_key = ItemKey(row["concept_id"], row["content_type"])
             following = PendingItem(next_key, row["concept_title"], row["attempts"])
-        return Stored(fenced_out=False, counts=counts, following=following)
+        return Stored(state, fenced_out=False, counts=counts, following=following)
 
 
 def _counts(row: Any) -> ItemCounts:

@@ -16,8 +16,8 @@ from uuid import UUID
 from shared.db.sql import Connection
 from shared.domain import ItemCounts, Status, TaskState
 
-_STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
-_LOCK = f"SELECT {_STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
+STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
+_LOCK = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
 _LOCK_UNLESS_BUSY = f"{_LOCK} SKIP LOCKED"
 _OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
 _EXISTS = "SELECT task_id FROM roadmap_tasks WHERE task_id = $1"
@@ -33,7 +33,8 @@ _VIEW = (
 )
 
 
-def _state(row: Any) -> TaskState:
+def task_state(row: Any) -> TaskState:
+    """The domain state of a `roadmap_tasks` row (or of a statement returning `STATE`)."""
     return TaskState(
         task_id=row["task_id"],
         roadmap_id=row["roadmap_id"],
@@ -74,12 +75,12 @@ class TaskRepository:
     async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""
         row = await self._conn.fetchrow(_LOCK, task_id)
-        return _state(row) if row else None
+        return task_state(row) if row else None
 
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         """Like `lock`, but None at once if another transaction holds the row."""
         row = await self._conn.fetchrow(_LOCK_UNLESS_BUSY, task_id)
-        return _state(row) if row else None
+        return task_state(row) if row else None
 
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         """Every column of the task and its item counts, in one round trip; None if unknown."""

@@ -167,25 +167,23 @@ class ContentJob:
         return item
 
     async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:
-        """ONE transaction: the fencing check, the result, its attempt, its notification; then
-        the next boundary."""
+        """ONE transaction: under the task row lock, the fencing check, the result, its
+        attempt, its notification; then the next boundary."""
         assert self._lease is not None
+        lease = self._lease
         async with self._uow_factory() as uow:
-            state = await uow.tasks.lock(self._task_id)
-            if state is None:
-                self._outcome.stop = Stop.NOT_FOUND
-                return None
-            lease = self._lease
             # The fencing check is in the store's own statement: a lease taken back writes
             # nothing. Only a stored result is progress that clears the count of recoveries.
             recorded = await store_item_result(
-                uow, state, lease, item, result, lease_seconds=self._lease_seconds
+                uow, lease, item, result, lease_seconds=self._lease_seconds
             )
+            if recorded is None:
+                self._outcome.stop = Stop.NOT_FOUND
+                return None
             if recorded.fenced_out:
                 self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
                 return None
-            state = recorded.state or state
-            following = None
+            state, following = recorded.state, None
             if state.status is Status.PROCESSING:
                 following = await self._next_or_finish(uow, state, lease, recorded.following)
             else:
@@ -193,7 +191,7 @@ class ContentJob:
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
             await uow.commit()
-        self._outcome.generated += int(recorded.state is not None)  # once committed
+        self._outcome.generated += int(recorded.stored)  # counted once committed
         return following
 
     async def _next_or_finish(

@@ -36,8 +36,10 @@ class Recorded:
 
     fenced_out: bool
     """The lease was taken back: nothing was written, and the job must write nothing more."""
-    state: TaskState | None
-    """The task after the item's notification; None when nothing was stored."""
+    stored: bool
+    """False when the item was no longer pending (a duplicate job): no notification."""
+    state: TaskState
+    """The task after the item's notification (as locked, when nothing was stored)."""
     following: PendingItem | None
     """The first pending item after this one, read under the task row lock."""
 
@@ -67,16 +69,15 @@ async def start_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
 
 async def store_item_result(
     uow: AbstractUnitOfWork,
-    state: TaskState,
     lease: Lease,
     item: PendingItem,
     result: ItemResult,
     *,
     lease_seconds: float,
-) -> Recorded:
-    """Store the result and count the attempt if the item is still pending and the lease still
-    carries the job's generation (renewing it), and emit its notification. `state` must have
-    been read with `uow.tasks.lock`."""
+) -> Recorded | None:
+    """Under the task row lock, store the result and count the attempt if the item is still
+    pending and the lease still carries the job's generation (renewing it), and emit its
+    notification; None if the task is unknown."""
     stored = await uow.items.store_result(
         lease,
         item.key,
@@ -85,8 +86,10 @@ async def store_item_result(
         now=datetime.now(UTC),
         lease_seconds=lease_seconds,
     )
+    if stored is None:
+        return None
     if stored.counts is None:
-        return Recorded(stored.fenced_out, None, stored.following)
+        return Recorded(stored.fenced_out, False, stored.state, stored.following)
     counts, key = stored.counts, item.key
     data: dict[str, Any] = {
         "concept_id": key.concept_id,
@@ -102,8 +105,8 @@ async def store_item_result(
     else:
         step, data["error"] = "content_item_failed", result.error
         message = f"Failed to generate {key.content_type} for {item.concept_title}"
-    change = await emit_event(uow, state, step=step, message=message, data=data)
-    return Recorded(False, change.state, stored.following)
+    change = await emit_event(uow, stored.state, step=step, message=message, data=data)
+    return Recorded(False, True, change.state, stored.following)
 
 
 async def finish_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:

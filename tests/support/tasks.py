@@ -97,6 +97,7 @@ async def store_results(uow_factory: UnitOfWorkFactory, task_id: UUID, status: s
             stored = await items.store_result(
                 lease, key, content="# done", error=error, now=now, lease_seconds=30
             )
+            assert stored is not None
             assert stored.counts is not None, f"{key} was not stored"
         await uow.leases.release(lease, keep_recoveries=True)
         await uow.commit()
@@ -108,10 +109,11 @@ async def item_result(uow_factory: UnitOfWorkFactory, task_id: UUID, key: ItemKe
     item = PendingItem(key, f"Title {key.concept_id}", attempts=0)
     result = ItemResult(content="# done") if ok else ItemResult(error=FAILED_ITEM)
     async with uow_factory() as uow:
-        state = await _locked(uow, task_id)
+        await _locked(uow, task_id)  # as a job does: the task row lock, then the lease
         lease = await _job_lease(uow, task_id)
-        recorded = await store_item_result(uow, state, lease, item, result, lease_seconds=30)
-        assert recorded.state is not None, f"{key} was not pending"
+        recorded = await store_item_result(uow, lease, item, result, lease_seconds=30)
+        assert recorded is not None
+        assert recorded.stored, f"{key} was not pending"
         await uow.leases.release(lease, keep_recoveries=True)
         await uow.commit()
     return recorded.state.seq

@@ -164,19 +164,22 @@ class FakeItems:
         error: str | None,
         now: datetime,
         lease_seconds: float,
-    ) -> Stored:
+    ) -> Stored | None:
+        state = self._s.tasks.get(lease.task_id)
+        if state is None:
+            return None
         items = self._s.items.get(lease.task_id, [])
         item = next((i for i in items if i.key == key and i.status == "pending"), None)
         renewed = await FakeLeases(self._s).renew(lease, lease_seconds, progress=item is not None)
         if not renewed:
-            return Stored(fenced_out=True, counts=None, following=None)
+            return Stored(state, fenced_out=True, counts=None, following=None)
         if item is not None:
             item.status = "failed" if error is not None else "completed"
             item.attempts, item.error = item.attempts + 1, error
             item.content = content if error is None else None
         counts = await self.counts(lease.task_id) if item is not None else None
         following = await self.next_pending(lease.task_id)
-        return Stored(fenced_out=False, counts=counts, following=following)
+        return Stored(state, fenced_out=False, counts=counts, following=following)
 
 
 class FakeOutbox:

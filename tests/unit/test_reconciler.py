@@ -49,11 +49,11 @@ async def running_task(db: FakeDatabase, *, store_all: bool = False) -> UUID:
         assert lease is not None
         locked = await uow.tasks.lock(task_id)
         assert locked is not None
-        state = await start_task(uow, locked)
+        await start_task(uow, locked)
         while store_all and (item := await uow.items.next_pending(task_id)) is not None:
             result = ItemResult(content="x")
-            recorded = await store_item_result(uow, state, lease, item, result, lease_seconds=10)
-            state = recorded.state or state
+            recorded = await store_item_result(uow, lease, item, result, lease_seconds=10)
+            assert recorded is not None
         await uow.commit()
     db.state.clock = 100.0  # the lease expired 90 s ago
     db.state.facts = [

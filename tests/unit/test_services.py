@@ -63,8 +63,9 @@ async def run_items(db: FakeDatabase, task_id: UUID, failing: set[str]) -> TaskS
         while item is not None:
             failed = item.key.concept_id in failing
             result = ItemResult(error="boom") if failed else ItemResult(content={"text": "x"})
-            recorded = await store_item_result(uow, state, lease, item, result, lease_seconds=30)
-            assert recorded.state is not None
+            recorded = await store_item_result(uow, lease, item, result, lease_seconds=30)
+            assert recorded is not None
+            assert recorded.stored
             state, item = recorded.state, recorded.following
         state = await finish_task(uow, state)
         await uow.commit()
@@ -215,19 +216,22 @@ async def test_retry_is_refused_when_completed_or_pending(
 async def test_an_item_result_is_stored_once_with_counts_over_all_items(db: FakeDatabase) -> None:
     task_id = await created(db)
     async with db() as uow:
-        state = await start_task(uow, task(db, task_id))
+        await start_task(uow, task(db, task_id))
         item = await uow.items.next_pending(task_id)
         assert item == PendingItem(ItemKey("c1", "tutorial"), "Loops", 0)
         lease = await job_lease(uow, task_id)
         stored = ItemResult(content="text")
-        after = await store_item_result(uow, state, lease, item, stored, lease_seconds=30)
-        again = await store_item_result(uow, state, lease, item, stored, lease_seconds=30)
+        after = await store_item_result(uow, lease, item, stored, lease_seconds=30)
+        again = await store_item_result(uow, lease, item, stored, lease_seconds=30)
         await uow.commit()
 
-    assert after.state is not None
+    assert after is not None
+    assert after.stored
     assert (after.state.seq, after.state.status) == (2, Status.PROCESSING)
     assert after.following == PendingItem(ItemKey("c1", "quiz"), "Loops", 0)
-    assert again.state is None  # no longer pending: a duplicate job stores nothing
+    assert again is not None
+    assert not again.stored  # a duplicate job stores nothing
+    assert again.state.seq == 2
     stored = db.state.items[task_id][0]
     assert (stored.status, stored.attempts, stored.content) == ("completed", 1, "text")
     started, result = notifications(db)
@@ -247,12 +251,12 @@ async def test_an_item_result_is_stored_once_with_counts_over_all_items(db: Fake
 async def test_a_failed_item_carries_its_error(db: FakeDatabase) -> None:
     task_id = await created(db)
     async with db() as uow:
-        state = await start_task(uow, task(db, task_id))
+        await start_task(uow, task(db, task_id))
         item = await uow.items.next_pending(task_id)
         assert item is not None
         lease = await job_lease(uow, task_id)
         failed = ItemResult(error="no model")
-        await store_item_result(uow, state, lease, item, failed, lease_seconds=30)
+        await store_item_result(uow, lease, item, failed, lease_seconds=30)
         await uow.commit()
     note = notifications(db)[-1]
     assert (note.step, note.data["error"], note.data["failed_items"]) == (
