@@ -224,7 +224,9 @@ class ContentJob:
             attempt=item.attempts + 1,
         )
         try:
-            content = await asyncio.wait_for(self._call(request), self._item_timeout)
+            # asyncio.timeout, not wait_for: the call runs in this task, not in a new one per item.
+            async with asyncio.timeout(self._item_timeout):
+                content = await self._call(request)
         except TimeoutError:
             return ItemResult(error=f"generation timed out after {self._item_timeout:g} s")
         except Exception as exc:  # the generator's own failure: the item fails, the job goes on
