@@ -191,7 +191,7 @@ class ContentJob:
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
             await uow.commit()
-        self._outcome.generated += int(recorded.stored)  # counted once committed
+        self._outcome.generated += int(recorded.stored)  # once committed, however often tried
         return following
 
     async def _next_or_finish(
