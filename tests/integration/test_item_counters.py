@@ -155,6 +155,37 @@ async def test_a_retry_committed_while_the_store_waits_for_the_lock_is_seen(
     assert await counted_and_scanned(uow_factory, task_id) == (2, 1, 0)
 
 
+async def test_a_fenced_out_store_writes_nothing_even_if_committed(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    task_id = await tasks.new_task(uow_factory, OWNER, ["a", "b"])
+    await tasks.start(uow_factory, task_id)
+    async with uow_factory() as uow:
+        old = await uow.leases.acquire(task_id, "old-job", 0)  # lapses at once
+        assert old is not None
+        await uow.commit()
+    async with uow_factory() as uow:  # the lapsed lease is taken by another job
+        assert await uow.leases.acquire(task_id, "new-job", 30) is not None
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        stored = await uow.items.store_result(
+            old,
+            ItemKey("a", "tutorial"),
+            content="# a",
+            error=None,
+            now=datetime.now(UTC),
+            lease_seconds=30,
+        )
+        await uow.commit()  # the job would roll back; the statement itself wrote nothing
+
+    assert stored is not None
+    assert (stored.fenced_out, stored.counts) == (True, None)
+    assert await counted_and_scanned(uow_factory, task_id) == (2, 0, 0)
+    async with uow_factory() as uow:
+        assert await uow.leases.held_by(task_id, "new-job") is not None
+
+
 async def wait_for_lock_wait(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
     """Until a session of this database waits for a lock (the store, on the task row)."""
     deadline = asyncio.get_running_loop().time() + 10
