@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from shared.db.idempotency import StoredResponse
-from shared.db.items import PendingItem
+from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.db.liveness import WorkFacts
 from shared.domain import ItemCounts, ItemKey, ItemPage, JobDispatch, Notification, TaskState
@@ -28,7 +28,6 @@ class AbstractTaskRepository(Protocol):
     async def owner(self, task_id: UUID) -> str | None: ...
     async def lock(self, task_id: UUID) -> TaskState | None: ...
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None: ...
-    async def save(self, state: TaskState, now: datetime, message: str) -> None: ...
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None: ...
 
 
@@ -44,13 +43,23 @@ class AbstractItemRepository(Protocol):
     async def next_pending(self, task_id: UUID) -> PendingItem | None: ...
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]: ...
     async def store_result(
-        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
-    ) -> bool: ...
+        self,
+        lease: Lease,
+        key: ItemKey,
+        *,
+        content: Any,
+        error: str | None,
+        now: datetime,
+        lease_seconds: float,
+    ) -> Stored | None: ...
 
 
 class AbstractOutbox(Protocol):
     async def add_job(self, job: JobDispatch) -> UUID: ...
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]: ...
+    async def emit(
+        self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
+    ) -> None: ...
 
 
 class AbstractLeaseRepository(Protocol):

@@ -1,8 +1,13 @@
 """The `content_items` repository: a task's items, for the API and for the worker's job.
 
 One repository for the table: the API adds items, resets the unfinished ones for a retry,
-counts and pages them; the job takes the next pending item in generation order and stores its
-result. Storing touches only a still-pending item, so a duplicate job never stores twice.
+counts and pages them; the job stores each result and takes the next pending item in
+generation order. Storing touches only a still-pending item, and only while the job's lease
+still carries its generation (fencing), so a duplicate or fenced-out job never stores.
+
+Every statement that changes an item's status also keeps the task's counters
+(`roadmap_tasks.items_total`, `items_completed`, `items_failed`) in the same statement, so
+`counts` and an item's notification read exact counts without scanning the task's items.
 Plain prepared SQL (`shared.db.sql`) on the unit of work's asyncpg connection.
 """
 
@@ -14,8 +19,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.db.sql import Connection, affected, jsonb
-from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, ItemStatus
+from shared.db.leases import Lease
+from shared.db.sql import Connection, jsonb
+from shared.db.tasks import STATE, task_state
+from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, ItemStatus, TaskState
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +35,35 @@ class PendingItem:
     """Tries counted so far; the next one is attempt `attempts + 1`."""
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What `ItemRepository.store_result` found and did, in its one statement."""
+
+    state: TaskState
+    """The task as the statement locked it, before any notification of this result."""
+    fenced_out: bool
+    """The lease no longer carries the job's generation: nothing was written."""
+    counts: ItemCounts | None
+    """The task's counts (no `by_type`) after the store; None when nothing was stored."""
+    following: PendingItem | None
+    """The first pending item in generation order after the store (never the stored one)."""
+
+
 _ADD = (
-    "INSERT INTO content_items (task_id, concept_id, content_type, position, concept_title, "
-    "updated_at) VALUES ($1, $2, $3, $4, $5, $6)"
+    "WITH added AS (INSERT INTO content_items (task_id, concept_id, content_type, position, "
+    "concept_title, updated_at) SELECT $1, c, t, p, title, $6 "
+    "FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS u(c, t, p, title) RETURNING 1) "
+    "UPDATE roadmap_tasks SET items_total = items_total + (SELECT count(*) FROM added) "
+    "WHERE task_id = $1"
 )
 _RESET = (
-    "UPDATE content_items SET status = 'pending', updated_at = $2 "
+    "WITH reset AS (UPDATE content_items SET status = 'pending', updated_at = $2 "
     "WHERE task_id = $1 AND status != 'completed' "
-    "RETURNING concept_id, content_type, position"
+    "RETURNING concept_id, content_type, position), "
+    "counted AS (UPDATE roadmap_tasks SET items_failed = 0 WHERE task_id = $1) "
+    "SELECT * FROM reset"
 )
+"""Every item not completed becomes pending: none is failed any more."""
 _PAGE = (
     "SELECT t.owner_id, t.seq, i.* FROM roadmap_tasks AS t LEFT JOIN LATERAL "
     "(SELECT concept_id, concept_title, content_type, status, attempts, last_error, updated_at, "
@@ -47,18 +74,45 @@ _PAGE_ALL = _PAGE.format(status="")
 _PAGE_BY_STATUS = _PAGE.format(status="AND status = $4 ")
 """One statement each (so each keeps a prepared plan on its index): the owner and `seq` of the
 task and one page of its items, read from the same snapshot."""
-_COUNTS = (
-    "SELECT content_type, status, count(*) FROM content_items WHERE task_id = $1 "
-    "GROUP BY content_type, status"
-)
+_COUNTS = "SELECT items_total, items_completed, items_failed FROM roadmap_tasks WHERE task_id = $1"
 _PENDING = "FROM content_items WHERE task_id = $1 AND status = 'pending' ORDER BY position"
 _NEXT_PENDING = f"SELECT concept_id, content_type, concept_title, attempts {_PENDING} LIMIT 1"
 _PENDING_KEYS = f"SELECT concept_id, content_type {_PENDING}"
+_ITEM = "task_id = $1 AND concept_id = $2 AND content_type = $3"
 _STORE = (
-    "UPDATE content_items SET status = $4, attempts = attempts + 1, last_error = $5, "
-    "content = $6, updated_at = $7 "
-    "WHERE task_id = $1 AND status = 'pending' AND concept_id = $2 AND content_type = $3"
+    # Locks in the order every writer of a task takes them: the task row first (each later
+    # step waits on the one before it), then the lease, then the item.
+    f"WITH task AS (SELECT {STATE}, xmin FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE), "
+    # The fencing check: the lease must still carry the job's generation. Storing its item (a
+    # pending one) is progress, which clears the count of recoveries without progress.
+    "lease AS (UPDATE task_leases SET expires_at = now() + make_interval(secs => $6), "
+    "updated_at = now(), recoveries = CASE WHEN EXISTS (SELECT FROM content_items "
+    f"WHERE {_ITEM} AND status = 'pending') THEN 0 ELSE recoveries END "
+    "WHERE task_id = $1 AND holder = $4 AND generation = $5 AND EXISTS (SELECT FROM task) "
+    "RETURNING 1), "
+    "stored AS (UPDATE content_items SET status = $7, attempts = attempts + 1, "
+    "last_error = $8, content = $9, updated_at = $10 "
+    f"WHERE {_ITEM} AND status = 'pending' AND EXISTS (SELECT FROM lease) RETURNING 1), "
+    "counted AS (UPDATE roadmap_tasks SET "
+    "items_completed = items_completed + CASE WHEN $7 = 'completed' THEN 1 ELSE 0 END, "
+    "items_failed = items_failed + CASE WHEN $7 = 'failed' THEN 1 ELSE 0 END "
+    "WHERE task_id = $1 AND EXISTS (SELECT FROM stored) "
+    "RETURNING items_total, items_completed, items_failed) "
+    "SELECT task.*, EXISTS (SELECT FROM lease) AS fenced_in, "
+    "task.xmin = (SELECT xmin FROM roadmap_tasks WHERE task_id = $1) AS current, c.*, n.* "
+    "FROM task LEFT JOIN counted AS c ON true LEFT JOIN LATERAL (SELECT concept_id, "
+    "content_type, concept_title, attempts FROM content_items WHERE task_id = $1 "
+    "AND status = 'pending' AND (concept_id, content_type) <> ($2, $3) "
+    "ORDER BY position LIMIT 1) AS n ON true"
 )
+"""One round trip for a job's item: lock, fence, store, count, and the next pending item.
+
+The statement reads from the snapshot it started with, which does not see its own store (so
+the next pending item leaves the stored one out), nor a change committed while it waited for
+the task row lock. Every change of a task's items also updates its row (the counters, `seq`),
+so the locked row's `xmin` differs from the snapshot's exactly when such a change came in
+between (`current` is false); then the next pending item is read again, by a statement that
+starts after the lock was taken."""
 
 
 class ItemRepository:
@@ -69,13 +123,15 @@ class ItemRepository:
     async def add_many(
         self, task_id: UUID, items: Sequence[tuple[ItemKey, str]], now: datetime
     ) -> None:
-        """Insert (key, concept title) pairs in generation order."""
-        await self._conn.executemany(
+        """Insert (key, concept title) pairs in generation order, in one statement."""
+        await self._conn.execute(
             _ADD,
-            [
-                (task_id, key.concept_id, key.content_type, position, title, now)
-                for position, (key, title) in enumerate(items)
-            ],
+            task_id,
+            [key.concept_id for key, _ in items],
+            [key.content_type for key, _ in items],
+            list(range(len(items))),
+            [title for _, title in items],
+            now,
         )
 
     async def reset_unfinished(self, task_id: UUID, now: datetime) -> list[ItemKey]:
@@ -84,8 +140,9 @@ class ItemRepository:
         return [ItemKey(r["concept_id"], r["content_type"]) for r in rows]
 
     async def counts(self, task_id: UUID) -> ItemCounts:
-        rows = await self._conn.fetch(_COUNTS, task_id)
-        return ItemCounts.from_rows([(r[0], r[1], int(r[2])) for r in rows])
+        """The task's counts from its counters (no `by_type`: the task view reads those)."""
+        row = await self._conn.fetchrow(_COUNTS, task_id)
+        return ItemCounts() if row is None else _counts(row)
 
     async def page(
         self, task_id: UUID, after: int, limit: int, status: str | None
@@ -126,18 +183,49 @@ class ItemRepository:
         return [ItemKey(r["concept_id"], r["content_type"]) for r in rows]
 
     async def store_result(
-        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
-    ) -> bool:
-        """Store a pending item's result and count the attempt; False if it was not pending."""
+        self,
+        lease: Lease,
+        key: ItemKey,
+        *,
+        content: Any,
+        error: str | None,
+        now: datetime,
+        lease_seconds: float,
+    ) -> Stored | None:
+        """Lock the lease's task, then store the result of its pending item `key` and count the
+        attempt, only while the lease still carries its generation (renewing it for
+        `lease_seconds`); the counts after it and the next pending item. None if the task is
+        unknown."""
         done = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
-        status = await self._conn.execute(
+        row = await self._conn.fetchrow(
             _STORE,
-            task_id,
+            lease.task_id,
             key.concept_id,
             key.content_type,
+            lease.holder,
+            lease.generation,
+            float(lease_seconds),
             done.value,
             error,
             jsonb(content if error is None else None),
             now,
         )
-        return affected(status) > 0
+        if row is None:
+            return None
+        state = task_state(row)
+        if not row["fenced_in"]:
+            return Stored(state, fenced_out=True, counts=None, following=None)
+        counts = None if row["items_total"] is None else _counts(row)
+        if not row["current"]:
+            following = await self.next_pending(lease.task_id)
+        elif row["concept_id"] is None:
+            following = None
+        else:
+            next_key = ItemKey(row["concept_id"], row["content_type"])
+            following = PendingItem(next_key, row["concept_title"], row["attempts"])
+        return Stored(state, fenced_out=False, counts=counts, following=following)
+
+
+def _counts(row: Any) -> ItemCounts:
+    total, completed, failed = row["items_total"], row["items_completed"], row["items_failed"]
+    return ItemCounts(total, completed, failed, total - completed - failed)

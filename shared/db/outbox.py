@@ -2,6 +2,10 @@
 
 Nothing in taskrelay publishes, enqueues or pushes directly; it writes here, and the relay
 publishes. A trigger on the table sends NOTIFY on commit so relays wake at once.
+
+`emit` writes a task's change itself too: the task row (status, step, `seq`, `last_message`)
+and the outbox rows of its notification and job dispatch go in ONE statement, so the `seq` a
+notification carries and the row that carries it are never apart, in one round trip.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
 from shared.db.tables import PARTITION_BUCKETS
-from shared.domain import JobDispatch, Notification
+from shared.domain import JobDispatch, Notification, TaskState
 from shared.messaging import job_routing_key, notification_routing_key
 from shared.tracing import trace_headers
 
@@ -37,8 +43,27 @@ class OutboxWriter:
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
         """Write the messages as rows, in this order, in one statement; their message ids."""
         rows = [self._row(message) for message in messages]
-        await self._conn.executemany(_INSERT, rows)
+        await self._conn.execute(_insert(len(rows)), *(v for row in rows for v in row))
         return [row[0] for row in rows]
+
+    async def emit(
+        self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
+    ) -> None:
+        """Save the task's new `state` (its `last_message` is the notification's message) and
+        write the notification, then the job dispatches, as outbox rows: one statement."""
+        saved = (
+            state.task_id,
+            state.status.value,
+            state.current_step,
+            state.error_message,
+            state.completed_at,
+            state.seq,
+            now,
+            notification.message,
+        )
+        messages: list[Notification | JobDispatch] = [notification, *jobs]
+        rows = [self._row(message) for message in messages]
+        await self._conn.execute(_emit(len(rows)), *saved, *(v for row in rows for v in row))
 
     def _row(self, message: Notification | JobDispatch) -> tuple[Any, ...]:
         if isinstance(message, Notification):
@@ -50,7 +75,27 @@ class OutboxWriter:
         return (uuid4(), task_id, partition_key(task_id), kind, routing_key, payload, self._headers)
 
 
-_INSERT = (
-    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, headers) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+_COLUMNS = "message_id, task_id, partition_key, kind, routing_key, payload, headers"
+_SAVE = (
+    "UPDATE roadmap_tasks SET status = $2, current_step = $3, error_message = $4, "
+    "completed_at = $5, seq = $6, updated_at = $7, last_message = $8 WHERE task_id = $1"
 )
+
+
+def _values(rows: int, first: int) -> str:
+    """`rows` rows of outbox values, numbered from `$first`; inserted (and given ids) in order."""
+    width = len(_COLUMNS.split(", "))
+    return ", ".join(
+        "(" + ", ".join(f"${first + r * width + c}" for c in range(width)) + ")"
+        for r in range(rows)
+    )
+
+
+@cache
+def _insert(rows: int) -> str:
+    return f"INSERT INTO outbox ({_COLUMNS}) VALUES {_values(rows, 1)}"
+
+
+@cache
+def _emit(rows: int) -> str:
+    return f"WITH saved AS ({_SAVE}) INSERT INTO outbox ({_COLUMNS}) VALUES {_values(rows, 9)}"

@@ -42,6 +42,11 @@ roadmap_tasks = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("seq", BigInteger, nullable=False, server_default=text("0")),
     Column("last_message", Text),
+    # Kept by the statements that change content_items.status (shared.db.items), in the same
+    # statement: an item notification's counts without a scan of the task's items.
+    Column("items_total", Integer, nullable=False, server_default=text("0")),
+    Column("items_completed", Integer, nullable=False, server_default=text("0")),
+    Column("items_failed", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(
         "status IN ('pending','processing','completed','partial_failure','failed','cancelled')",
         name="roadmap_tasks_status_check",

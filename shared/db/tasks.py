@@ -1,9 +1,10 @@
 """The `roadmap_tasks` repository: a task's state, its owner, and the view the API answers with.
 
 It maps rows to domain values and back; it never decides anything. A status is written only
-through `TaskRepository.save`, which the state machine's service (`shared.service.transitions`)
-calls. Every API request runs these statements: plain prepared SQL (`shared.db.sql`) on the
-unit of work's asyncpg connection, mirroring `shared.db.tables`.
+by `OutboxWriter.emit`, with the notification that tells of it, which the state machine's
+service (`shared.service.transitions`) calls. Every API request runs these statements: plain
+prepared SQL (`shared.db.sql`) on the unit of work's asyncpg connection, mirroring
+`shared.db.tables`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,14 @@ from uuid import UUID
 from shared.db.sql import Connection
 from shared.domain import ItemCounts, Status, TaskState
 
-_STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
-_LOCK = f"SELECT {_STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
+STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
+_LOCK = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
 _LOCK_UNLESS_BUSY = f"{_LOCK} SKIP LOCKED"
 _OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
 _EXISTS = "SELECT task_id FROM roadmap_tasks WHERE task_id = $1"
 _ADD = (
     "INSERT INTO roadmap_tasks (task_id, roadmap_id, owner_id, status, current_step, seq, "
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
-)
-_SAVE = (
-    "UPDATE roadmap_tasks SET status = $2, current_step = $3, error_message = $4, "
-    "completed_at = $5, seq = $6, updated_at = $7, last_message = $8 WHERE task_id = $1"
 )
 _VIEW = (
     "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
@@ -36,7 +33,8 @@ _VIEW = (
 )
 
 
-def _state(row: Any) -> TaskState:
+def task_state(row: Any) -> TaskState:
+    """The domain state of a `roadmap_tasks` row (or of a statement returning `STATE`)."""
     return TaskState(
         task_id=row["task_id"],
         roadmap_id=row["roadmap_id"],
@@ -77,26 +75,12 @@ class TaskRepository:
     async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""
         row = await self._conn.fetchrow(_LOCK, task_id)
-        return _state(row) if row else None
+        return task_state(row) if row else None
 
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         """Like `lock`, but None at once if another transaction holds the row."""
         row = await self._conn.fetchrow(_LOCK_UNLESS_BUSY, task_id)
-        return _state(row) if row else None
-
-    async def save(self, state: TaskState, now: datetime, message: str) -> None:
-        """Write the state and `message`, the notification this change emits (`last_message`)."""
-        await self._conn.execute(
-            _SAVE,
-            state.task_id,
-            state.status.value,
-            state.current_step,
-            state.error_message,
-            state.completed_at,
-            state.seq,
-            now,
-            message,
-        )
+        return task_state(row) if row else None
 
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         """Every column of the task and its item counts, in one round trip; None if unknown."""

@@ -157,7 +157,8 @@ class ContentJob:
                 return None
             if state.status is Status.PENDING:
                 state = await start_task(uow, state)
-            item = await self._next_or_finish(uow, state, lease)
+            first = await uow.items.next_pending(self._task_id)
+            item = await self._next_or_finish(uow, state, lease, first)
             await uow.commit()
         if item is not None:
             self._lease = lease
@@ -166,38 +167,38 @@ class ContentJob:
         return item
 
     async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:
-        """ONE transaction: the fencing check, the result, its attempt, its notification; then
-        the next boundary."""
+        """ONE transaction: under the task row lock, the fencing check, the result, its
+        attempt, its notification; then the next boundary."""
         assert self._lease is not None
+        lease = self._lease
         async with self._uow_factory() as uow:
-            state = await uow.tasks.lock(self._task_id)
-            if state is None:
+            # The fencing check is in the store's own statement: a lease taken back writes
+            # nothing. Only a stored result is progress that clears the count of recoveries.
+            recorded = await store_item_result(
+                uow, lease, item, result, lease_seconds=self._lease_seconds
+            )
+            if recorded is None:
                 self._outcome.stop = Stop.NOT_FOUND
                 return None
-            lease = self._lease
-            after = await store_item_result(uow, state, item, result)
-            # The fencing check, in the same transaction: a lease taken back rolls the result
-            # back. Only a stored result is progress that clears the count of recoveries.
-            progress = after is not None
-            if not await uow.leases.renew(lease, self._lease_seconds, progress=progress):
+            if recorded.fenced_out:
                 self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
                 return None
-            state = after or state
-            following = None
+            state, following = recorded.state, None
             if state.status is Status.PROCESSING:
-                following = await self._next_or_finish(uow, state, lease)
+                following = await self._next_or_finish(uow, state, lease, recorded.following)
             else:
                 await uow.leases.release(lease, keep_recoveries=False)
                 cancelled = state.status is Status.CANCELLED
                 self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
             await uow.commit()
-        self._outcome.generated += int(progress)  # counted once committed, however often tried
+        self._outcome.generated += int(recorded.stored)  # once committed, however often tried
         return following
 
     async def _next_or_finish(
-        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease
+        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease, following: PendingItem | None
     ) -> PendingItem | None:
-        """The item boundary, under the task row lock: hand back, finish, or the next item."""
+        """The item boundary, under the task row lock: hand back, finish, or go on with
+        `following`, the first pending item (read under this lock)."""
         leases, items = uow.leases, uow.items
         if self._should_stop():
             rest = await items.pending_keys(self._task_id)
@@ -207,7 +208,6 @@ class ContentJob:
             await leases.release(lease, keep_recoveries=True)
             self._outcome.stop = Stop.HANDED_BACK
             return None
-        following = await items.next_pending(self._task_id)
         if following is None:
             await finish_task(uow, state)
             await leases.release(lease, keep_recoveries=False)
@@ -224,7 +224,9 @@ class ContentJob:
             attempt=item.attempts + 1,
         )
         try:
-            content = await asyncio.wait_for(self._call(request), self._item_timeout)
+            # asyncio.timeout, not wait_for: the call runs in this task, not in a new one per item.
+            async with asyncio.timeout(self._item_timeout):
+                content = await self._call(request)
         except TimeoutError:
             return ItemResult(error=f"generation timed out after {self._item_timeout:g} s")
         except Exception as exc:  # the generator's own failure: the item fails, the job goes on

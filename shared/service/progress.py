@@ -4,7 +4,9 @@ Each function writes through the caller's unit of work and the state machine
 (`shared.service.transitions`), so a status change, an item result and its notification land in
 one transaction with the outbox rows they emit. `shared.service.generation` decides when to call
 them (the job loop); the reconciler (`shared.service.recovery`) finishes tasks through
-`finish_task` too. Counts in every notification are over ALL of the task's items (CONTRACT §7).
+`finish_task` too. Counts in every notification are over ALL of the task's items (CONTRACT §7),
+read from the task's counters (`ItemRepository.counts`, or the store's own statement), which the
+statements that change item statuses keep exact: no scan of the items per item.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from shared.db.abstract import AbstractUnitOfWork
 from shared.db.items import PendingItem
+from shared.db.leases import Lease
 from shared.domain import ItemCounts, Status, TaskState
 from shared.service.transitions import emit_event, transition
 
@@ -25,6 +28,20 @@ class ItemResult:
 
     content: Any = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What storing one item's result did."""
+
+    fenced_out: bool
+    """The lease was taken back: nothing was written, and the job must write nothing more."""
+    stored: bool
+    """False when the item was no longer pending (a duplicate job): no notification."""
+    state: TaskState
+    """The task after the item's notification (as locked, when nothing was stored)."""
+    following: PendingItem | None
+    """The first pending item after this one, read under the task row lock."""
 
 
 def progress_data(counts: ItemCounts) -> dict[str, int]:
@@ -51,21 +68,29 @@ async def start_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
 
 
 async def store_item_result(
-    uow: AbstractUnitOfWork, state: TaskState, item: PendingItem, result: ItemResult
-) -> TaskState | None:
-    """Store the result and count the attempt if the item is still pending, and emit its
-    notification; the task's new state, or None when nothing was stored (a duplicate job)."""
+    uow: AbstractUnitOfWork,
+    lease: Lease,
+    item: PendingItem,
+    result: ItemResult,
+    *,
+    lease_seconds: float,
+) -> Recorded | None:
+    """Under the task row lock, store the result and count the attempt if the item is still
+    pending and the lease still carries the job's generation (renewing it), and emit its
+    notification; None if the task is unknown."""
     stored = await uow.items.store_result(
-        state.task_id,
+        lease,
         item.key,
         content=result.content,
         error=result.error,
         now=datetime.now(UTC),
+        lease_seconds=lease_seconds,
     )
-    if not stored:
+    if stored is None:
         return None
-    counts = await uow.items.counts(state.task_id)
-    key = item.key
+    if stored.counts is None:
+        return Recorded(stored.fenced_out, False, stored.state, stored.following)
+    counts, key = stored.counts, item.key
     data: dict[str, Any] = {
         "concept_id": key.concept_id,
         "content_type": key.content_type,
@@ -80,8 +105,8 @@ async def store_item_result(
     else:
         step, data["error"] = "content_item_failed", result.error
         message = f"Failed to generate {key.content_type} for {item.concept_title}"
-    change = await emit_event(uow, state, step=step, message=message, data=data)
-    return change.state
+    change = await emit_event(uow, stored.state, step=step, message=message, data=data)
+    return Recorded(False, True, change.state, stored.following)
 
 
 async def finish_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:

@@ -1,7 +1,8 @@
 """Apply the state machine inside a unit of work: the one place a status is written.
 
-`transition` plans the change with the pure table, saves the task, and writes the notification
-(and, when given, the job dispatch) to the outbox, all in the caller's transaction.
+`transition` plans the change with the pure table, then saves the task and writes the
+notification (and, when given, the job dispatch) to the outbox in one statement
+(`OutboxWriter.emit`), in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ async def emit_event(
 async def _write(
     uow: AbstractUnitOfWork, change: Change, now: datetime, job: JobDispatch | None
 ) -> None:
-    await uow.tasks.save(change.state, now, change.notification.message)
-    await uow.outbox.add(change.notification, *([job] if job is not None else []))
+    await uow.outbox.emit(change.state, now, change.notification, *([job] if job else []))
     note = change.notification
     uow.on_commit(
         lambda: log.info(

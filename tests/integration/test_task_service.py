@@ -4,6 +4,7 @@ its notification and its job dispatch, or none of them exists."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +13,7 @@ import pytest
 
 from shared.db import UnitOfWorkFactory
 from shared.db.outbox import OutboxWriter
-from shared.domain import JobDispatch, Notification, Status
+from shared.domain import JobDispatch, Notification, Status, TaskState
 from shared.errors import Conflict, NotFound
 from shared.service import cancel_task, retry_task
 from shared.settings import Settings
@@ -24,12 +25,15 @@ class InjectedFailure(RuntimeError):
 
 
 class FailingJobOutbox(OutboxWriter):
-    """Fails when a job dispatch is written, after the status update is already written."""
+    """Fails right after a change with a job dispatch was written: the status update, its
+    notification and the dispatch are all in the transaction when it fails."""
 
-    async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
-        if any(isinstance(m, JobDispatch) for m in messages):
-            raise InjectedFailure("the job dispatch could not be written")
-        return await super().add(*messages)
+    async def emit(
+        self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
+    ) -> None:
+        await super().emit(state, now, notification, *jobs)
+        if jobs:
+            raise InjectedFailure("failed after the job dispatch was written")
 
 
 def owner() -> str:

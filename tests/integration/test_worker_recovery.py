@@ -165,10 +165,16 @@ async def test_a_lost_job_with_nothing_left_pending_gets_its_task_finished(
 ) -> None:
     task_id = await new_task(uow_factory, ("only",))
     await start_dying_job(uow_factory, task_id, "dead-after-last-item")
-    async with uow_factory() as uow:
-        items = uow.items
-        await items.store_result(
-            task_id, ItemKey("only", "quiz"), content="x", error=None, now=datetime.now(UTC)
+    async with uow_factory() as uow:  # the job stores its last item, then dies
+        lease = await uow.leases.held_by(task_id, "dead-after-last-item")
+        assert lease is not None
+        await uow.items.store_result(
+            lease,
+            ItemKey("only", "quiz"),
+            content="x",
+            error=None,
+            now=datetime.now(UTC),
+            lease_seconds=0.01,
         )
         await uow.commit()
 

@@ -21,6 +21,7 @@ import httpx
 
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.db.items import PendingItem
+from shared.db.leases import Lease
 from shared.domain import ItemKey, Status, TaskState
 from shared.service import NewTask, create_task, emit_event, transition
 from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
@@ -85,13 +86,20 @@ async def pending_keys(uow_factory: UnitOfWorkFactory, task_id: UUID) -> list[It
 
 async def store_results(uow_factory: UnitOfWorkFactory, task_id: UUID, status: str, n: int) -> None:
     """The first `n` pending items get `status` (completed or failed), without notifications:
-    counts to read, not progress to watch."""
+    counts to read, not progress to watch. Stored as a job stores them, under a lease."""
     error = FAILED_ITEM if status == "failed" else None
     async with uow_factory() as uow:
+        await _locked(uow, task_id)
+        lease = await _job_lease(uow, task_id)
         items = uow.items
         for key in (await items.pending_keys(task_id))[:n]:
             now = datetime.now(UTC)
-            assert await items.store_result(task_id, key, content="# done", error=error, now=now)
+            stored = await items.store_result(
+                lease, key, content="# done", error=error, now=now, lease_seconds=30
+            )
+            assert stored is not None
+            assert stored.counts is not None, f"{key} was not stored"
+        await uow.leases.release(lease, keep_recoveries=True)
         await uow.commit()
 
 
@@ -101,10 +109,21 @@ async def item_result(uow_factory: UnitOfWorkFactory, task_id: UUID, key: ItemKe
     item = PendingItem(key, f"Title {key.concept_id}", attempts=0)
     result = ItemResult(content="# done") if ok else ItemResult(error=FAILED_ITEM)
     async with uow_factory() as uow:
-        state = await store_item_result(uow, await _locked(uow, task_id), item, result)
-        assert state is not None, f"{key} was not pending"
+        await _locked(uow, task_id)  # as a job does: the task row lock, then the lease
+        lease = await _job_lease(uow, task_id)
+        recorded = await store_item_result(uow, lease, item, result, lease_seconds=30)
+        assert recorded is not None
+        assert recorded.stored, f"{key} was not pending"
+        await uow.leases.release(lease, keep_recoveries=True)
         await uow.commit()
-    return state.seq
+    return recorded.state.seq
+
+
+async def _job_lease(uow: UnitOfWork, task_id: UUID) -> Lease:
+    """The task's lease for these helpers, taken as a job takes it (given back after use)."""
+    lease = await uow.leases.acquire(task_id, "tests-helper", 30)
+    assert lease is not None, "a live job holds the task: its lease is not the helpers' to take"
+    return lease
 
 
 async def finish(uow_factory: UnitOfWorkFactory, task_id: UUID) -> int:

@@ -23,10 +23,12 @@ from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
 
 
-def rq_workers(redis_url: str) -> int:
+def rq_workers(redis_url: str) -> set[str]:
+    """The names of the RQ workers registered in Redis (a SIGKILLed one's stays until its key
+    expires, up to RQ's worker TTL after its last heartbeat)."""
     client = redis.Redis.from_url(redis_url)
     try:
-        return len(Worker.all(connection=client))
+        return {worker.name for worker in Worker.all(connection=client)}
     finally:
         client.close()
 
@@ -47,8 +49,10 @@ def start_worker(
             what=f"{name} to start",
         )
         assert proc.alive(), f"the worker exited at start-up:\n{proc.output()}"
+        # New names, not a count: a worker killed by an earlier test can expire from Redis
+        # meanwhile, and a count would then never reach `before + processes`.
         wait_until_sync(
-            lambda: rq_workers(env["REDIS_URL"]) >= before + processes,
+            lambda: len(rq_workers(env["REDIS_URL"]) - before) >= processes,
             within=30,
             what=f"{processes} RQ workers of {name} to register",
         )

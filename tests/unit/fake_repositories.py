@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.db.idempotency import StoredResponse
-from shared.db.items import PendingItem
+from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.db.liveness import WorkFacts
 from shared.domain import (
@@ -87,10 +87,6 @@ class FakeTasks:
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
 
-    async def save(self, state: TaskState, now: datetime, message: str) -> None:
-        self._s.tasks[state.task_id] = state
-        self._s.last_message[state.task_id] = message
-
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         task = self._s.tasks.get(task_id)
         if task is None:
@@ -160,15 +156,30 @@ class FakeItems:
         return [i.key for i in self._s.items.get(task_id, []) if i.status == "pending"]
 
     async def store_result(
-        self, task_id: UUID, key: ItemKey, *, content: Any, error: str | None, now: datetime
-    ) -> bool:
-        for i in self._s.items.get(task_id, []):
-            if i.key == key and i.status == "pending":
-                i.status = "failed" if error is not None else "completed"
-                i.attempts, i.error = i.attempts + 1, error
-                i.content = content if error is None else None
-                return True
-        return False
+        self,
+        lease: Lease,
+        key: ItemKey,
+        *,
+        content: Any,
+        error: str | None,
+        now: datetime,
+        lease_seconds: float,
+    ) -> Stored | None:
+        state = self._s.tasks.get(lease.task_id)
+        if state is None:
+            return None
+        items = self._s.items.get(lease.task_id, [])
+        item = next((i for i in items if i.key == key and i.status == "pending"), None)
+        renewed = await FakeLeases(self._s).renew(lease, lease_seconds, progress=item is not None)
+        if not renewed:
+            return Stored(state, fenced_out=True, counts=None, following=None)
+        if item is not None:
+            item.status = "failed" if error is not None else "completed"
+            item.attempts, item.error = item.attempts + 1, error
+            item.content = content if error is None else None
+        counts = await self.counts(lease.task_id) if item is not None else None
+        following = await self.next_pending(lease.task_id)
+        return Stored(state, fenced_out=False, counts=counts, following=following)
 
 
 class FakeOutbox:
@@ -181,6 +192,13 @@ class FakeOutbox:
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
         self._s.outbox.extend(messages)
         return [UUID(int=len(self._s.outbox) - len(messages) + n) for n in range(len(messages))]
+
+    async def emit(
+        self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
+    ) -> None:
+        self._s.tasks[state.task_id] = state
+        self._s.last_message[state.task_id] = notification.message
+        await self.add(notification, *jobs)
 
 
 class FakeLeases:

@@ -45,12 +45,15 @@ async def running_task(db: FakeDatabase, *, store_all: bool = False) -> UUID:
     async with db() as uow:
         view = await create_task(uow, "alice", NewTask("r", [("c1", "A"), ("c2", "B")], ["quiz"]))
         task_id = UUID(view["task_id"])
-        assert await uow.leases.acquire(task_id, HOLDER, 10) is not None
+        lease = await uow.leases.acquire(task_id, HOLDER, 10)
+        assert lease is not None
         locked = await uow.tasks.lock(task_id)
         assert locked is not None
-        state = await start_task(uow, locked)
+        await start_task(uow, locked)
         while store_all and (item := await uow.items.next_pending(task_id)) is not None:
-            state = await store_item_result(uow, state, item, ItemResult(content="x")) or state
+            result = ItemResult(content="x")
+            recorded = await store_item_result(uow, lease, item, result, lease_seconds=10)
+            assert recorded is not None
         await uow.commit()
     db.state.clock = 100.0  # the lease expired 90 s ago
     db.state.facts = [

@@ -10,7 +10,9 @@ from uuid import UUID
 
 import pytest
 
+from shared.db.abstract import AbstractUnitOfWork
 from shared.db.items import PendingItem
+from shared.db.leases import Lease
 from shared.domain import ItemKey, JobDispatch, Notification, Status, TaskState
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.service import NewTask, cancel_task, create_task, retry_task
@@ -45,16 +47,26 @@ def jobs(db: FakeDatabase) -> list[JobDispatch]:
     return [m for m in db.state.outbox if isinstance(m, JobDispatch)]
 
 
+async def job_lease(uow: AbstractUnitOfWork, task_id: UUID) -> Lease:
+    """The task's lease, taken as a job takes it: item results are stored under it."""
+    lease = await uow.leases.acquire(task_id, "job-1", 30)
+    assert lease is not None
+    return lease
+
+
 async def run_items(db: FakeDatabase, task_id: UUID, failing: set[str]) -> TaskState:
     """Start the task and store every item's result (those of `failing` concepts fail)."""
     async with db() as uow:
         state = await start_task(uow, task(db, task_id))
-        while (item := await uow.items.next_pending(task_id)) is not None:
+        lease = await job_lease(uow, task_id)
+        item = await uow.items.next_pending(task_id)
+        while item is not None:
             failed = item.key.concept_id in failing
             result = ItemResult(error="boom") if failed else ItemResult(content={"text": "x"})
-            stored = await store_item_result(uow, state, item, result)
-            assert stored is not None
-            state = stored
+            recorded = await store_item_result(uow, lease, item, result, lease_seconds=30)
+            assert recorded is not None
+            assert recorded.stored
+            state, item = recorded.state, recorded.following
         state = await finish_task(uow, state)
         await uow.commit()
     return state
@@ -204,16 +216,22 @@ async def test_retry_is_refused_when_completed_or_pending(
 async def test_an_item_result_is_stored_once_with_counts_over_all_items(db: FakeDatabase) -> None:
     task_id = await created(db)
     async with db() as uow:
-        state = await start_task(uow, task(db, task_id))
+        await start_task(uow, task(db, task_id))
         item = await uow.items.next_pending(task_id)
         assert item == PendingItem(ItemKey("c1", "tutorial"), "Loops", 0)
-        after = await store_item_result(uow, state, item, ItemResult(content="text"))
-        again = await store_item_result(uow, state, item, ItemResult(content="text"))
+        lease = await job_lease(uow, task_id)
+        stored = ItemResult(content="text")
+        after = await store_item_result(uow, lease, item, stored, lease_seconds=30)
+        again = await store_item_result(uow, lease, item, stored, lease_seconds=30)
         await uow.commit()
 
     assert after is not None
-    assert (after.seq, after.status) == (2, Status.PROCESSING)
-    assert again is None  # no longer pending: a duplicate job stores nothing
+    assert after.stored
+    assert (after.state.seq, after.state.status) == (2, Status.PROCESSING)
+    assert after.following == PendingItem(ItemKey("c1", "quiz"), "Loops", 0)
+    assert again is not None
+    assert not again.stored  # a duplicate job stores nothing
+    assert again.state.seq == 2
     stored = db.state.items[task_id][0]
     assert (stored.status, stored.attempts, stored.content) == ("completed", 1, "text")
     started, result = notifications(db)
@@ -233,10 +251,12 @@ async def test_an_item_result_is_stored_once_with_counts_over_all_items(db: Fake
 async def test_a_failed_item_carries_its_error(db: FakeDatabase) -> None:
     task_id = await created(db)
     async with db() as uow:
-        state = await start_task(uow, task(db, task_id))
+        await start_task(uow, task(db, task_id))
         item = await uow.items.next_pending(task_id)
         assert item is not None
-        await store_item_result(uow, state, item, ItemResult(error="no model"))
+        lease = await job_lease(uow, task_id)
+        failed = ItemResult(error="no model")
+        await store_item_result(uow, lease, item, failed, lease_seconds=30)
         await uow.commit()
     note = notifications(db)[-1]
     assert (note.step, note.data["error"], note.data["failed_items"]) == (
