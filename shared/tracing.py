@@ -95,12 +95,15 @@ def _text(value: str | bytes) -> str:
 
 
 def _new_root() -> NonRecordingSpan:
-    """A fresh trace for work that came without one (the SDK, when installed, makes its own)."""
-    ids = random.SystemRandom()
+    """A fresh trace for work that came without one (the SDK, when installed, makes its own).
+
+    The ids come from `random`, as the SDK's own `RandomIdGenerator` makes them: a trace id
+    must be unique, not secret, and `SystemRandom` cost two getrandom(2) calls per request.
+    """
     return NonRecordingSpan(
         SpanContext(
-            trace_id=ids.getrandbits(128) or 1,
-            span_id=ids.getrandbits(64) or 1,
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
             is_remote=False,
             trace_flags=TraceFlags(TraceFlags.SAMPLED),
         )
