@@ -73,3 +73,44 @@ def test_lines_inside_a_trace_name_its_trace_id() -> None:
     assert events["own_debug_line"]["trace_id"] == TRACE_ID
     assert events["library_info_line"]["trace_id"] == TRACE_ID
     assert "trace_id" not in events["library_failed"]
+
+
+ONE_WRITE_A_LINE = textwrap.dedent(
+    """
+    import io, json, sys
+
+    class Counting(io.TextIOWrapper):
+        writes = []
+
+        def write(self, text):
+            Counting.writes.append(text)
+            return super().write(text)
+
+    sys.stderr = Counting(sys.stderr.buffer, encoding="utf-8", line_buffering=True)
+    from shared.logging import configure_logging, get_logger
+    from shared.settings import Settings
+
+    configure_logging("probe", Settings.from_env().logging)
+    for n in range(3):
+        get_logger("taskrelay").info("counted_line", n=n)
+    print(json.dumps(Counting.writes), file=sys.__stdout__)
+    """
+)
+
+
+def test_each_line_is_one_write() -> None:
+    """A line and its newline go out in one write: cheaper, and processes sharing one stderr
+    (`taskrelay run`) never split each other's lines."""
+    env = {**os.environ, "TASKRELAY_LOG_FORMAT": "json", "TASKRELAY_LOG_LEVEL": "INFO"}
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_WRITE_A_LINE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    writes = [w for w in json.loads(result.stdout) if "counted_line" in w]
+    assert len(writes) == 3, writes
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in writes), writes
+    assert [json.loads(w)["n"] for w in writes] == [0, 1, 2]
