@@ -25,7 +25,7 @@ from services.api.schemas import (
     RetryView,
     TaskView,
 )
-from services.api.security import SECURITY, authenticate, require_json
+from services.api.security import SECURITY, authenticate
 from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
 from shared.service import (
@@ -98,11 +98,12 @@ Work = Callable[[AbstractUnitOfWork], Awaitable[Any]]
 
 class TaskController(Controller):
     path = "/api/v1/tasks"
+    # A bearer token on every route, and a JSON body (or none) on every POST: one guard.
     guards = [authenticate]  # noqa: RUF012 - Litestar reads it as a class attribute
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[require_json, json_body], responses=CREATE_ERRORS)
+    @post("/", status_code=201, guards=[json_body], responses=CREATE_ERRORS)
     async def create(
         self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -146,7 +147,7 @@ class TaskController(Controller):
         page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
         return Response(page, headers={SEQ_HEADER: str(listing.seq)})
 
-    @post("/{task_id:uuid}/cancel", status_code=200, guards=[require_json], responses=WRITE_ERRORS)
+    @post("/{task_id:uuid}/cancel", status_code=200, responses=WRITE_ERRORS)
     async def cancel(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[TaskView]:
@@ -155,7 +156,7 @@ class TaskController(Controller):
             request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
-    @post("/{task_id:uuid}/retry", status_code=202, guards=[require_json], responses=WRITE_ERRORS)
+    @post("/{task_id:uuid}/retry", status_code=202, responses=WRITE_ERRORS)
     async def retry(
         self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
     ) -> Response[RetryView]:

@@ -23,19 +23,23 @@ SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a valid token, or 401; the user id is kept for the `user_id` dependency.
+    """Guard: a valid token, or 401; the user id is kept for the `user_id` dependency. Then, for
+    a POST, a body that names its media type must name JSON, or 415 (`require_json`).
 
-    Guards are coroutines so that Litestar calls them in the loop, not in a thread pool.
+    One guard, not two: Litestar copies the route handler for every guard it calls (~15 us of
+    the ~0.8 ms of CPU a retry costs). Guards are coroutines so that Litestar calls them in the
+    loop, not in a thread pool.
     """
     settings: Settings = connection.app.state.settings
     secret = settings.auth.require_secret()
     token = bearer_token(connection.headers.get("authorization"))
     connection.state[USER_KEY] = verify_token(secret, token)
+    if connection.scope.get("method") == "POST":
+        require_json(connection.headers.get("content-type", ""))
 
 
-async def require_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a POST body that names its media type must name JSON (no header: read as JSON)."""
-    content_type = connection.headers.get("content-type", "")
+def require_json(content_type: str) -> None:
+    """A POST body that names its media type must name JSON (no header: read as JSON)."""
     if not content_type:
         return
     media_type = content_type.split(";", 1)[0].strip().lower()

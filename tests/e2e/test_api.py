@@ -265,6 +265,28 @@ async def test_bad_tokens_are_401(client: httpx.AsyncClient) -> None:
             assert response.json()["detail"], name
 
 
+async def test_every_post_wants_json_after_a_token(client: httpx.AsyncClient) -> None:
+    """One guard checks the token, then a POST's media type: 401 comes before 415."""
+    alice = user()
+    task_id = (await client.post("/api/v1/tasks", json=BODY, headers=auth(alice))).json()["task_id"]
+    xml = {"Content-Type": "application/xml"}
+    for path in (
+        "/api/v1/tasks",
+        f"/api/v1/tasks/{task_id}/retry",
+        f"/api/v1/tasks/{task_id}/cancel",
+    ):
+        refused = await client.post(path, content=b"<task/>", headers=auth(alice) | xml)
+        assert refused.status_code == 415, (path, refused.text)
+        assert "application/xml" in refused.json()["detail"], path
+        anonymous = await client.post(path, content=b"<task/>", headers=xml)
+        assert anonymous.status_code == 401, (path, anonymous.text)
+    # A GET names no body: no media type is asked of it.
+    read = await client.get(f"/api/v1/tasks/{task_id}", headers=auth(alice) | xml)
+    assert read.status_code == 200, read.text
+    # Nothing was cancelled by the refused POSTs.
+    assert read.json()["status"] != "cancelled"
+
+
 async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
