@@ -1,9 +1,9 @@
 """The baseline of bench/api_retry.py: a bare Litestar + asyncpg retry endpoint.
 
 It runs the same SQL as taskrelay's retry in one transaction (lock the task, reset the items
-not completed and return them, update the task, write the notification and the job rows, read
-the view with its item counts) with none of taskrelay's layers: no auth, no SQLAlchemy, no
-state machine, no idempotency. Run: python bench/bare_retry_app.py DSN PORT
+not completed and return them, update the task and write the notification and the job rows in
+one statement, read the view with its item counts) with none of taskrelay's layers: no auth, no
+SQLAlchemy, no state machine, no idempotency. Run: python bench/bare_retry_app.py DSN PORT
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ RESET = (
     "UPDATE content_items SET status = 'pending', updated_at = $2 WHERE task_id = $1 "
     "AND status != 'completed' RETURNING concept_id, content_type, position"
 )
-SAVE = (
-    "UPDATE roadmap_tasks SET status = 'processing', current_step = 'content_retry_queued', "
-    "error_message = NULL, completed_at = NULL, seq = $2, updated_at = $3 WHERE task_id = $1"
-)
-OUTBOX = (
-    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, "
-    "headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb, '{}'::jsonb)"
+EMIT = (  # the task row and its two outbox rows in one statement, as OutboxWriter.emit
+    "WITH saved AS (UPDATE roadmap_tasks SET status = 'processing', "
+    "current_step = 'content_retry_queued', error_message = NULL, completed_at = NULL, "
+    "seq = $2, updated_at = $3, last_message = $4 WHERE task_id = $1) "
+    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, headers) "
+    "VALUES ($5, $1, $6, 'notification', $7, $8::jsonb, '{}'::jsonb), "
+    "($9, $1, $6, 'job', 'job.generate_content', $10::jsonb, '{}'::jsonb)"
 )
 VIEW = (
     "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
@@ -60,13 +60,13 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
         if not items:
             return Response({"detail": "nothing to retry"}, status_code=409)
         seq = task["seq"] + 1
-        await conn.execute(SAVE, task_id, seq, now)
+        message = f"Retrying {len(items)} failed content items"
         note = {
             "task_id": str(task_id),
             "seq": seq,
             "step": "content_retry_queued",
             "status": "processing",
-            "message": f"Retrying {len(items)} failed content items",
+            "message": message,
             "data": {"roadmap_id": task["roadmap_id"], "total_items": len(items)},
         }
         job = {
@@ -75,20 +75,18 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
             "reason": "retry",
             "items": [{"concept_id": r[0], "content_type": r[1]} for r in items],
         }
-        part = zlib.crc32(task_id.bytes) % 256
-        await conn.executemany(
-            OUTBOX,
-            [
-                (
-                    uuid.uuid4(),
-                    task_id,
-                    part,
-                    "notification",
-                    f"notification.{task_id}",
-                    json.dumps(note),
-                ),
-                (uuid.uuid4(), task_id, part, "job", "job.generate_content", json.dumps(job)),
-            ],
+        await conn.execute(
+            EMIT,
+            task_id,
+            seq,
+            now,
+            message,
+            uuid.uuid4(),
+            zlib.crc32(task_id.bytes) % 256,
+            f"notification.{task_id}",
+            json.dumps(note),
+            uuid.uuid4(),
+            json.dumps(job),
         )
         view = dict(await conn.fetchrow(VIEW, task_id))
     return Response({"task": view, "total_items": len(items)}, status_code=202)
