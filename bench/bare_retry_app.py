@@ -26,9 +26,12 @@ LOCK = (
     "SELECT task_id, roadmap_id, owner_id, status, seq FROM roadmap_tasks "
     "WHERE task_id = $1 FOR UPDATE"
 )
-RESET = (
-    "UPDATE content_items SET status = 'pending', updated_at = $2 WHERE task_id = $1 "
-    "AND status != 'completed' RETURNING concept_id, content_type, position"
+RESET = (  # the items not completed back to pending, and the task's counter, as ItemRepository
+    "WITH reset AS (UPDATE content_items SET status = 'pending', updated_at = $2 "
+    "WHERE task_id = $1 AND status != 'completed' "
+    "RETURNING concept_id, content_type, position), "
+    "counted AS (UPDATE roadmap_tasks SET items_failed = 0 WHERE task_id = $1) "
+    "SELECT * FROM reset"
 )
 EMIT = (  # the task row and its two outbox rows in one statement, as OutboxWriter.emit
     "WITH saved AS (UPDATE roadmap_tasks SET status = 'processing', "
