@@ -19,6 +19,9 @@ from shared.domain import ItemCounts, Status, TaskState
 STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
 _LOCK_UNLESS_BUSY = f"{_LOCK} SKIP LOCKED"
+_LOCK_OWNED = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 AND owner_id = $2 FOR UPDATE"
+"""The owner is checked before the lock: a row that fails the filter is never locked (nor
+waited for), so another user who learns a task id cannot hold its lock against the worker."""
 _OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
 _EXISTS = "SELECT task_id FROM roadmap_tasks WHERE task_id = $1"
 _ADD = (
@@ -75,6 +78,12 @@ class TaskRepository:
     async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""
         row = await self._conn.fetchrow(_LOCK, task_id)
+        return task_state(row) if row else None
+
+    async def lock_owned(self, task_id: UUID, owner_id: str) -> TaskState | None:
+        """Like `lock`, for `owner_id`'s task only: None, with no lock taken or waited for, if
+        the task is unknown or another user's."""
+        row = await self._conn.fetchrow(_LOCK_OWNED, task_id, owner_id)
         return task_state(row) if row else None
 
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:

@@ -121,11 +121,10 @@ async def require_owner(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -
 
 
 async def _lock_owned(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> TaskState:
-    """The task's state under its row lock, taken only once the caller is known to own it:
+    """The task's state under its row lock, taken only if the caller owns it (one round trip):
     another user who learns a task id cannot hold its lock against the worker."""
-    await require_owner(uow, owner_id, task_id)  # the owner never changes, so this holds
-    state = await uow.tasks.lock(task_id)
-    if state is None or state.owner_id != owner_id:
+    state = await uow.tasks.lock_owned(task_id, owner_id)
+    if state is None:
         raise NotFound(f"task {task_id} not found")
     return state
 

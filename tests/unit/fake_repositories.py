@@ -84,6 +84,10 @@ class FakeTasks:
     async def lock(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
 
+    async def lock_owned(self, task_id: UUID, owner_id: str) -> TaskState | None:
+        task = self._s.tasks.get(task_id)
+        return task if task is not None and task.owner_id == owner_id else None
+
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
 
