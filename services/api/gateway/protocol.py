@@ -9,7 +9,7 @@ event for the `Mailbox` and `Flag` of primitives.py. The rest is uvicorn's, unch
 handshake, the framing, `ws_max_size` (1009), the pings and their timeout, the close codes, the
 closing handshake, the 1012 on shutdown. uvicorn's wsproto protocol (35.3 kB per socket) and its
 legacy websockets one (44.9 kB) both hold more than its sansio one (37.1 kB) in
-bench/ws_fanout.py; this one, with the gateway's own savings, holds about 24 kB.
+bench/ws_fanout.py; this one, with the gateway's own savings, holds about 23 kB.
 
 It relies on four attributes of uvicorn 0.54's `WebSocketsSansIOProtocol` (`queue`, `writable`,
 `request`, `response`), so pyproject.toml pins uvicorn to 0.54.x; the gateway's end-to-end
