@@ -38,6 +38,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api import create_app
+    from services.api.gateway import GatewayWebSocketProtocol
     from shared.probes import SCHEMA, probe_postgres, probe_rabbitmq
 
     configure_logging("api", settings.logging)
@@ -56,6 +57,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         timeout_graceful_shutdown=25,
         server_header=False,
+        ws=GatewayWebSocketProtocol,  # uvicorn's websockets-sansio, holding less per socket
         ws_max_size=settings.api.ws_max_frame_bytes,
         ws_ping_interval=settings.api.ws_ping_interval_seconds,
         ws_ping_timeout=settings.api.ws_ping_interval_seconds,

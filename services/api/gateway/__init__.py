@@ -1,7 +1,8 @@
 """The WebSocket gateway: browsers watch a task live, fed from RabbitMQ, never stale.
 
 `gateway_lifespan` starts this instance's broker link and closes every socket with 1012 on
-shutdown; `GATEWAY_HANDLERS` holds the `/ws/tasks/{task_id}` route. See docs/gateway.md.
+shutdown; `GATEWAY_HANDLERS` holds the `/ws/tasks/{task_id}` route; `taskrelay api` serves
+sockets with `GatewayWebSocketProtocol`. See docs/gateway.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from litestar import Litestar
 from services.api.gateway.endpoint import Gateway, task_socket
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.metrics import GatewayMetrics
+from services.api.gateway.protocol import GatewayWebSocketProtocol
 from shared.settings import Settings
 
 GATEWAY_HANDLERS = [task_socket]
@@ -42,4 +44,10 @@ def gateway_lifespan(
     return lifespan
 
 
-__all__ = ["GATEWAY_HANDLERS", "Gateway", "NotificationHub", "gateway_lifespan"]
+__all__ = [
+    "GATEWAY_HANDLERS",
+    "Gateway",
+    "GatewayWebSocketProtocol",
+    "NotificationHub",
+    "gateway_lifespan",
+]

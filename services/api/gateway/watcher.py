@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.api.gateway.close_codes import CloseCode
+from services.api.gateway.primitives import Flag
 from services.api.gateway.sequencer import Sequencer
 
 Snapshot = Callable[[], Awaitable[tuple[int, str]]]
@@ -63,9 +63,11 @@ class Watcher:
         self._metrics = metrics or _NoMetrics()
         self.resyncs = 0
         """Fresh snapshots sent after the first."""
-        self._inbox: deque[tuple[int, Frame]] = deque()
-        self._replies: deque[str] = deque()
-        self._wake = asyncio.Event()
+        # Plain lists and a `Flag`, not deques and an `asyncio.Event`: an empty deque costs 760
+        # bytes, and thousands of sockets hold these while they wait (docs/gateway.md, memory).
+        self._inbox: list[tuple[int, Frame]] = []
+        self._replies: list[str] = []
+        self._wake = Flag()
         self._overflowed = False
         self._resync = False
         self._close_code: int | None = None
@@ -107,50 +109,58 @@ class Watcher:
     async def run(self, snapshot: Snapshot, send: Send) -> int:
         """Write frames until asked to stop; return the close code (or CLIENT_GONE)."""
         try:
-            return await self._loop(snapshot, send)
+            seq = await self._send_snapshot(snapshot, send)
+            order: Sequencer[Frame] = Sequencer(seq, max_held=self._limits.queue_limit)
+            gap_since: float | None = None
+            while True:
+                if not await self._wait(gap_since):
+                    self._resync = True  # a hole outlived its grace: the stream cannot be trusted
+                if self._close_code is not None:
+                    return self._close_code
+                if self._overflowed or order.overflowing:
+                    return CloseCode.TOO_SLOW
+                if self._resync:
+                    self._resync = False
+                    self.resyncs += 1
+                    gap_since = None  # a hole left after a fresh snapshot gets a new grace
+                    await self._write(send, order.reset(await self._send_snapshot(snapshot, send)))
+                await self._write(send, self._ready(order))
+                gap_since = (gap_since or time.monotonic()) if order.has_gap else None
         except Overflow:
             return CloseCode.TOO_SLOW
 
-    async def _loop(self, snapshot: Snapshot, send: Send) -> int:
-        seq, text = await snapshot()
-        await self._send(send, Frame(text, "snapshot"))
-        order: Sequencer[Frame] = Sequencer(seq, max_held=self._limits.queue_limit)
-        gap_since: float | None = None
-        while True:
-            if not await self._wait(gap_since):
-                self._resync = True  # a hole outlived its grace: the stream cannot be trusted
-            self._wake.clear()
-            if self._close_code is not None:
-                return self._close_code
-            if self._overflowed or order.overflowing:
-                return CloseCode.TOO_SLOW
-            ready: list[Frame] = []
-            if self._resync:
-                self._resync = False
-                self.resyncs += 1
-                gap_since = None  # a hole left after a fresh snapshot gets a new grace
-                seq, text = await snapshot()
-                ready = [Frame(text, "snapshot"), *order.reset(seq)]
-            while self._inbox:
-                ready.extend(order.accept(*self._inbox.popleft()))
-            while self._replies:
-                ready.append(Frame(self._replies.popleft(), "reply"))
-            for frame in ready:
-                await self._send(send, frame)
-            gap_since = (gap_since or time.monotonic()) if order.has_gap else None
-
     async def _wait(self, gap_since: float | None) -> bool:
         """Wait for work; False when a hole has been open longer than the grace."""
-        if gap_since is None:
-            await self._wake.wait()
-            return True
-        left = gap_since + self._limits.gap_grace_seconds - time.monotonic()
         try:
-            async with asyncio.timeout(max(left, 0.0)):
+            if gap_since is None:
                 await self._wake.wait()
+            else:
+                left = gap_since + self._limits.gap_grace_seconds - time.monotonic()
+                async with asyncio.timeout(max(left, 0.0)):
+                    await self._wake.wait()
         except TimeoutError:
             return False
+        finally:
+            self._wake.clear()
         return True
+
+    def _ready(self, order: Sequencer[Frame]) -> list[Frame]:
+        """Empty the mailbox: the frames now in `seq` order, then the replies."""
+        inbox, replies = self._inbox, self._replies
+        self._inbox, self._replies = [], []
+        ready = [out for seq, frame in inbox for out in order.accept(seq, frame)]
+        ready.extend(Frame(reply, "reply") for reply in replies)
+        return ready
+
+    async def _send_snapshot(self, snapshot: Snapshot, send: Send) -> int:
+        """Read and send a snapshot; its `seq`. The text is not kept once it is written."""
+        seq, text = await snapshot()
+        await self._send(send, Frame(text, "snapshot"))
+        return seq
+
+    async def _write(self, send: Send, frames: list[Frame]) -> None:
+        for frame in frames:
+            await self._send(send, frame)
 
     async def _send(self, send: Send, frame: Frame) -> None:
         task = self._sending = asyncio.current_task()

@@ -1,0 +1,62 @@
+"""The WebSocket protocol the API serves sockets with: uvicorn's own, holding less per socket.
+
+uvicorn's `websockets-sansio` protocol (what it picks when `websockets` is installed, as here)
+keeps for each socket's whole life the parsed handshake request and response with their headers
+(4.4 kB; the ASGI scope has its own copy of the request's headers), an `asyncio.Queue` for the
+app's `receive` and an `asyncio.Event` for `send` to wait on (4.1 kB, mostly empty deques).
+This subclass lets go of the first two once the handshake is done and swaps the queue and the
+event for the `Mailbox` and `Flag` of primitives.py. The rest is uvicorn's, unchanged: the
+handshake, the framing, `ws_max_size` (1009), the pings and their timeout, the close codes, the
+closing handshake, the 1012 on shutdown. uvicorn's wsproto protocol (35.3 kB per socket) and its
+legacy websockets one (44.9 kB) both hold more than its sansio one (37.1 kB) in
+bench/ws_fanout.py; this one, with the gateway's own savings, holds about 23 kB.
+
+It relies on four attributes of uvicorn 0.54's `WebSocketsSansIOProtocol` (`queue`, `writable`,
+`request`, `response`), so pyproject.toml pins uvicorn to 0.54.x; the gateway's end-to-end
+tests run every socket through it, and tests/e2e/test_gateway_protocol.py checks the rest
+(pings, their timeout, the frame limit, closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.http11 import Request
+
+from services.api.gateway.primitives import Flag, Mailbox
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's `websockets-sansio` protocol without what a socket no longer needs."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # Nothing has used them yet: the connection is not even made.
+        self.queue = Mailbox[ASGIReceiveEvent]()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # Nothing reads the request again: the ASGI scope holds a copy of what the app needs.
+        # websockets' parser keeps it referenced as long as the socket lives, so its headers
+        # are emptied too, not only uvicorn's reference dropped.
+        del self.request
+        event.headers.clear()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The 101 response is written: uvicorn never reads it again.
+            self.__dict__.pop("response", None)
