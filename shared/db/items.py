@@ -48,6 +48,12 @@ class Stored:
     following: PendingItem | None
     """The first pending item in generation order after the store (never the stored one)."""
 
+    @property
+    def stored(self) -> bool:
+        """False when nothing was written: fenced out, or the item was no longer pending (a
+        duplicate job)."""
+        return self.counts is not None
+
 
 _ADD = (
     "WITH added AS (INSERT INTO content_items (task_id, concept_id, content_type, position, "

@@ -11,12 +11,12 @@ statements that change item statuses keep exact: no scan of the items per item.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.db.abstract import AbstractUnitOfWork
-from shared.db.items import PendingItem
+from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.domain import ItemCounts, Status, TaskState
 from shared.service.transitions import emit_event, transition
@@ -28,20 +28,6 @@ class ItemResult:
 
     content: Any = None
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """What storing one item's result did."""
-
-    fenced_out: bool
-    """The lease was taken back: nothing was written, and the job must write nothing more."""
-    stored: bool
-    """False when the item was no longer pending (a duplicate job): no notification."""
-    state: TaskState
-    """The task after the item's notification (as locked, when nothing was stored)."""
-    following: PendingItem | None
-    """The first pending item after this one, read under the task row lock."""
 
 
 def progress_data(counts: ItemCounts) -> dict[str, int]:
@@ -74,10 +60,11 @@ async def store_item_result(
     result: ItemResult,
     *,
     lease_seconds: float,
-) -> Recorded | None:
+) -> Stored | None:
     """Under the task row lock, store the result and count the attempt if the item is still
     pending and the lease still carries the job's generation (renewing it), and emit its
-    notification; None if the task is unknown."""
+    notification; what the store did, with the task's state after the notification, or None if
+    the task is unknown."""
     stored = await uow.items.store_result(
         lease,
         item.key,
@@ -89,7 +76,7 @@ async def store_item_result(
     if stored is None:
         return None
     if stored.counts is None:
-        return Recorded(stored.fenced_out, False, stored.state, stored.following)
+        return stored
     counts, key = stored.counts, item.key
     data: dict[str, Any] = {
         "concept_id": key.concept_id,
@@ -106,7 +93,7 @@ async def store_item_result(
         step, data["error"] = "content_item_failed", result.error
         message = f"Failed to generate {key.content_type} for {item.concept_title}"
     change = await emit_event(uow, stored.state, step=step, message=message, data=data)
-    return Recorded(False, True, change.state, stored.following)
+    return replace(stored, state=change.state)
 
 
 async def finish_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
