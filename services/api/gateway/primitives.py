@@ -26,6 +26,16 @@ def _wake_first(waiters: list[asyncio.Future[None]] | None) -> None:
             return
 
 
+def _enqueue(
+    waiters: list[asyncio.Future[None]] | None,
+) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
+    """A new waiter at the end of `waiters` (the list made now if there is none yet)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters = [] if waiters is None else waiters
+    waiters.append(waiter)
+    return waiters, waiter
+
+
 class Flag:
     """`asyncio.Event`: `wait` returns once the flag is set, at once if it is set already."""
 
@@ -53,10 +63,7 @@ class Flag:
     async def wait(self) -> bool:
         if self._set:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
+        self._waiters, waiter = _enqueue(self._waiters)
         try:
             await waiter
             return True
@@ -88,10 +95,7 @@ class Mailbox(Generic[T]):
 
     async def get(self) -> T:
         while not self._items:
-            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = []
-            self._getters.append(getter)
+            self._getters, getter = _enqueue(self._getters)
             try:
                 await getter
             except BaseException:
