@@ -40,6 +40,7 @@ class Child:
         self._write = write
         self._pass_fds = tuple(pass_fds)
         self._proc: asyncio.subprocess.Process | None = None
+        self._draining: asyncio.Task[None] | None = None
         self.restarts = 0
 
     async def supervise(self, stopping: asyncio.Event) -> None:
@@ -70,7 +71,13 @@ class Child:
         )
         log.info("child_started", child=self.name, pid=self._proc.pid)
         assert self._proc.stdout is not None
-        await self._pump(self._proc.stdout)
+        try:
+            await self._pump(self._proc.stdout)
+        except Exception:
+            # The error ends the run, but the child must not block on a pipe nobody reads while
+            # it is stopped: keep emptying it, unseen, until it closes.
+            self._draining = asyncio.create_task(_discard(self._proc.stdout))
+            raise
         return await self._proc.wait()
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
@@ -92,3 +99,9 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             return await proc.wait()
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read `stream` to its end and drop what it says."""
+    while await stream.read(65536):
+        pass
