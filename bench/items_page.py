@@ -98,16 +98,15 @@ async def plans(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
 async def main(tasks: int, repeat: int) -> None:
     with res.isolated("taskrelay_bench_items") as resources:
         settings = Settings.from_env(resources.env())
-        engine = create_engine(settings.database)
+        uow_factory = UnitOfWorkFactory(create_engine(settings.database))
         try:
-            uow_factory = UnitOfWorkFactory(engine)
             started = time.perf_counter()
             task_id = await seed(uow_factory, tasks)
             print(f"seeded {tasks} tasks x 3,000 items in {time.perf_counter() - started:.1f} s")
             await measure(uow_factory, task_id, repeat)
             await plans(uow_factory, task_id)
         finally:
-            await engine.dispose()
+            await uow_factory.close()
 
 
 if __name__ == "__main__":

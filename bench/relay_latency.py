@@ -69,14 +69,13 @@ async def measure(
             done.set()
 
     connection = await aio_pika.connect(settings.broker.url)
-    engine = create_engine(settings.database, pool_size=2)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=2))
     try:
         channel = await connection.channel()
         topology = await declare_topology(channel)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(topology.exchange, "notification.#")
         await queue.consume(on_message, no_ack=True)
-        uow_factory = UnitOfWorkFactory(engine)
         conn = await asyncpg.connect(settings.database.asyncpg_dsn)
         try:
             backends = [int(r[0]) for r in await conn.fetch(RELAY_BACKENDS)]
@@ -96,7 +95,7 @@ async def measure(
         used = cpu.used()
     finally:
         await connection.close()
-        await engine.dispose()
+        await uow_factory.close()
     return [received[m] - t for m, t in committed.items()], used
 
 

@@ -142,13 +142,13 @@ async def floor(database_url: str, items: int) -> Floor:
         [(c["concept_id"], c["title"]) for c in body["concepts"]],  # type: ignore[attr-defined]
         body["content_types"],  # type: ignore[arg-type]
     )
-    engine = create_engine(DatabaseSettings(url=database_url), pool_size=1)
+    uow_factory = UnitOfWorkFactory(create_engine(DatabaseSettings(url=database_url), pool_size=1))
     try:
-        async with UnitOfWorkFactory(engine)() as uow:
+        async with uow_factory() as uow:
             task_id = uuid.UUID((await create_task(uow, "bench", new))["task_id"])
             await uow.commit()
     finally:
-        await engine.dispose()
+        await uow_factory.close()
     conn = await asyncpg.connect(database_url)
     try:
         keys = await conn.fetch(

@@ -70,8 +70,7 @@ async def measure(
     args: argparse.Namespace,
 ) -> tuple[float, float]:
     """(items per second, CPU ms per item of the worker's processes and their work horses)."""
-    engine = create_engine(settings.database, pool_size=4)
-    uow_factory = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=4))
     workers: list[Process] = []
     try:
         for n in range(workers_count):
@@ -85,7 +84,7 @@ async def measure(
         cpu = sum(cpu_seconds(pid, children=True) for pid in pids) - cpu_before
     finally:
         stop_all(workers)
-        await engine.dispose()
+        await uow_factory.close()
     items = args.tasks * args.items
     return items / elapsed, 1000.0 * cpu / items
 

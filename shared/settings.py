@@ -74,7 +74,8 @@ class DatabaseSettings:
     pool_size: int = setting(
         10,
         "TASKRELAY_DATABASE_POOL_SIZE",
-        "Connections the API keeps open (and may open as many again under load).",
+        "Sizes the API's connection pool: up to twice this many, opened as needed, "
+        "each closed after 5 idle minutes.",
         floor=POSITIVE,
     )
 

@@ -33,11 +33,11 @@ def settings_fixture(resources: res.Resources) -> Settings:
 
 @pytest.fixture(name="uow_factory", scope="session")
 async def uow_factory_fixture(settings: Settings) -> AsyncIterator[UnitOfWorkFactory]:
-    engine = create_engine(settings.database, pool_size=20)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=20))
     try:
-        yield UnitOfWorkFactory(engine)
+        yield uow_factory
     finally:
-        await engine.dispose()
+        await uow_factory.close()
 
 
 @pytest.fixture(name="rng")

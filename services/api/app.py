@@ -36,12 +36,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings.database)
-        app.state.uow_factory = UnitOfWorkFactory(engine)
+        app.state.uow_factory = uow_factory = UnitOfWorkFactory(create_engine(settings.database))
         try:
             yield
         finally:
-            await engine.dispose()
+            await uow_factory.close()
 
     metrics = ApiMetrics()
     app = Litestar(

@@ -103,7 +103,7 @@ class Worker:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.broker.close()
-        await self.uow_factory.engine.dispose()
+        await self.uow_factory.close()
         self.redis.close()
 
 

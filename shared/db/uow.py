@@ -5,28 +5,35 @@ neither the change nor any outbox row behind. Services write through it, typed a
 `shared.db.abstract.AbstractUnitOfWork`; whoever opened it (an HTTP handler, a job) commits,
 and only then answers or logs.
 
-The transaction is asyncpg's own, on the connection SQLAlchemy's pool hands out (the pool
-pings idle connections and replaces dead ones). Every repository runs prepared `$n` SQL
-(`shared.db.sql`) on that asyncpg connection. Losing PostgreSQL inside a unit of work is
-reported as DependencyUnavailable: `connection_lost` is the one place that tells an outage
-(refused, starting up, shutting down, link dropped, pool or connect timeout) from a bad
-statement, and the transaction is rolled back or its connection discarded first, so nothing
-is half-written.
+The connection comes from asyncpg's own pool and the transaction is asyncpg's: every
+repository runs prepared `$n` SQL (`shared.db.sql`) on that connection, so nothing between a
+request and its statements leaves the event loop. (SQLAlchemy's pool handed out the same
+asyncpg connections, but each checkout and check-in went through a greenlet: about a quarter
+of the API's CPU per retry under load, in bench/api_retry.py.) A connection whose socket
+closes while idle is noticed by asyncpg and replaced at its next checkout. Losing PostgreSQL
+inside a unit of work is reported as DependencyUnavailable: `connection_lost` is the one place
+that tells an outage (refused, starting up, shutting down, link dropped, pool or connect
+timeout) from a bad statement, and the transaction is rolled back or its connection discarded
+first, so nothing is half-written.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool.base import _AdhocProxiedConnection
 
+from shared.db.engine import CONNECT_TIMEOUT_SECONDS
 from shared.db.errors import connection_lost
 from shared.db.idempotency import IdempotencyRepository
 from shared.db.inbox import InboxRepository
@@ -37,6 +44,11 @@ from shared.db.outbox import OutboxWriter
 from shared.db.tasks import TaskRepository
 from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
+
+ACQUIRE_TIMEOUT_SECONDS = 30.0
+"""How long a unit of work waits for a pooled connection to come free (SQLAlchemy's default)."""
+IDLE_CONNECTION_SECONDS = 300.0
+"""A pooled connection unused this long is closed; the pool opens one again when needed."""
 
 
 class UnitOfWork:
@@ -52,14 +64,15 @@ class UnitOfWork:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        factory: UnitOfWorkFactory,
         headers: Mapping[str, str] | None = None,
         outbox_class: type[OutboxWriter] = OutboxWriter,
     ) -> None:
-        self._engine = engine
+        self._factory = factory
         self._headers = headers
         self._outbox_class = outbox_class
-        self._raw: PoolProxiedConnection | None = None
+        self._driver: Any = None
+        """The pooled asyncpg connection (asyncpg ships no type hints)."""
         self._conn: AsyncConnection | None = None
         self._tx: Any = None
         self._on_commit: list[Callable[[], None]] = []
@@ -69,37 +82,42 @@ class UnitOfWork:
         """SQLAlchemy's view of the same connection and transaction, for tests' ad-hoc queries.
 
         Not part of `AbstractUnitOfWork`: services go through the repositories only. Made on
-        first use. It is in AUTOCOMMIT mode so that SQLAlchemy issues no BEGIN of its own; its
-        statements run in the asyncpg transaction.
+        first use, around the pooled asyncpg connection (SQLAlchemy's own adapter for it, with
+        no pool record behind it). It is in autocommit mode so that SQLAlchemy issues no BEGIN
+        of its own; its statements run in the asyncpg transaction.
         """
-        if self._raw is None:
+        if self._driver is None:
             raise RuntimeError("the unit of work is not open")
         if self._conn is None:
-            sync = Connection(self._engine.sync_engine, connection=self._raw)
-            sync.execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = AsyncConnection(self._engine, sync)
+            engine = self._factory.engine
+            adapter: Any = AsyncAdapt_asyncpg_connection
+            adapted = adapter(engine.dialect.loaded_dbapi, self._driver)
+            adapted.autocommit = True
+            proxied = _AdhocProxiedConnection(adapted, None)  # type: ignore[arg-type]
+            sync = Connection(engine.sync_engine, connection=proxied)
+            self._conn = AsyncConnection(engine, sync)
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
+        pool = await self._factory.pool()
         try:
-            raw = await self._engine.raw_connection()
+            driver = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
         except Exception as exc:
-            # Refused, or a login the server turns down (a wrong database, say): either way
-            # PostgreSQL is not there for this process.
-            if connection_lost(exc) or isinstance(exc, DBAPIError):
+            # Refused, timed out, or a login the server turns down (a wrong database, say):
+            # either way PostgreSQL is not there for this process.
+            if connection_lost(exc) or isinstance(exc, asyncpg.PostgresError):
                 raise self._unavailable(exc) from exc
             raise
-        driver: Any = raw.driver_connection
         try:
             self._tx = driver.transaction()
             await self._tx.start()
         except BaseException as exc:
-            lost = _lost_on(raw, exc)
-            await self._discard(raw, lost, exc)
+            lost = _lost_on(driver, exc)
+            await self._factory.discard(driver, lost)
             if lost:
                 raise self._unavailable(exc) from exc
             raise
-        self._raw = raw
+        self._driver = driver
         self.tasks = TaskRepository(driver)
         self.items = ItemRepository(driver)
         self.outbox = self._outbox_class(driver, self._headers)
@@ -115,28 +133,26 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        raw, conn, tx = self._raw, self._conn, self._tx
-        self._raw = self._conn = self._tx = None
-        if raw is None:
+        driver, tx = self._driver, self._tx
+        self._driver = self._conn = self._tx = None
+        if driver is None:
             return
-        lost = _lost_on(raw, exc)
+        lost = _lost_on(driver, exc)
         try:
             if tx is not None:
                 await tx.rollback()
         except BaseException as error:
             # The connection's state is unknown (lost, or cancelled mid-rollback): the pool
             # must not hand it out again.
-            failed_too = _lost_on(raw, error)
-            await self._discard(raw, lost or failed_too, error)
+            failed_too = _lost_on(driver, error)
+            await self._factory.discard(driver, lost or failed_too)
             if not (isinstance(error, asyncpg.PostgresError) or failed_too):
                 raise
         else:
             if lost and exc is not None:
-                await self._discard(raw, lost, exc)
-            elif conn is not None:
-                await conn.close()  # gives the connection back to the pool
+                await self._factory.discard(driver, lost)
             else:
-                await greenlet_spawn(raw.close)
+                await self._factory.release(driver)
         if lost and exc is not None:
             raise self._unavailable(exc) from exc
 
@@ -146,10 +162,9 @@ class UnitOfWork:
 
     async def ping(self) -> None:
         """One round trip (`SELECT 1`); an outage surfaces as DependencyUnavailable on exit."""
-        if self._raw is None:
+        if self._driver is None:
             raise RuntimeError("the unit of work is not open")
-        driver: Any = self._raw.driver_connection
-        await driver.fetchval("SELECT 1")
+        await self._driver.fetchval("SELECT 1")
 
     async def commit(self) -> None:
         if self._tx is None:
@@ -161,21 +176,11 @@ class UnitOfWork:
             callback()
 
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
-        return unavailable(POSTGRES, self._engine.url.render_as_string(hide_password=False), exc)
-
-    async def _discard(self, raw: PoolProxiedConnection, lost: bool, cause: BaseException) -> None:
-        """Close `raw` for good; when PostgreSQL went away, retire every pooled connection too.
-
-        A restarted PostgreSQL has dropped them all: the pool replaces each at its next
-        checkout (as SQLAlchemy itself does on a disconnect) instead of failing one request
-        per dead connection.
-        """
-        if lost:
-            self._engine.sync_engine.pool._invalidate(raw, cause, _checkin=False)
-        await greenlet_spawn(_invalidate, raw)
+        url = self._factory.engine.url.render_as_string(hide_password=False)
+        return unavailable(POSTGRES, url, exc)
 
 
-def _lost_on(raw: PoolProxiedConnection, exc: BaseException | None) -> bool:
+def _lost_on(driver: Any, exc: BaseException | None) -> bool:
     """`connection_lost(exc)`, or a driver error on a connection that has since closed.
 
     A server shutting down may send its FATAL while the connection sits idle in a
@@ -186,17 +191,20 @@ def _lost_on(raw: PoolProxiedConnection, exc: BaseException | None) -> bool:
         return True
     if not isinstance(exc, Exception) or isinstance(exc, TaskRelayError):
         return False
-    driver: Any = raw.driver_connection
-    return driver is None or bool(driver.is_closed())
-
-
-def _invalidate(raw: PoolProxiedConnection) -> None:
-    if raw.dbapi_connection is not None:
-        raw.invalidate()
+    try:
+        return bool(driver.is_closed())
+    except asyncpg.InterfaceError:  # closed, and freed by asyncpg already
+        return True
 
 
 class UnitOfWorkFactory:
-    """Makes units of work on one engine: the real `AbstractUnitOfWorkFactory`."""
+    """Makes units of work on one database: the real `AbstractUnitOfWorkFactory`.
+
+    `engine` names the database and gives SQLAlchemy's view to tests (`UnitOfWork.connection`);
+    the units of work run on an asyncpg pool of the same database, made on first use inside the
+    running event loop, which holds at most as many connections as the engine's pool may
+    (`create_engine`: its size, and as many again under load). `close()` closes both.
+    """
 
     def __init__(
         self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter
@@ -204,6 +212,84 @@ class UnitOfWorkFactory:
         self.engine = engine
         self._outbox_class = outbox_class
         """A test seam: a writer that fails on purpose proves the transaction is atomic."""
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
 
     def __call__(self, headers: Mapping[str, str] | None = None) -> UnitOfWork:
-        return UnitOfWork(self.engine, headers, self._outbox_class)
+        return UnitOfWork(self, headers, self._outbox_class)
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, made on the first call; it connects nothing until a unit of work asks."""
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.engine.url.set(drivername="postgresql").render_as_string(
+                            hide_password=False
+                        ),
+                        min_size=0,
+                        max_size=_max_connections(self.engine),
+                        max_inactive_connection_lifetime=IDLE_CONNECTION_SECONDS,
+                        timeout=CONNECT_TIMEOUT_SECONDS,
+                        init=_json_codecs,
+                        reset=_nothing_to_reset,
+                    )
+        return self._pool
+
+    async def release(self, driver: Any) -> None:
+        """Give a connection whose transaction has ended back to the pool."""
+        if self._pool is not None:
+            await self._pool.release(driver)
+
+    async def discard(self, driver: Any, lost: bool) -> None:
+        """Close `driver` for good; when PostgreSQL went away, retire every pooled connection
+        too: a restarted PostgreSQL has dropped them all, and the pool replaces each at its
+        next checkout instead of failing one request per dead connection."""
+        if lost and self._pool is not None:
+            await self._pool.expire_connections()
+        # Gives its place in the pool back. A connection whose socket closed was freed by
+        # asyncpg already: it refuses every call then.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            driver.terminate()
+
+    async def close(self) -> None:
+        """Close the pool's connections (waiting for units of work still open), then the
+        engine's."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+        await self.engine.dispose()
+
+
+def _max_connections(engine: AsyncEngine) -> int:
+    pool = engine.sync_engine.pool
+    return 2 * pool.size() if isinstance(pool, QueuePool) else DEFAULT_MAX_CONNECTIONS
+
+
+DEFAULT_MAX_CONNECTIONS = 10
+
+
+async def _json_codecs(driver: Any) -> None:
+    """The JSON codecs SQLAlchemy's asyncpg dialect installs, so that every repository (and
+    SQLAlchemy's view in tests) passes JSON text and reads decoded values, whichever pool the
+    connection came from."""
+    await driver.set_type_codec(
+        "json",
+        encoder=str.encode,
+        decoder=lambda value: json.loads(value.decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+    await driver.set_type_codec(
+        "jsonb",
+        encoder=lambda text: b"\x01" + text.encode(),  # the binary jsonb format's version 1
+        decoder=lambda value: json.loads(value[1:].decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _nothing_to_reset(_driver: Any) -> None:
+    """Instead of asyncpg's reset at release (a round trip: unlock advisory locks, close
+    cursors, UNLISTEN, RESET ALL): a unit of work takes no advisory lock, opens no cursor,
+    listens to nothing and sets nothing for the session, and always ends its transaction."""

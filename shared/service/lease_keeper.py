@@ -67,7 +67,7 @@ class LeaseKeeper:
                 if self._lost.is_set():
                     return
         finally:
-            await engine.dispose()
+            await uow_factory.close()
 
     async def _renew(self, uow_factory: AbstractUnitOfWorkFactory) -> float:
         """One renewal; the wait before the next one."""

@@ -162,8 +162,9 @@ async def test_a_dead_lettered_job_message_still_gets_its_task_done() -> None:
 
 async def _dead_letter_then_done(resources: Resources) -> None:
     env = fault_env(resources)
-    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
-    uow_factory = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(
+        create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    )
     with start_api(env, name="api-dead-letter") as api, start_relay(env, name="relay-dl"):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
@@ -178,7 +179,7 @@ async def _dead_letter_then_done(resources: Resources) -> None:
             # The recovery is counted where an operator looks: the worker's /metrics.
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
                 scraped = answer.read().decode()
-    await engine.dispose()
+    await uow_factory.close()
     assert row.status == "completed"
     recovered = re.findall(r"^taskrelay_worker_recovered_tasks_total\{.*\} (\S+)$", scraped, re.M)
     assert sum(float(count) for count in recovered) >= 1

@@ -13,6 +13,7 @@ from shared.db import UnitOfWorkFactory, create_engine
 from shared.errors import DependencyUnavailable
 from shared.settings import DatabaseSettings, Settings
 from tests.support.proxy import TcpProxy
+from tests.support.wait import wait_until
 
 
 async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> None:
@@ -36,6 +37,39 @@ async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> No
         proxy.close()
 
 
+async def test_a_pooled_connection_cut_while_idle_is_replaced(settings: Settings) -> None:
+    """The unit of work's pool: a connection whose socket closed while it sat idle (a
+    restarted PostgreSQL closes them all) is never handed out again; the next unit of work
+    gets a new one, without an error."""
+    parts = urlsplit(settings.database.asyncpg_dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    via_proxy = DatabaseSettings(
+        url=settings.database.url.replace(
+            f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
+        )
+    )
+    uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
+    try:
+        async with uow_factory() as uow:
+            await uow.ping()
+            before = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        proxy.cut()  # the pooled connection's socket is closed under it
+        proxy.restore()
+        pool = await uow_factory.pool()
+
+        async def noticed() -> bool:  # asyncpg reads the EOF in the event loop
+            return pool.get_idle_size() == 0
+
+        await wait_until(noticed, what="the pool to notice the closed socket")
+        async with uow_factory() as uow:
+            await uow.ping()
+            after = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        assert after != before
+    finally:
+        await uow_factory.close()
+        proxy.close()
+
+
 async def lock_cut_commit(uow_factory: UnitOfWorkFactory, proxy: TcpProxy, task_id: UUID) -> None:
     async with uow_factory() as uow:
         await uow.tasks.lock(task_id)
@@ -55,8 +89,7 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
             f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
         )
     )
-    engine = create_engine(via_proxy, pool_size=1, idle_ping_seconds=1e9)
-    uow_factory = UnitOfWorkFactory(engine)
+    uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
     task_id = uuid4()
     try:
         with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
@@ -66,5 +99,5 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
             assert await uow.tasks.lock(task_id) is None
             await uow.commit()
     finally:
-        await engine.dispose()
+        await uow_factory.close()
         proxy.close()

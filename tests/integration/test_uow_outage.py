@@ -34,12 +34,11 @@ def resources_fixture(private_postgres: PrivatePostgres) -> Iterator[res.Resourc
 @pytest.fixture(name="uow_factory")
 async def uows_fixture(resources: res.Resources) -> AsyncIterator[UnitOfWorkFactory]:
     settings = Settings.from_env(resources.env())
-    # No idle ping: only the unit of work's own handling may replace dead connections.
-    engine = create_engine(settings.database, pool_size=POOL, idle_ping_seconds=1e9)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=POOL))
     try:
-        yield UnitOfWorkFactory(engine)
+        yield uow_factory
     finally:
-        await engine.dispose()
+        await uow_factory.close()
 
 
 async def all_at_once(uow_factory: UnitOfWorkFactory) -> None:

@@ -84,7 +84,9 @@ class System:
 
 @contextlib.asynccontextmanager
 async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
-    engine = create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    uow_factory = UnitOfWorkFactory(
+        create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
+    )
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(start_api(env, name="api-stuck"))
         relay = stack.enter_context(start_relay(env, name="relay-stuck"))
@@ -93,6 +95,6 @@ async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[Syst
         base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
         async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
             try:
-                yield System(env, api, relay, worker, client, UnitOfWorkFactory(engine))
+                yield System(env, api, relay, worker, client, uow_factory)
             finally:
-                await engine.dispose()
+                await uow_factory.close()

@@ -57,8 +57,8 @@ def _is_lost_dependency(exc: BaseException | None) -> bool:
 
 
 async def _fail(task_id: UUID, job_id: str, why: str) -> None:
-    engine = create_engine(installed().settings.database, pool_size=1)
+    uow_factory = UnitOfWorkFactory(create_engine(installed().settings.database, pool_size=1))
     try:
-        await fail_for_job(UnitOfWorkFactory(engine), task_id, job_id, why)
+        await fail_for_job(uow_factory, task_id, job_id, why)
     finally:
-        await engine.dispose()
+        await uow_factory.close()

@@ -34,10 +34,10 @@ async def generate_content(task_id: str) -> dict[str, Any]:
         traced("generate_content", trace_of(job)),  # its notifications carry the trace on
     ):
         worker = context.settings.worker
-        engine = create_engine(context.settings.database, pool_size=2)
+        uow_factory = UnitOfWorkFactory(create_engine(context.settings.database, pool_size=2))
         try:
             outcome = await ContentJob(
-                UnitOfWorkFactory(engine),
+                uow_factory,
                 context.generator,
                 task_id=UUID(task_id),
                 holder=holder,
@@ -47,6 +47,6 @@ async def generate_content(task_id: str) -> dict[str, Any]:
                 outage_patience=worker.outage_patience_seconds,
             ).run()
         finally:
-            await engine.dispose()
+            await uow_factory.close()
         log.info("content_job_done", stop=str(outcome.stop), generated=outcome.generated)
         return {"stop": str(outcome.stop), "generated": outcome.generated}
