@@ -16,10 +16,16 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    ProxyTracerProvider,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+)
 
 from shared.errors import ConfigurationError
 from shared.logging import bound_context
@@ -63,11 +69,13 @@ def traced(
         parent = trace.set_span_in_context(_new_root(), parent)
     token = context.attach(parent)
     try:
-        with _tracer.start_as_current_span(name, kind=kind) as span:
-            span_context = span.get_span_context()
-            if not span_context.is_valid:  # no SDK: the no-op tracer returned an invalid span
-                span_context = trace.get_current_span(parent).get_span_context()
-            trace_id = format(span_context.trace_id, "032x")
+        # Without an SDK no span is recorded: the work runs in the parent's context as it is.
+        with (
+            _tracer.start_as_current_span(name, kind=kind)
+            if _recording()
+            else nullcontext(trace.get_current_span(parent))
+        ) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
             with bound_context(trace_id=trace_id):
                 yield trace_id
     finally:
@@ -88,6 +96,11 @@ def trace_id_of(traceparent: str | None) -> str | None:
     span = trace.get_current_span(propagate.extract({TRACEPARENT: traceparent}))
     span_context = span.get_span_context()
     return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
+def _recording() -> bool:
+    """Whether a tracer provider (the SDK) is installed; until then every span is a no-op."""
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
 
 
 def _text(value: str | bytes) -> str:

@@ -25,7 +25,7 @@ from services.api.schemas import (
     RetryView,
     TaskView,
 )
-from services.api.security import SECURITY, authenticate
+from services.api.security import SECURITY, Authenticate
 from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
 from shared.service import (
@@ -98,8 +98,8 @@ Work = Callable[[AbstractUnitOfWork], Awaitable[Any]]
 
 class TaskController(Controller):
     path = "/api/v1/tasks"
-    # A bearer token on every route, and a JSON body (or none) on every POST: one guard.
-    guards = [authenticate]  # noqa: RUF012 - Litestar reads it as a class attribute
+    # A bearer token on every route, and a JSON body (or none) on every POST: one middleware.
+    middleware = [Authenticate()]  # noqa: RUF012 - Litestar reads it as a class attribute
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 

@@ -1,9 +1,11 @@
 """The async engine factory. Nothing connects until the engine is first used.
 
 The engine serves SQLAlchemy's users (the relay's housekeeping, tests' ad-hoc queries) and
-sizes the units of work's own asyncpg pool (`shared.db.uow.UnitOfWorkFactory`). A pooled connection is pinged before use only when it sat idle for a while: that catches a
-restarted PostgreSQL as `pool_pre_ping` does, without the three round trips (BEGIN, probe,
-ROLLBACK on asyncpg) that `pool_pre_ping` adds to every checkout of a busy pool.
+sizes the units of work's own asyncpg pool (`shared.db.uow.UnitOfWorkFactory`).
+
+A connection of the engine's pool is pinged before use only when it sat idle for a while: that
+catches a restarted PostgreSQL as `pool_pre_ping` does, without the three round trips (BEGIN,
+probe, ROLLBACK on asyncpg) that `pool_pre_ping` adds to every checkout of a busy pool.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from tests.support.resources import Resources
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.system import TOKEN, TYPES, System, fault_env, running
 from tests.support.wait import wait_until
-from tests.support.worker import start_worker, task_row
+from tests.support.worker import log_lines, start_worker, task_row
 from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
@@ -241,4 +241,4 @@ async def test_a_job_whose_failure_callback_cannot_reach_the_database_still_ends
 
 
 async def _logged(proc: Process, event: str) -> bool:
-    return f'"event": "{event}"' in proc.output() or f'"event":"{event}"' in proc.output()
+    return any(line.get("event") == event for line in log_lines(proc))
