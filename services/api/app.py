@@ -14,7 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -24,7 +23,7 @@ from services.api.health import health
 from services.api.observability import PROBE_HANDLERS, ApiMetrics, RequestObserver
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
-from services.api.security import OPENAPI_COMPONENTS, current_user
+from services.api.security import OPENAPI_COMPONENTS
 from services.api.throttle import forget_quiet_clients, rate_limit
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.settings import Settings
@@ -51,7 +50,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             forget_quiet_clients,
             tuned_collector,
         ],
-        dependencies={"user_id": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=rate_limit(settings),
         request_max_body_size=settings.api.max_body_bytes,

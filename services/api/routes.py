@@ -25,7 +25,7 @@ from services.api.schemas import (
     RetryView,
     TaskView,
 )
-from services.api.security import SECURITY, Authenticate
+from services.api.security import SECURITY, Authenticate, caller
 from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
 from shared.service import (
@@ -105,9 +105,10 @@ class TaskController(Controller):
 
     @post("/", status_code=201, guards=[json_body], responses=CREATE_ERRORS)
     async def create(
-        self, request: Request[Any, Any, Any], data: CreateTask, user_id: str, key: IdempotencyKey
+        self, request: Request[Any, Any, Any], data: CreateTask, key: IdempotencyKey
     ) -> Response[TaskView]:
         """Create a task, its content items, and dispatch their generation."""
+        user_id = caller(request)
         new = NewTask(
             roadmap_id=data.roadmap_id,
             concepts=[(c.concept_id, c.title) for c in data.concepts],
@@ -123,8 +124,9 @@ class TaskController(Controller):
         )
 
     @get("/{task_id:uuid}", responses=READ_ERRORS)
-    async def read(self, request: Request[Any, Any, Any], task_id: UUID, user_id: str) -> TaskView:
+    async def read(self, request: Request[Any, Any, Any], task_id: UUID) -> TaskView:
         """The task view."""
+        user_id = caller(request)
         async with _uow_factory(request)() as uow:
             view = await get_task_view(uow, user_id, task_id)
         return msgspec.convert(view, TaskView)
@@ -134,12 +136,12 @@ class TaskController(Controller):
         self,
         request: Request[Any, Any, Any],
         task_id: UUID,
-        user_id: str,
         status: ItemStatusFilter = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Response[ItemsPage]:
         """The task's items in a stable order, a page at a time (`next` continues)."""
+        user_id = caller(request)
         async with _uow_factory(request)() as uow:
             listing = await list_items(
                 uow, user_id, task_id, status=status, limit=limit, cursor=cursor
@@ -149,18 +151,20 @@ class TaskController(Controller):
 
     @post("/{task_id:uuid}/cancel", status_code=200, responses=WRITE_ERRORS)
     async def cancel(
-        self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
+        self, request: Request[Any, Any, Any], task_id: UUID, key: IdempotencyKey
     ) -> Response[TaskView]:
         """Cancel a pending or processing task; the worker stops at the next item."""
+        user_id = caller(request)
         return await _run(
             request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
     @post("/{task_id:uuid}/retry", status_code=202, responses=WRITE_ERRORS)
     async def retry(
-        self, request: Request[Any, Any, Any], task_id: UUID, user_id: str, key: IdempotencyKey
+        self, request: Request[Any, Any, Any], task_id: UUID, key: IdempotencyKey
     ) -> Response[RetryView]:
         """Retry every item that is not completed; answered after the commit."""
+        user_id = caller(request)
         return await _run(
             request, user_id, key, b"", 202, lambda uow: retry_task(uow, user_id, task_id)
         )

@@ -26,7 +26,7 @@ SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 class Authenticate(ASGIMiddleware):
     """Middleware of the task routes: a valid bearer token, or 401, before anything else of the
-    request is read; the user id is kept for the `user_id` dependency. Then, for a POST, a body
+    request is read; the user id is kept for the handlers (`caller`). Then, for a POST, a body
     that names its media type must name JSON, or 415 (`require_json`).
 
     A middleware, not a guard: Litestar copies the route handler for every guard it calls
@@ -60,9 +60,13 @@ def require_json(content_type: str) -> None:
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {media_type!r}")
 
 
-async def current_user(request: Request[Any, Any, Any]) -> str:
-    """Dependency: the authenticated user's id."""
-    user = request.state.get(USER_KEY)
+def caller(request: Request[Any, Any, Any]) -> str:
+    """The authenticated user's id, as `Authenticate` kept it for the task routes.
+
+    Read from the request, not injected as a Litestar dependency: resolving one costs ~9 us a
+    request, for a value that is already there.
+    """
+    user = request.scope.get("state", {}).get(USER_KEY)
     if not user:
         raise Unauthorized("a bearer token is required")
     return str(user)
