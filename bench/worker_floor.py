@@ -19,7 +19,9 @@ A fresh database, vhost and Redis db hold the run (removed after it).
   CPU per item is printed too (the worker's processes; the floor's client and its PostgreSQL
   backend), as it depends less on what else the machine is doing.
 `--growth` runs tasks of 300 and 3,000 items and prints the 3,000-item task's per-item cost
-over its last 300 items against the 300-item task's (target: within 1.25x).
+over its last 300 items against the 300-item task's (target: within 1.25x): per round (both
+tasks on the same processes, a minute apart), and the median over the rounds, which a single
+slow stretch of 300 items (a third of a second) moves less than a best-of does.
 `--profile FILE` records the worker and its RQ work horses with py-spy during the first round's
 product runs (one file per task size: FILE.<items>); read it with
 `python -m bench.profile FILE.<items> --within BaseWorker.main_work_horse`.
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import time
 import uuid
 import zlib
@@ -195,6 +198,7 @@ async def floor(database_url: str, items: int) -> Floor:
 async def run(args: argparse.Namespace, sizes: list[int]) -> None:
     best_product: dict[int, ItemSpacing] = {}
     best_floor: dict[int, Floor] = {}
+    growths: list[tuple[float, float]] = []
     with res.isolated("taskrelay_bench") as resources:
         env = resources.env(
             TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant",
@@ -211,6 +215,8 @@ async def run(args: argparse.Namespace, sizes: list[int]) -> None:
             floors = [await floor(resources.database_url, items) for items in sizes]
             print(f"round {round_no} (load average {os.getloadavg()[0]:.2f}):")
             report(spacings, floors)
+            if len(spacings) == 2:
+                growths.append(growth(*spacings))
             for s, f in zip(spacings, floors, strict=True):
                 if s.items not in best_product or s.per_item_ms < best_product[s.items].per_item_ms:
                     best_product[s.items] = s
@@ -218,6 +224,21 @@ async def run(args: argparse.Namespace, sizes: list[int]) -> None:
                     best_floor[s.items] = f
     print(f"best of {args.rounds} on {os.cpu_count()} CPUs:")
     report([best_product[n] for n in sizes], [best_floor[n] for n in sizes])
+    if growths:
+        at_socket = sorted(g for g, _ in growths)
+        cpu = sorted(c for _, c in growths)
+        print(
+            f"growth, each round's two tasks compared with each other (same processes, same "
+            f"minute): at the socket {', '.join(f'{g:.2f}x' for g in at_socket)}, median "
+            f"{statistics.median(at_socket):.2f}x (target <= 1.25x); worker CPU per item "
+            f"{', '.join(f'{c:.2f}x' for c in cpu)}, median {statistics.median(cpu):.2f}x"
+        )
+
+
+def growth(short: ItemSpacing, long: ItemSpacing) -> tuple[float, float]:
+    """(the long task's last TAIL items against the short task, at the socket; the worker's
+    CPU per item of the long task against the short one's)."""
+    return long.tail_ms / short.per_item_ms, long.worker_cpu_ms / short.worker_cpu_ms
 
 
 def report(spacings: list[ItemSpacing], floors: list[Floor]) -> None:
