@@ -101,7 +101,9 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         pool = await self._factory.pool()
         try:
-            driver = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+            # Not acquire(timeout=...): asyncpg runs that wait in a Task of its own.
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_SECONDS):
+                driver = await pool.acquire()
         except Exception as exc:
             # Refused, timed out, or a login the server turns down (a wrong database, say):
             # either way PostgreSQL is not there for this process.

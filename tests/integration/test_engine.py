@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import uow as uow_module
 from shared.errors import DependencyUnavailable
 from shared.settings import DatabaseSettings, Settings
 from tests.support.proxy import TcpProxy
@@ -101,3 +102,23 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
     finally:
         await uow_factory.close()
         proxy.close()
+
+
+async def test_a_unit_of_work_that_gets_no_connection_in_time_says_postgresql_is_unavailable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pooled connection busy past the wait: DependencyUnavailable (the API's 503),
+    not a request that waits for ever; the pool serves again once one comes free."""
+    monkeypatch.setattr(uow_module, "ACQUIRE_TIMEOUT_SECONDS", 0.2)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=1))
+    try:
+        async with uow_factory() as first, uow_factory() as second:  # the pool's 2 connections
+            await first.ping()
+            await second.ping()
+            with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
+                async with uow_factory():
+                    pass
+        async with uow_factory() as third:
+            await third.ping()
+    finally:
+        await uow_factory.close()
