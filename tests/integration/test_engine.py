@@ -17,7 +17,8 @@ from tests.support.proxy import TcpProxy
 from tests.support.wait import wait_until
 
 
-async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> None:
+def through_proxy(settings: Settings) -> tuple[TcpProxy, DatabaseSettings]:
+    """A proxy the test can cut in front of the database, and the settings that go through it."""
     parts = urlsplit(settings.database.asyncpg_dsn)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     via_proxy = DatabaseSettings(
@@ -25,6 +26,11 @@ async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> No
             f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
         )
     )
+    return proxy, via_proxy
+
+
+async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> None:
+    proxy, via_proxy = through_proxy(settings)
     engine = create_engine(via_proxy, pool_size=1, idle_ping_seconds=0.0)
     try:
         async with engine.connect() as conn:
@@ -42,13 +48,7 @@ async def test_a_pooled_connection_cut_while_idle_is_replaced(settings: Settings
     """The unit of work's pool: a connection whose socket closed while it sat idle (a
     restarted PostgreSQL closes them all) is never handed out again; the next unit of work
     gets a new one, without an error."""
-    parts = urlsplit(settings.database.asyncpg_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    via_proxy = DatabaseSettings(
-        url=settings.database.url.replace(
-            f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
-        )
-    )
+    proxy, via_proxy = through_proxy(settings)
     uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
     try:
         async with uow_factory() as uow:
@@ -83,13 +83,7 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
 ) -> None:
     """The link drops before COMMIT: DependencyUnavailable, nothing committed, and the next
     unit of work gets a working connection (the broken one never went back to the pool)."""
-    parts = urlsplit(settings.database.asyncpg_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    via_proxy = DatabaseSettings(
-        url=settings.database.url.replace(
-            f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
-        )
-    )
+    proxy, via_proxy = through_proxy(settings)
     uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
     task_id = uuid4()
     try:
