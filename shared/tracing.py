@@ -52,6 +52,8 @@ def configure_tracing(service: str) -> bool:
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    global _provider_installed
+    _provider_installed = True
     return True
 
 
@@ -99,8 +101,19 @@ def trace_id_of(traceparent: str | None) -> str | None:
 
 
 def _recording() -> bool:
-    """Whether a tracer provider (the SDK) is installed; until then every span is a no-op."""
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    """Whether a tracer provider (the SDK) is installed; until then every span is a no-op.
+
+    Asked once per process and kept: OpenTelemetry reads the environment every time it is
+    asked (~2 us a request). A provider is installed at start-up (`configure_tracing`), before
+    any work is traced.
+    """
+    global _provider_installed
+    if _provider_installed is None:
+        _provider_installed = not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    return _provider_installed
+
+
+_provider_installed: bool | None = None
 
 
 def _text(value: str | bytes) -> str:
