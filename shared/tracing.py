@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
     ProxyTracerProvider,
@@ -66,7 +67,8 @@ def traced(
     Yields the trace id (32 hex digits), which is bound as `trace_id` to every log line inside.
     """
     texts = {k.lower(): _text(v) for k, v in (carrier or {}).items() if isinstance(v, str | bytes)}
-    parent = propagate.extract(texts)
+    # Nothing to extract from an empty carrier: extract() would return an empty context.
+    parent = propagate.extract(texts) if texts else Context()
     if not trace.get_current_span(parent).get_span_context().is_valid:
         parent = trace.set_span_in_context(_new_root(), parent)
     token = context.attach(parent)
@@ -82,6 +84,12 @@ def traced(
                 yield trace_id
     finally:
         context.detach(token)
+
+
+def propagated_fields() -> frozenset[str]:
+    """The (lower-case) header names the configured propagators read and write: a carrier
+    needs no other (`traceparent`, `tracestate` and `baggage` by default)."""
+    return frozenset(field.lower() for field in propagate.get_global_textmap().fields)
 
 
 def trace_headers() -> dict[str, str]:

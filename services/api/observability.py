@@ -29,7 +29,7 @@ from services.api.gateway.metrics import GatewayMetrics
 from services.api.health import database_answers
 from shared.logging import get_logger
 from shared.redaction import redact_query
-from shared.tracing import traced
+from shared.tracing import propagated_fields, traced
 
 log = get_logger("taskrelay.access")
 
@@ -78,6 +78,8 @@ class RequestObserver:
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self._app, self._metrics = app, metrics
+        self._trace_headers = {name.encode("latin-1") for name in propagated_fields()}
+        """Only these headers can carry the request's trace; the rest need no decoding."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -93,8 +95,12 @@ class RequestObserver:
             await send(message)
 
         method = scope["method"]
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        with traced(f"HTTP {method}", headers, kind=SpanKind.SERVER):
+        carrier = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope["headers"]
+            if k in self._trace_headers
+        }
+        with traced(f"HTTP {method}", carrier, kind=SpanKind.SERVER):
             try:
                 await self._app(scope, receive, observed_send)
             finally:
