@@ -3,9 +3,10 @@
 `RequestObserver` wraps the whole app (outside routing, where Litestar's own OpenTelemetry
 plugin sits, so a 404 counts too): each HTTP request runs under its trace (the `traceparent` it
 brought, or a new one), is counted by route template and status with its duration, and gets
-one `http_request` log line with its trace id. Query strings are logged with every token and
-password masked (`shared.redaction`). `/livez`, `/readyz` and `/metrics` need no token
-(CONTRACT §10).
+one `http_request` log line with its trace id. The lines a request logs are written together,
+in one write(2), once it has been answered (`shared.logging.lines_held`). Query strings are
+logged with every token and password masked (`shared.redaction`). `/livez`, `/readyz` and
+`/metrics` need no token (CONTRACT §10).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from prometheus_client import (
 
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.health import database_answers
-from shared.logging import get_logger
+from shared.logging import get_logger, lines_held
 from shared.redaction import redact_query
 from shared.tracing import propagated_fields, traced
 
@@ -100,7 +101,8 @@ class RequestObserver:
             for k, v in scope["headers"]
             if k in self._trace_headers
         }
-        with traced(f"HTTP {method}", carrier, kind=SpanKind.SERVER):
+        # The request's lines (its access line last) go out in one write once it is answered.
+        with lines_held(), traced(f"HTTP {method}", carrier, kind=SpanKind.SERVER):
             try:
                 await self._app(scope, receive, observed_send)
             finally:

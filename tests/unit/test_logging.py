@@ -129,3 +129,73 @@ def test_a_bound_context_restores_what_was_bound_before() -> None:
         assert "message_id" not in get_contextvars()
     assert "task_id" not in get_contextvars()
     assert "job_id" not in get_contextvars()
+
+
+HELD_LINES = textwrap.dedent(
+    """
+    import asyncio, io, json, sys
+
+    class Counting(io.TextIOWrapper):
+        writes = []
+
+        def write(self, text):
+            Counting.writes.append(text)
+            return super().write(text)
+
+    sys.stderr = Counting(sys.stderr.buffer, encoding="utf-8", line_buffering=True)
+    from shared.logging import HELD_CHARS, configure_logging, get_logger, lines_held
+    from shared.settings import Settings
+
+    configure_logging("probe", Settings.from_env().logging)
+    log = get_logger("taskrelay")
+
+    async def main():
+        late = asyncio.Event()
+
+        async def after_the_block():
+            await late.wait()
+            log.info("late_line")
+
+        with lines_held():
+            log.info("held_line", n=0)
+            task = asyncio.create_task(after_the_block())  # inherits the block's context
+            log.info("held_line", n=1)
+            Counting.writes.append("-- block ends --")
+        late.set()
+        await task
+        Counting.writes.append("-- long lines --")
+        with lines_held():
+            for n in range(3):
+                log.info("long_line", n=n, text="x" * (HELD_CHARS // 2))
+
+    asyncio.run(main())
+    print(json.dumps(Counting.writes), file=sys.__stdout__)
+    """
+)
+
+
+def test_held_lines_go_out_together_when_the_block_ends() -> None:
+    """A request's lines are one write once it is answered; a line logged after the block
+    (by a task it started) goes out at once; held text never grows past one pipe write."""
+    env = {**os.environ, "TASKRELAY_LOG_FORMAT": "json", "TASKRELAY_LOG_LEVEL": "INFO"}
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_LINES],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    writes = [w for w in json.loads(result.stdout) if "_line" in w or w.startswith("--")]
+    block_end, long_start = writes.index("-- block ends --"), writes.index("-- long lines --")
+    assert block_end == 0, writes  # nothing written while the block ran
+    held = writes[block_end + 1]
+    assert [json.loads(line)["n"] for line in held.splitlines()] == [0, 1]
+    assert held.count("\n") == 2
+    assert held.endswith("\n")
+    assert json.loads(writes[block_end + 2])["event"] == "late_line"
+    long_writes = writes[long_start + 1 :]
+    assert len(long_writes) == 3, long_writes  # each pair would pass HELD_CHARS
+    assert all(len(w.encode()) <= 4096 and w.endswith("\n") for w in long_writes)
+    numbers = [json.loads(line)["n"] for w in long_writes for line in w.splitlines()]
+    assert numbers == [0, 1, 2]
