@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
@@ -188,11 +188,13 @@ async def _run(
             if stored is not None:
                 replayed = {"Idempotent-Replayed": "true"}
                 return Response(stored.body, status_code=stored.status_code, headers=replayed)
-        content = msgspec.to_builtins(await work(uow))
+        result = await work(uow)
         if key is not None:
+            content = msgspec.to_builtins(result)
             await remember(uow, user_id, key, fingerprint, status_code, content)
         await uow.commit()
-    return Response(content, status_code=status_code)
+    # Encoded here, once: the result is plain data (dicts, lists, a dataclass of them).
+    return Response(msgspec.json.encode(result), status_code=status_code, media_type=MediaType.JSON)
 
 
 def _uow_factory(request: Request[Any, Any, Any]) -> UnitOfWorkFactory:
