@@ -75,7 +75,7 @@ def test_lines_inside_a_trace_name_its_trace_id() -> None:
     assert "trace_id" not in events["library_failed"]
 
 
-ONE_WRITE_A_LINE = textwrap.dedent(
+COUNTING_WRITES = textwrap.dedent(
     """
     import io, json, sys
 
@@ -87,6 +87,12 @@ ONE_WRITE_A_LINE = textwrap.dedent(
             return super().write(text)
 
     sys.stderr = Counting(sys.stderr.buffer, encoding="utf-8", line_buffering=True)
+    """
+)
+"""A script's prelude: every write to stderr is kept in `Counting.writes`."""
+
+ONE_WRITE_A_LINE = textwrap.dedent(
+    """
     from shared.logging import configure_logging, get_logger
     from shared.settings import Settings
 
@@ -98,19 +104,25 @@ ONE_WRITE_A_LINE = textwrap.dedent(
 )
 
 
-def test_each_line_is_one_write() -> None:
-    """A line and its newline go out in one write: cheaper, and processes sharing one stderr
-    (`taskrelay run`) never split each other's lines."""
+def writes_of(script: str) -> list[str]:
+    """What `script` (after COUNTING_WRITES) wrote to stderr, one item a write."""
     env = {**os.environ, "TASKRELAY_LOG_FORMAT": "json", "TASKRELAY_LOG_LEVEL": "INFO"}
     result = subprocess.run(
-        [sys.executable, "-c", ONE_WRITE_A_LINE],
+        [sys.executable, "-c", COUNTING_WRITES + script],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    writes = [w for w in json.loads(result.stdout) if "counted_line" in w]
+    writes: list[str] = json.loads(result.stdout)
+    return writes
+
+
+def test_each_line_is_one_write() -> None:
+    """A line and its newline go out in one write: cheaper, and processes sharing one stderr
+    (`taskrelay run`) never split each other's lines."""
+    writes = [w for w in writes_of(ONE_WRITE_A_LINE) if "counted_line" in w]
     assert len(writes) == 3, writes
     assert all(w.endswith("\n") and w.count("\n") == 1 for w in writes), writes
     assert [json.loads(w)["n"] for w in writes] == [0, 1, 2]
@@ -133,16 +145,7 @@ def test_a_bound_context_restores_what_was_bound_before() -> None:
 
 HELD_LINES = textwrap.dedent(
     """
-    import asyncio, io, json, sys
-
-    class Counting(io.TextIOWrapper):
-        writes = []
-
-        def write(self, text):
-            Counting.writes.append(text)
-            return super().write(text)
-
-    sys.stderr = Counting(sys.stderr.buffer, encoding="utf-8", line_buffering=True)
+    import asyncio
     from shared.logging import HELD_CHARS, configure_logging, get_logger, lines_held
     from shared.settings import Settings
 
@@ -177,16 +180,7 @@ HELD_LINES = textwrap.dedent(
 def test_held_lines_go_out_together_when_the_block_ends() -> None:
     """A request's lines are one write once it is answered; a line logged after the block
     (by a task it started) goes out at once; held text never grows past one pipe write."""
-    env = {**os.environ, "TASKRELAY_LOG_FORMAT": "json", "TASKRELAY_LOG_LEVEL": "INFO"}
-    result = subprocess.run(
-        [sys.executable, "-c", HELD_LINES],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    writes = [w for w in json.loads(result.stdout) if "_line" in w or w.startswith("--")]
+    writes = [w for w in writes_of(HELD_LINES) if "_line" in w or w.startswith("--")]
     block_end, long_start = writes.index("-- block ends --"), writes.index("-- long lines --")
     assert block_end == 0, writes  # nothing written while the block ran
     held = writes[block_end + 1]
