@@ -49,6 +49,9 @@ ACQUIRE_TIMEOUT_SECONDS = 30.0
 """How long a unit of work waits for a pooled connection to come free (SQLAlchemy's default)."""
 IDLE_CONNECTION_SECONDS = 300.0
 """A pooled connection unused this long is closed; the pool opens one again when needed."""
+CLOSE_SECONDS = 10.0
+"""How long closing the pool waits for units of work still open (within the 30 s in which
+every process stops on SIGTERM)."""
 
 
 class UnitOfWork:
@@ -255,11 +258,16 @@ class UnitOfWorkFactory:
             driver.terminate()
 
     async def close(self) -> None:
-        """Close the pool's connections (waiting for units of work still open), then the
-        engine's."""
+        """Close the pool's connections, then the engine's. Units of work still open get
+        CLOSE_SECONDS to end; then their connections are cut, so that a stuck one cannot hold
+        a process's shutdown."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            try:
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
         await self.engine.dispose()
 
 

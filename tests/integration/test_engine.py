@@ -3,6 +3,8 @@ is replaced before use, and one lost mid-transaction is reported and never reuse
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
@@ -116,3 +118,19 @@ async def test_a_unit_of_work_that_gets_no_connection_in_time_says_postgresql_is
             await third.ping()
     finally:
         await uow_factory.close()
+
+
+async def test_closing_the_pool_does_not_wait_for_ever_for_a_stuck_unit_of_work(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown with a unit of work still open (a statement stuck on a lock, say): after
+    CLOSE_SECONDS its connection is cut and close() returns."""
+    monkeypatch.setattr(uow_module, "CLOSE_SECONDS", 0.3)
+    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=1))
+    stuck = uow_factory()
+    await stuck.__aenter__()
+    try:
+        await asyncio.wait_for(uow_factory.close(), timeout=10)
+    finally:
+        with contextlib.suppress(Exception):
+            await stuck.__aexit__(None, None, None)
