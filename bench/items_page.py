@@ -21,7 +21,7 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.service import NewTask, create_task, list_items
 from shared.settings import Settings
 from tests.support import resources as res
@@ -98,7 +98,7 @@ async def plans(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
 async def main(tasks: int, repeat: int) -> None:
     with res.isolated("taskrelay_bench_items") as resources:
         settings = Settings.from_env(resources.env())
-        uow_factory = UnitOfWorkFactory(create_engine(settings.database))
+        uow_factory = UnitOfWorkFactory(settings.database)
         try:
             started = time.perf_counter()
             task_id = await seed(uow_factory, tasks)

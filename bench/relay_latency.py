@@ -25,7 +25,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from bench.procstat import cpu_seconds
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.domain import Notification, Status
 from shared.settings import Settings
 from shared.topology import declare_topology
@@ -69,7 +69,7 @@ async def measure(
             done.set()
 
     connection = await aio_pika.connect(settings.broker.url)
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=2))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=2)
     try:
         channel = await connection.channel()
         topology = await declare_topology(channel)

@@ -47,7 +47,7 @@ from bench.frames import TimedSocket
 from bench.procstat import cpu_seconds, wait_childless
 from bench.profile import recording
 from bench.worker_throughput import rq_pids
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
 from shared.settings import DatabaseSettings, LoggingSettings
@@ -145,7 +145,7 @@ async def floor(database_url: str, items: int) -> Floor:
         [(c["concept_id"], c["title"]) for c in body["concepts"]],  # type: ignore[attr-defined]
         body["content_types"],  # type: ignore[arg-type]
     )
-    uow_factory = UnitOfWorkFactory(create_engine(DatabaseSettings(url=database_url), pool_size=1))
+    uow_factory = UnitOfWorkFactory(DatabaseSettings(url=database_url), pool_size=1)
     try:
         async with uow_factory() as uow:
             task_id = uuid.UUID((await create_task(uow, "bench", new))["task_id"])

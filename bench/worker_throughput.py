@@ -28,7 +28,7 @@ import time
 from uuid import UUID
 
 from bench.procstat import cpu_seconds
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.domain import FINAL
 from shared.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
@@ -70,7 +70,7 @@ async def measure(
     args: argparse.Namespace,
 ) -> tuple[float, float]:
     """(items per second, CPU ms per item of the worker's processes and their work horses)."""
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=4))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=4)
     workers: list[Process] = []
     try:
         for n in range(workers_count):

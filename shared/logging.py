@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 import structlog
@@ -99,26 +99,17 @@ class LineLogger(structlog.WriteLogger):
     fatal = failure = err = error = critical = exception = msg
 
 
-class LineLoggerFactory:
-    """structlog's logger factory: one `LineLogger` on `file` for the whole process."""
-
-    def __init__(self, file: TextIO) -> None:
-        global _line_logger
-        _line_logger = self._logger = LineLogger(file)
-
-    def __call__(self, *_: Any) -> LineLogger:
-        return self._logger
-
-
 _line_logger: LineLogger | None = None
+"""The process's one `LineLogger` (on stderr), once `configure_logging` has run."""
 
 
 def configure_logging(process: str, settings: LoggingSettings) -> None:
     """Configure structlog and the stdlib root logger once per process."""
-    global _configured
+    global _configured, _line_logger
     if _configured:
         return
     _configured = True
+    _line_logger = line_logger = LineLogger(sys.stderr)
     wanted = settings.format
     json = wanted == "json" or (wanted == "auto" and not sys.stderr.isatty())
     level_number = logging.getLevelName(settings.level)  # the settings accept only real levels
@@ -142,7 +133,7 @@ def configure_logging(process: str, settings: LoggingSettings) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(level_number),
         # One write(2) a line (print() wrote the line and its newline in two), or one for all
         # the lines of a `lines_held()` block.
-        logger_factory=LineLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: line_logger,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(process=process)

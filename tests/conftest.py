@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.settings import Settings
 from tests.support import resources as res
 from tests.support.servers import PrivatePostgres, PrivateRedis
@@ -33,7 +33,7 @@ def settings_fixture(resources: res.Resources) -> Settings:
 
 @pytest.fixture(name="uow_factory", scope="session")
 async def uow_factory_fixture(settings: Settings) -> AsyncIterator[UnitOfWorkFactory]:
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=20))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=20)
     try:
         yield uow_factory
     finally:

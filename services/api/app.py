@@ -25,7 +25,7 @@ from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS
 from services.api.throttle import forget_quiet_clients, rate_limit
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.settings import Settings
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
-        app.state.uow_factory = uow_factory = UnitOfWorkFactory(create_engine(settings.database))
+        app.state.uow_factory = uow_factory = UnitOfWorkFactory(settings.database)
         try:
             yield
         finally:

@@ -25,7 +25,7 @@ from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_p
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
 from shared.content import load_generator
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.dependencies import RABBITMQ
 from shared.driver_errors import translated
 from shared.logging import get_logger, silenced
@@ -116,8 +116,8 @@ async def bootstrap(
     await probe_redis(settings.redis)
     broker = await _connect_broker(settings)
     client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=PROBE_TIMEOUT)
-    engine = create_engine(settings.database, pool_size=5)
-    return Worker(settings, processes, client, broker, UnitOfWorkFactory(engine), metrics_port)
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=5)
+    return Worker(settings, processes, client, broker, uow_factory, metrics_port)
 
 
 async def run_worker(

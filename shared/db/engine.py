@@ -1,7 +1,7 @@
 """The async engine factory. Nothing connects until the engine is first used.
 
-The engine serves SQLAlchemy's users (the relay's housekeeping, tests' ad-hoc queries) and
-sizes the units of work's own asyncpg pool (`shared.db.uow.UnitOfWorkFactory`).
+The engine serves SQLAlchemy's users: the relay's housekeeping and tests' ad-hoc queries. Units
+of work run on an asyncpg pool of their own (`shared.db.uow.UnitOfWorkFactory`).
 
 A connection of the engine's pool is pinged before use only when it sat idle for a while: that
 catches a restarted PostgreSQL as `pool_pre_ping` does, without the three round trips (BEGIN,

@@ -30,10 +30,9 @@ import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import QueuePool
 from sqlalchemy.pool.base import _AdhocProxiedConnection
 
-from shared.db.engine import CONNECT_TIMEOUT_SECONDS
+from shared.db.engine import CONNECT_TIMEOUT_SECONDS, create_engine
 from shared.db.errors import connection_lost
 from shared.db.idempotency import IdempotencyRepository
 from shared.db.inbox import InboxRepository
@@ -44,6 +43,7 @@ from shared.db.outbox import OutboxWriter
 from shared.db.tasks import TaskRepository
 from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
+from shared.settings import DatabaseSettings
 
 ACQUIRE_TIMEOUT_SECONDS = 30.0
 """How long a unit of work waits for a pooled connection to come free (SQLAlchemy's default)."""
@@ -181,8 +181,7 @@ class UnitOfWork:
             callback()
 
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
-        url = self._factory.engine.url.render_as_string(hide_password=False)
-        return unavailable(POSTGRES, url, exc)
+        return unavailable(POSTGRES, self._factory.database.sqlalchemy_url, exc)
 
 
 def _lost_on(driver: Any, exc: BaseException | None) -> bool:
@@ -205,20 +204,33 @@ def _lost_on(driver: Any, exc: BaseException | None) -> bool:
 class UnitOfWorkFactory:
     """Makes units of work on one database: the real `AbstractUnitOfWorkFactory`.
 
-    `engine` names the database and gives SQLAlchemy's view to tests (`UnitOfWork.connection`);
-    the units of work run on an asyncpg pool of the same database, made on first use inside the
-    running event loop, which holds at most as many connections as the engine's pool may
-    (`create_engine`: its size, and as many again under load). `close()` closes both.
+    The units of work run on an asyncpg pool of `database`, made on first use inside the running
+    event loop: at most twice `pool_size` connections (`database.pool_size` unless given), each
+    closed after IDLE_CONNECTION_SECONDS unused. `close()` closes it.
     """
 
     def __init__(
-        self, engine: AsyncEngine, outbox_class: type[OutboxWriter] = OutboxWriter
+        self,
+        database: DatabaseSettings,
+        *,
+        pool_size: int | None = None,
+        outbox_class: type[OutboxWriter] = OutboxWriter,
     ) -> None:
-        self.engine = engine
+        self.database = database
+        self._max_connections = 2 * (pool_size or database.pool_size)
         self._outbox_class = outbox_class
         """A test seam: a writer that fails on purpose proves the transaction is atomic."""
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """A SQLAlchemy engine on the same database, made on first use: the dialect behind
+        `UnitOfWork.connection` (tests). Units of work never use its pool."""
+        if self._engine is None:
+            self._engine = create_engine(self.database, pool_size=1)
+        return self._engine
 
     def __call__(self, headers: Mapping[str, str] | None = None) -> UnitOfWork:
         return UnitOfWork(self, headers, self._outbox_class)
@@ -229,11 +241,9 @@ class UnitOfWorkFactory:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.engine.url.set(drivername="postgresql").render_as_string(
-                            hide_password=False
-                        ),
+                        self.database.asyncpg_dsn,
                         min_size=0,
-                        max_size=_max_connections(self.engine),
+                        max_size=self._max_connections,
                         max_inactive_connection_lifetime=IDLE_CONNECTION_SECONDS,
                         timeout=CONNECT_TIMEOUT_SECONDS,
                         init=_json_codecs,
@@ -258,9 +268,9 @@ class UnitOfWorkFactory:
             driver.terminate()
 
     async def close(self) -> None:
-        """Close the pool's connections, then the engine's. Units of work still open get
-        CLOSE_SECONDS to end; then their connections are cut, so that a stuck one cannot hold
-        a process's shutdown."""
+        """Close the pool's connections (and the engine, if one was made). Units of work still
+        open get CLOSE_SECONDS to end; then their connections are cut, so that a stuck one
+        cannot hold a process's shutdown."""
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -268,15 +278,9 @@ class UnitOfWorkFactory:
                     await pool.close()
             except TimeoutError:
                 pool.terminate()
-        await self.engine.dispose()
-
-
-def _max_connections(engine: AsyncEngine) -> int:
-    pool = engine.sync_engine.pool
-    return 2 * pool.size() if isinstance(pool, QueuePool) else DEFAULT_MAX_CONNECTIONS
-
-
-DEFAULT_MAX_CONNECTIONS = 10
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
 
 
 async def _json_codecs(driver: Any) -> None:

@@ -90,7 +90,7 @@ class ContentJob:
         outage_patience: float = 600.0,
     ) -> None:
         self._uow_factory = uow_factory
-        """Concrete: the lease keeper's thread opens its own engine on the same database."""
+        """Concrete: the lease keeper's thread opens its own pool on the same database."""
         self._generator = generator
         self._task_id = task_id
         self._holder = holder
@@ -162,8 +162,8 @@ class ContentJob:
             await uow.commit()
         if item is not None:
             self._lease = lease
-            url = self._uow_factory.engine.url
-            self._keeper = LeaseKeeper(url, lease, self._lease_seconds).start()
+            database = self._uow_factory.database
+            self._keeper = LeaseKeeper(database, lease, self._lease_seconds).start()
         return item
 
     async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:

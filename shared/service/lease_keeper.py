@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.db.leases import Lease
 from shared.db.uow import UnitOfWorkFactory
 from shared.logging import get_logger
+from shared.settings import DatabaseSettings
 
 log = get_logger(__name__)
 
@@ -30,8 +28,8 @@ RETRY_SECONDS = 1.0
 
 
 class LeaseKeeper:
-    def __init__(self, url: URL, lease: Lease, lease_seconds: float) -> None:
-        self._url = url
+    def __init__(self, database: DatabaseSettings, lease: Lease, lease_seconds: float) -> None:
+        self._database = database
         self._lease = lease
         self._seconds = lease_seconds
         self._lost = threading.Event()
@@ -57,8 +55,7 @@ class LeaseKeeper:
         asyncio.run(self._beat())
 
     async def _beat(self) -> None:
-        engine = create_async_engine(self._url, pool_size=1, max_overflow=0)
-        uow_factory = UnitOfWorkFactory(engine)
+        uow_factory = UnitOfWorkFactory(self._database, pool_size=1)
         delay = self._seconds / 3
         try:
             # This loop has nothing else to run: blocking it while waiting costs nothing.

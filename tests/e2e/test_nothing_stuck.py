@@ -22,7 +22,7 @@ import aio_pika
 import httpx
 import pytest
 
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.domain import FINAL
 from shared.settings import DatabaseSettings
 from shared.topology import JOB_QUEUE
@@ -162,9 +162,7 @@ async def test_a_dead_lettered_job_message_still_gets_its_task_done() -> None:
 
 async def _dead_letter_then_done(resources: Resources) -> None:
     env = fault_env(resources)
-    uow_factory = UnitOfWorkFactory(
-        create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
-    )
+    uow_factory = UnitOfWorkFactory(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
     with start_api(env, name="api-dead-letter") as api, start_relay(env, name="relay-dl"):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ async def test_a_pooled_connection_cut_while_idle_is_replaced(settings: Settings
     restarted PostgreSQL closes them all) is never handed out again; the next unit of work
     gets a new one, without an error."""
     proxy, via_proxy = through_proxy(settings)
-    uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
+    uow_factory = UnitOfWorkFactory(via_proxy, pool_size=1)
     try:
         async with uow_factory() as uow:
             await uow.ping()
@@ -86,7 +86,7 @@ async def test_a_unit_of_work_that_loses_its_connection_says_so_and_leaves_no_br
     """The link drops before COMMIT: DependencyUnavailable, nothing committed, and the next
     unit of work gets a working connection (the broken one never went back to the pool)."""
     proxy, via_proxy = through_proxy(settings)
-    uow_factory = UnitOfWorkFactory(create_engine(via_proxy, pool_size=1))
+    uow_factory = UnitOfWorkFactory(via_proxy, pool_size=1)
     task_id = uuid4()
     try:
         with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
@@ -106,7 +106,7 @@ async def test_a_unit_of_work_that_gets_no_connection_in_time_says_postgresql_is
     """Every pooled connection busy past the wait: DependencyUnavailable (the API's 503),
     not a request that waits for ever; the pool serves again once one comes free."""
     monkeypatch.setattr(uow_module, "ACQUIRE_TIMEOUT_SECONDS", 0.2)
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=1))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=1)
     try:
         async with uow_factory() as first, uow_factory() as second:  # the pool's 2 connections
             await first.ping()
@@ -126,7 +126,7 @@ async def test_closing_the_pool_does_not_wait_for_ever_for_a_stuck_unit_of_work(
     """Shutdown with a unit of work still open (a statement stuck on a lock, say): after
     CLOSE_SECONDS its connection is cut and close() returns."""
     monkeypatch.setattr(uow_module, "CLOSE_SECONDS", 0.3)
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=1))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=1)
     stuck = uow_factory()
     await stuck.__aenter__()
     try:

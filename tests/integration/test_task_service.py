@@ -104,7 +104,7 @@ async def test_failure_after_status_update_leaves_nothing(
     task_id = await tasks.partial_failure(uow_factory, user, completed=2, failed=3)
     before = await snapshot(settings, task_id)
 
-    failing = UnitOfWorkFactory(uow_factory.engine, outbox_class=FailingJobOutbox)
+    failing = UnitOfWorkFactory(uow_factory.database, outbox_class=FailingJobOutbox)
     with pytest.raises(InjectedFailure):
         await retry_and_commit(failing, user, task_id)
 

@@ -14,7 +14,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable
 from shared.service import NewTask, create_task
 from shared.settings import Settings
@@ -34,7 +34,7 @@ def resources_fixture(private_postgres: PrivatePostgres) -> Iterator[res.Resourc
 @pytest.fixture(name="uow_factory")
 async def uows_fixture(resources: res.Resources) -> AsyncIterator[UnitOfWorkFactory]:
     settings = Settings.from_env(resources.env())
-    uow_factory = UnitOfWorkFactory(create_engine(settings.database, pool_size=POOL))
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=POOL)
     try:
         yield uow_factory
     finally:

@@ -15,7 +15,7 @@ from uuid import UUID
 import httpx
 
 from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.domain import FINAL
 from shared.settings import DatabaseSettings
 from tests.support.processes import Process, start_api
@@ -84,9 +84,7 @@ class System:
 
 @contextlib.asynccontextmanager
 async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
-    uow_factory = UnitOfWorkFactory(
-        create_engine(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
-    )
+    uow_factory = UnitOfWorkFactory(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(start_api(env, name="api-stuck"))
         relay = stack.enter_context(start_relay(env, name="relay-stuck"))

@@ -19,7 +19,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from services.worker.jobs.context import installed, trace_of
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.db.errors import connection_lost
 from shared.driver_errors import redis_unreachable
 from shared.errors import DependencyUnavailable
@@ -57,7 +57,7 @@ def _is_lost_dependency(exc: BaseException | None) -> bool:
 
 
 async def _fail(task_id: UUID, job_id: str, why: str) -> None:
-    uow_factory = UnitOfWorkFactory(create_engine(installed().settings.database, pool_size=1))
+    uow_factory = UnitOfWorkFactory(installed().settings.database, pool_size=1)
     try:
         await fail_for_job(uow_factory, task_id, job_id, why)
     finally:

@@ -15,7 +15,7 @@ from uuid import UUID
 from rq import get_current_job
 
 from services.worker.jobs.context import installed, trace_of
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import UnitOfWorkFactory
 from shared.logging import bound_context, get_logger
 from shared.service.generation import ContentJob
 from shared.tracing import traced
@@ -34,7 +34,7 @@ async def generate_content(task_id: str) -> dict[str, Any]:
         traced("generate_content", trace_of(job)),  # its notifications carry the trace on
     ):
         worker = context.settings.worker
-        uow_factory = UnitOfWorkFactory(create_engine(context.settings.database, pool_size=2))
+        uow_factory = UnitOfWorkFactory(context.settings.database, pool_size=2)
         try:
             outcome = await ContentJob(
                 uow_factory,
