@@ -129,18 +129,16 @@ def test_each_line_is_one_write() -> None:
 
 
 def test_a_bound_context_restores_what_was_bound_before() -> None:
-    from structlog.contextvars import get_contextvars
-
-    from shared.logging import bound_context
+    from shared.logging import bound_context, log_context
 
     with bound_context(task_id="outer", job_id="j1"):
         with bound_context(task_id="inner", message_id="m1"):
-            bound = get_contextvars()
+            bound = log_context()
             assert (bound["task_id"], bound["job_id"], bound["message_id"]) == ("inner", "j1", "m1")
-        assert get_contextvars()["task_id"] == "outer"
-        assert "message_id" not in get_contextvars()
-    assert "task_id" not in get_contextvars()
-    assert "job_id" not in get_contextvars()
+        assert log_context()["task_id"] == "outer"
+        assert "message_id" not in log_context()
+    assert "task_id" not in log_context()
+    assert "job_id" not in log_context()
 
 
 HELD_LINES = textwrap.dedent(
