@@ -106,24 +106,18 @@ class ItemCounts:
     @classmethod
     def from_rows(cls, rows: list[tuple[str, str, int]]) -> ItemCounts:
         """Build counts from (content_type, status, count) rows."""
-        per_type: dict[str, dict[str, int]] = {}
+        per_type: dict[str, list[int]] = {}
         for content_type, status, count in rows:
-            per_type.setdefault(content_type, {})[status] = count
-        overall = _counts({s: sum(c.get(s, 0) for c in per_type.values()) for s in ItemStatus})
-        return cls(
-            overall.total,
-            overall.completed,
-            overall.failed,
-            overall.pending,
-            {t: _counts(c) for t, c in per_type.items()},
-        )
+            slot = _SLOTS.get(status)
+            if slot is not None:
+                per_type.setdefault(content_type, [0, 0, 0])[slot] += count
+        by_type = {t: ItemCounts(sum(c), c[0], c[1], c[2]) for t, c in per_type.items()}
+        completed, failed, pending = (sum(c[slot] for c in per_type.values()) for slot in range(3))
+        return cls(completed + failed + pending, completed, failed, pending, by_type)
 
 
-def _counts(by_status: dict[str, int]) -> ItemCounts:
-    completed = by_status.get(ItemStatus.COMPLETED, 0)
-    failed = by_status.get(ItemStatus.FAILED, 0)
-    pending = by_status.get(ItemStatus.PENDING, 0)
-    return ItemCounts(completed + failed + pending, completed, failed, pending)
+_SLOTS = {ItemStatus.COMPLETED.value: 0, ItemStatus.FAILED.value: 1, ItemStatus.PENDING.value: 2}
+"""Where each item status is counted, in ItemCounts' field order after `total`."""
 
 
 @dataclass(frozen=True, slots=True)

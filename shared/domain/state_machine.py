@@ -8,7 +8,6 @@ the same for a change that keeps the status (an item result). Both are pure: the
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -105,8 +104,12 @@ def plan_transition(
         error = rule.fixed_error
     elif rule.needs_error:
         error = clip_error(error_message or "")
-    new = dataclasses.replace(
-        state,
+    # Built whole, not with dataclasses.replace(), which reads the fields every call: this
+    # runs for every retry, cancel and item result.
+    new = TaskState(
+        task_id=state.task_id,
+        roadmap_id=state.roadmap_id,
+        owner_id=state.owner_id,
         status=target,
         current_step=step,
         error_message=error,
@@ -120,7 +123,16 @@ def plan_event(
     state: TaskState, *, step: str, message: str, data: dict[str, Any] | None = None
 ) -> Change:
     """A notification that keeps the status (an item result): bumps `seq` and the step."""
-    new = dataclasses.replace(state, current_step=step, seq=state.seq + 1)
+    new = TaskState(
+        task_id=state.task_id,
+        roadmap_id=state.roadmap_id,
+        owner_id=state.owner_id,
+        status=state.status,
+        current_step=step,
+        error_message=state.error_message,
+        completed_at=state.completed_at,
+        seq=state.seq + 1,
+    )
     return Change(new, _notification(new, step, message, data))
 
 

@@ -13,6 +13,7 @@ from shared.domain import (
     FINAL,
     MAX_ERROR_CHARS,
     TRANSITIONS,
+    ItemCounts,
     Kind,
     Status,
     TaskState,
@@ -146,3 +147,25 @@ def test_error_texts_are_cut_to_1000_characters_without_nul() -> None:
     assert len(cut) == MAX_ERROR_CHARS
     assert cut.endswith("…")
     assert clip_error("E" * MAX_ERROR_CHARS) == "E" * MAX_ERROR_CHARS
+
+
+def test_item_counts_from_grouped_rows() -> None:
+    counts = ItemCounts.from_rows(
+        [
+            ("tutorial", "completed", 2),
+            ("tutorial", "failed", 1),
+            ("quiz", "pending", 4),
+            ("quiz", "completed", 1),
+        ]
+    )
+    assert counts.as_dict() == {
+        "total": 8,
+        "completed": 3,
+        "failed": 1,
+        "pending": 4,
+        "by_type": {
+            "quiz": {"total": 5, "completed": 1, "failed": 0, "pending": 4},
+            "tutorial": {"total": 3, "completed": 2, "failed": 1, "pending": 0},
+        },
+    }
+    assert ItemCounts.from_rows([]) == ItemCounts()
