@@ -134,3 +134,29 @@ async def test_closing_the_pool_does_not_wait_for_ever_for_a_stuck_unit_of_work(
     finally:
         with contextlib.suppress(Exception):
             await stuck.__aexit__(None, None, None)
+
+
+async def test_the_wait_stays_bounded_after_units_of_work_that_failed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool times a wait only when every connection is out, by its own count of them: a
+    unit of work that failed on a statement, and one whose connection was lost, give their
+    connection back exactly once, so a full pool still makes the next one wait, bounded."""
+    monkeypatch.setattr(uow_module, "ACQUIRE_TIMEOUT_SECONDS", 0.2)
+    proxy, via_proxy = through_proxy(settings)
+    uow_factory = UnitOfWorkFactory(via_proxy, pool_size=1)
+    try:
+        with pytest.raises(Exception, match="no_such_table"):
+            async with uow_factory() as uow:
+                await uow.connection.execute(text("SELECT * FROM no_such_table"))
+        with pytest.raises(DependencyUnavailable):
+            await lock_cut_commit(uow_factory, proxy, uuid4())
+        proxy.restore()
+        async with uow_factory() as first, uow_factory() as second:
+            await first.ping()
+            await second.ping()
+            with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
+                await asyncio.wait_for(uow_factory().__aenter__(), timeout=10)
+    finally:
+        await uow_factory.close()
+        proxy.close()
