@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -128,19 +129,20 @@ def configure_logging(process: str, settings: LoggingSettings) -> None:
     wanted = settings.format
     json = wanted == "json" or (wanted == "auto" and not sys.stderr.isatty())
     level_number = logging.getLevelName(settings.level)  # the settings accept only real levels
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=json_line)
+    # JSON: one processor renders (a traceback as text, secrets masked, the line). Console:
+    # structlog's own steps, for a person at a terminal.
+    rendering: list[Any] = (
+        [render_json]
         if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else [
+            structlog.processors.format_exc_info,
+            redact_event,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ]
     )
     shared_processors: list[Any] = [Annotate(process)]
     structlog.configure(
-        processors=[
-            *shared_processors,
-            structlog.processors.format_exc_info,
-            redact_event,
-            renderer,
-        ],
+        processors=[*shared_processors, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(level_number),
         # One write(2) a line (print() wrote the line and its newline in two), or one for all
         # the lines of a `lines_held()` block.
@@ -152,11 +154,7 @@ def configure_logging(process: str, settings: LoggingSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
             foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
         )
     )
@@ -196,8 +194,24 @@ class Annotate:
             event.setdefault(key, value)
         event.setdefault("process", self.process)
         event["level"] = _LEVELS.get(method, method)
-        event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        event["timestamp"] = utc_timestamp()
         return event
+
+
+def utc_timestamp() -> str:
+    """Now in ISO 8601, UTC, to the microsecond: `2026-11-28T14:10:51.302581Z`.
+
+    The date and time of day are formatted once a second; a line only adds its microseconds
+    (a third of the cost of `datetime.now(UTC).isoformat()`, for every line)."""
+    global _second, _second_text
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    if second != _second:
+        _second = second
+        _second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second_text}.{nanoseconds // 1000:06d}Z"
+
+
+_second, _second_text = -1, ""
 
 
 _LEVELS = {"warn": "warning", "exception": "error"}
@@ -206,14 +220,18 @@ _LEVELS = {"warn": "warning", "exception": "error"}
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 
 
-def json_line(event: Any, **_: Any) -> str:
-    """An event as one line of JSON, by msgspec: ~3 us less a line than `json.dumps`.
+def render_json(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+    """The last processor of a JSON line: a traceback as text (structlog's
+    `format_exc_info`), secrets masked (`redact_event`), then the line, by msgspec (~3 us less
+    a line than `json.dumps`).
 
     Dates, times and UUIDs become their ISO and hex texts; any other value msgspec does not
     know, its `repr` (as structlog's own fallback); bytes, base64. Text stays UTF-8, not `\\u`
     escapes.
     """
-    return _encoder.encode(event).decode()
+    if "exc_info" in event:
+        event = structlog.processors.format_exc_info(logger, method, event)
+    return _encoder.encode(redact_event(logger, method, event)).decode()
 
 
 def get_logger(name: str) -> Any:

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from typing import Any
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import logging
@@ -191,3 +193,28 @@ def test_held_lines_go_out_together_when_the_block_ends() -> None:
     assert all(len(w.encode()) <= 4096 and w.endswith("\n") for w in long_writes)
     numbers = [json.loads(line)["n"] for w in long_writes for line in w.splitlines()]
     assert numbers == [0, 1, 2]
+
+
+def test_a_line_is_stamped_with_the_utc_time_to_the_microsecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from shared.logging import utc_timestamp
+
+    stamps = []
+    # The date and time of day are kept for a second: the next second must not reuse them.
+    for now in (
+        1_795_875_051_302_581_999,
+        1_795_875_051_999_999_000,
+        1_795_875_052_000_001_000,
+        500,
+    ):
+        monkeypatch.setattr(time, "time_ns", lambda now=now: now)
+        stamps.append(utc_timestamp())
+    assert stamps == [
+        "2026-11-28T14:10:51.302581Z",
+        "2026-11-28T14:10:51.999999Z",
+        "2026-11-28T14:10:52.000001Z",
+        "1970-01-01T00:00:00.000000Z",
+    ]
