@@ -13,10 +13,11 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import Parameter
 
 from services.api.bodies import json_body
 from services.api.errors import UNAVAILABLE
+from services.api.idempotency import KeyedOperation, idempotency_key
 from services.api.schemas import (
     CreateTask,
     ErrorView,
@@ -40,15 +41,6 @@ from shared.service.idempotency import claim, remember, request_fingerprint
 from shared.service.items import DEFAULT_LIMIT, MAX_LIMIT
 from shared.settings import Settings
 
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        max_length=255,
-        description="Repeat a POST safely: the same key returns the first response.",
-    ),
-]
 ItemStatusFilter = Annotated[
     Literal["pending", "completed", "failed"] | None,
     Parameter(required=False, description="Only the items in this status."),
@@ -103,10 +95,14 @@ class TaskController(Controller):
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
-    @post("/", status_code=201, guards=[json_body], responses=CREATE_ERRORS)
-    async def create(
-        self, request: Request[Any, Any, Any], data: CreateTask, key: IdempotencyKey
-    ) -> Response[TaskView]:
+    @post(
+        "/",
+        status_code=201,
+        guards=[json_body],
+        responses=CREATE_ERRORS,
+        operation_class=KeyedOperation,
+    )
+    async def create(self, request: Request[Any, Any, Any], data: CreateTask) -> Response[TaskView]:
         """Create a task, its content items, and dispatch their generation."""
         user_id = caller(request)
         new = NewTask(
@@ -117,7 +113,6 @@ class TaskController(Controller):
         return await _run(
             request,
             user_id,
-            key,
             msgspec.json.encode(data),
             201,
             lambda uow: create_task(uow, user_id, new),
@@ -149,40 +144,40 @@ class TaskController(Controller):
         page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
         return Response(page, headers={SEQ_HEADER: str(listing.seq)})
 
-    @post("/{task_id:uuid}/cancel", status_code=200, responses=WRITE_ERRORS)
-    async def cancel(
-        self, request: Request[Any, Any, Any], task_id: UUID, key: IdempotencyKey
-    ) -> Response[TaskView]:
+    @post(
+        "/{task_id:uuid}/cancel",
+        status_code=200,
+        responses=WRITE_ERRORS,
+        operation_class=KeyedOperation,
+    )
+    async def cancel(self, request: Request[Any, Any, Any], task_id: UUID) -> Response[TaskView]:
         """Cancel a pending or processing task; the worker stops at the next item."""
         user_id = caller(request)
         return await _run(
-            request, user_id, key, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
+            request, user_id, b"", 200, lambda uow: cancel_task(uow, user_id, task_id)
         )
 
-    @post("/{task_id:uuid}/retry", status_code=202, responses=WRITE_ERRORS)
-    async def retry(
-        self, request: Request[Any, Any, Any], task_id: UUID, key: IdempotencyKey
-    ) -> Response[RetryView]:
+    @post(
+        "/{task_id:uuid}/retry",
+        status_code=202,
+        responses=WRITE_ERRORS,
+        operation_class=KeyedOperation,
+    )
+    async def retry(self, request: Request[Any, Any, Any], task_id: UUID) -> Response[RetryView]:
         """Retry every item that is not completed; answered after the commit."""
         user_id = caller(request)
-        return await _run(
-            request, user_id, key, b"", 202, lambda uow: retry_task(uow, user_id, task_id)
-        )
+        return await _run(request, user_id, b"", 202, lambda uow: retry_task(uow, user_id, task_id))
 
 
 async def _run(
-    request: Request[Any, Any, Any],
-    user_id: str,
-    key: str | None,
-    body: bytes,
-    status_code: int,
-    work: Work,
+    request: Request[Any, Any, Any], user_id: str, body: bytes, status_code: int, work: Work
 ) -> Response[Any]:
-    settings: Settings = request.app.state.settings
+    key = idempotency_key(request)
     async with _uow_factory(request)() as uow:  # its rows carry the request's trace context
         fingerprint = ""
         if key is not None:
             fingerprint = request_fingerprint(request.method, request.url.path, body)
+            settings: Settings = request.app.state.settings
             ttl = settings.api.idempotency_ttl_seconds
             stored = await claim(uow, user_id, key, fingerprint, ttl)
             if stored is not None:

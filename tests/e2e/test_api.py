@@ -185,6 +185,24 @@ async def test_idempotent_retry_replays(
     assert await outbox_count(settings, str(task_id)) == kinds
 
 
+async def test_an_idempotency_key_is_at_most_255_characters(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A longer key is refused with a 400 before anything is written; 255 characters work."""
+    alice = user()
+    too_long = {"Idempotency-Key": "k" * 256}
+    refused = await client.post("/api/v1/tasks", json=BODY, headers=auth(alice) | too_long)
+    assert refused.status_code == 400
+    assert "Idempotency-Key" in refused.json()["detail"]
+    assert await created_tasks(settings, alice) == 0
+    longest = {"Idempotency-Key": "k" * 255}
+    first = await client.post("/api/v1/tasks", json=BODY, headers=auth(alice) | longest)
+    replay = await client.post("/api/v1/tasks", json=BODY, headers=auth(alice) | longest)
+    assert (first.status_code, replay.status_code) == (201, 201)
+    assert replay.headers.get("idempotent-replayed") == "true"
+    assert await created_tasks(settings, alice) == 1
+
+
 async def test_concurrent_repeats_of_one_key(client: httpx.AsyncClient, settings: Settings) -> None:
     """Repeats racing the first request: each is the stored response or 409, one task made."""
     alice = user()
