@@ -3,8 +3,9 @@
 Litestar decodes a body with msgspec only when the handler's `data` is extracted; msgspec
 raises `RecursionError` past the interpreter's recursion limit (a body of 100,000 `[`) and
 `UnicodeDecodeError` for a string that is not UTF-8, and both would reach the client as a 500.
-The `json_body` guard decodes the body first, through the same cached `request.json()` so it is
-decoded once, and turns both into a 400; it also refuses any nesting deeper than
+`check_json_body` decodes the body first (the create route calls it once the caller is
+authenticated, before its parameters are read), through the same cached `request.json()` so
+it is decoded once, and turns both into a 400; it also refuses any nesting deeper than
 `MAX_JSON_DEPTH`, which no request shape of this API comes near.
 """
 
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.connection import ASGIConnection, Request
+from litestar.connection import Request
 from litestar.exceptions import SerializationException
-from litestar.handlers.base import BaseRouteHandler
 
 from shared.errors import InvalidInput
 
@@ -22,12 +22,10 @@ MAX_JSON_DEPTH = 32
 TOO_DEEP = f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
 
 
-async def json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: refuse a body that is not UTF-8 or is nested too deep, before any handler runs."""
-    if not isinstance(connection, Request):
-        return
+async def check_json_body(request: Request[Any, Any, Any]) -> None:
+    """Refuse a body that is not UTF-8 or is nested too deep, before the handler reads it."""
     try:
-        value = await connection.json()
+        value = await request.json()
     except RecursionError:
         raise InvalidInput(TOO_DEEP) from None
     except UnicodeDecodeError:

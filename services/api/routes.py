@@ -15,7 +15,7 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from services.api.bodies import json_body
+from services.api.bodies import check_json_body
 from services.api.errors import UNAVAILABLE
 from services.api.idempotency import KeyedOperation, idempotency_key
 from services.api.schemas import (
@@ -26,7 +26,7 @@ from services.api.schemas import (
     RetryView,
     TaskView,
 )
-from services.api.security import SECURITY, Authenticate, caller
+from services.api.security import SECURITY, authenticate, caller
 from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
 from shared.domain import CONTENT_TYPES
 from shared.service import (
@@ -88,17 +88,24 @@ SEQ_HEADER = "X-Task-Seq"
 Work = Callable[[AbstractUnitOfWork], Awaitable[Any]]
 
 
+async def authenticate_with_body(request: Request[Any, Any, Any]) -> None:
+    """The create route's `before_request`: the caller first, then the body's decoding."""
+    await authenticate(request)
+    await check_json_body(request)
+
+
 class TaskController(Controller):
     path = "/api/v1/tasks"
-    # A bearer token on every route, and a JSON body (or none) on every POST: one middleware.
-    middleware = [Authenticate()]  # noqa: RUF012 - Litestar reads it as a class attribute
+    # A bearer token on every route, and a JSON body (or none) on every POST: checked before
+    # Litestar reads anything else of the request.
+    before_request = staticmethod(authenticate)
     security = SECURITY
     tags = ["tasks"]  # noqa: RUF012
 
     @post(
         "/",
         status_code=201,
-        guards=[json_body],
+        before_request=authenticate_with_body,
         responses=CREATE_ERRORS,
         operation_class=KeyedOperation,
     )

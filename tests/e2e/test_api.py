@@ -284,7 +284,7 @@ async def test_bad_tokens_are_401(client: httpx.AsyncClient) -> None:
 
 
 async def test_every_post_wants_json_after_a_token(client: httpx.AsyncClient) -> None:
-    """One guard checks the token, then a POST's media type: 401 comes before 415."""
+    """The token is checked first, then a POST's media type: 401 comes before 415."""
     alice = user()
     task_id = (await client.post("/api/v1/tasks", json=BODY, headers=auth(alice))).json()["task_id"]
     xml = {"Content-Type": "application/xml"}
@@ -303,6 +303,18 @@ async def test_every_post_wants_json_after_a_token(client: httpx.AsyncClient) ->
     assert read.status_code == 200, read.text
     # Nothing was cancelled by the refused POSTs.
     assert read.json()["status"] != "cancelled"
+
+
+async def test_a_body_is_not_decoded_before_the_token_is_checked(
+    client: httpx.AsyncClient,
+) -> None:
+    """JSON nested 100,000 deep earns a 400 once decoded: without a token it is a 401."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    as_json = {"Content-Type": "application/json"}
+    anonymous = await client.post("/api/v1/tasks", content=deep, headers=as_json)
+    assert anonymous.status_code == 401, anonymous.text
+    known = await client.post("/api/v1/tasks", content=deep, headers=auth(user()) | as_json)
+    assert known.status_code == 400, known.text
 
 
 async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
