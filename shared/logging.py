@@ -4,7 +4,7 @@ No line carries a secret: every stdlib record and structlog event goes through
 `shared.redaction` (a token or password in a query string becomes `***`).
 
 Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`
-(on structlog's context variables), so every line logged inside carries them, and they are
+(on a context variable of this module), so every line logged inside carries them, and they are
 cleared when the work ends. Format and level come from `LoggingSettings`, read with the rest.
 """
 
@@ -48,7 +48,10 @@ class bound_context:  # lower case: used as a function, `with bound_context(task
         _log_context.reset(self._token)
 
 
-_log_context: ContextVar[dict[str, Any]] = ContextVar("taskrelay_log_context", default={})  # noqa: B039 - never changed in place
+_log_context: ContextVar[dict[str, Any]] = ContextVar(
+    "taskrelay_log_context",
+    default={},  # noqa: B039 - never changed in place: each binding sets a new dict
+)
 
 
 def log_context() -> dict[str, Any]:
