@@ -99,9 +99,13 @@ class RawClient:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
-            while data := await reader.read(65536):
-                self.protocol.receive_data(data)
-                self._take_events()
+            with contextlib.suppress(ConnectionResetError):
+                # A server that closes first may see our answer to its close frame arrive
+                # after its socket is gone: its kernel then ends the stream with a reset, not
+                # a FIN. Either way the stream has ended, after the frames read before it.
+                while data := await reader.read(65536):
+                    self.protocol.receive_data(data)
+                    self._take_events()
             self.protocol.receive_eof()
         finally:
             self.ended.set()
