@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from functools import cache
 from types import TracebackType
 
 from opentelemetry import context, propagate, trace
@@ -67,8 +68,8 @@ def configure_tracing(service: str) -> bool:
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    global _provider_installed, _light_path
-    _provider_installed, _light_path = True, False
+    global _provider_installed
+    _provider_installed = True
     return True
 
 
@@ -92,7 +93,7 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
         self._otel: AbstractContextManager[str] | None = None
 
     def __enter__(self) -> str:
-        fields = _fields()
+        fields = propagated_fields()
         texts = {
             field: _text(value)
             for key, value in (self._carrier or {}).items()
@@ -183,9 +184,11 @@ def _parse_traceparent(value: str) -> tuple[str, str] | None:
     return trace_id, f"00-{trace_id}-{span_id}-{flags}"
 
 
+@cache
 def propagated_fields() -> frozenset[str]:
     """The (lower-case) header names the configured propagators read and write: a carrier
-    needs no other (`traceparent`, `tracestate` and `baggage` by default)."""
+    needs no other (`traceparent`, `tracestate` and `baggage` by default). The propagators
+    are set when OpenTelemetry is imported (`OTEL_PROPAGATORS`), so this is asked once."""
     return frozenset(field.lower() for field in propagate.get_global_textmap().fields)
 
 
@@ -224,21 +227,7 @@ _provider_installed: bool | None = None
 def _light() -> bool:
     """Whether `traced()` may take its light path: no SDK records spans, and the propagators
     are OpenTelemetry's defaults (`OTEL_PROPAGATORS` unset, or the same two)."""
-    global _light_path
-    if _light_path is None:
-        _light_path = not _recording() and _fields() == W3C_FIELDS
-    return _light_path
-
-
-_light_path: bool | None = None
-_propagated: frozenset[str] | None = None
-
-
-def _fields() -> frozenset[str]:
-    global _propagated
-    if _propagated is None:
-        _propagated = propagated_fields()
-    return _propagated
+    return not _recording() and propagated_fields() == W3C_FIELDS
 
 
 def _text(value: str | bytes) -> str:

@@ -104,18 +104,7 @@ def plan_transition(
         error = rule.fixed_error
     elif rule.needs_error:
         error = clip_error(error_message or "")
-    # Built whole, not with dataclasses.replace(), which reads the fields every call: this
-    # runs for every retry, cancel and item result.
-    new = TaskState(
-        task_id=state.task_id,
-        roadmap_id=state.roadmap_id,
-        owner_id=state.owner_id,
-        status=target,
-        current_step=step,
-        error_message=error,
-        completed_at=completed_at,
-        seq=state.seq + 1,
-    )
+    new = _next_state(state, target, step, error, completed_at)
     return Change(new, _notification(new, step, message, data))
 
 
@@ -123,17 +112,32 @@ def plan_event(
     state: TaskState, *, step: str, message: str, data: dict[str, Any] | None = None
 ) -> Change:
     """A notification that keeps the status (an item result): bumps `seq` and the step."""
-    new = TaskState(
+    new = _next_state(state, state.status, step, state.error_message, state.completed_at)
+    return Change(new, _notification(new, step, message, data))
+
+
+def _next_state(
+    state: TaskState,
+    status: Status,
+    step: str,
+    error_message: str | None,
+    completed_at: datetime | None,
+) -> TaskState:
+    """The task's state after one change: what the change sets, and `seq` bumped by one.
+
+    Built whole, not with dataclasses.replace(), which reads the fields on every call: this
+    runs for every retry, cancel and item result.
+    """
+    return TaskState(
         task_id=state.task_id,
         roadmap_id=state.roadmap_id,
         owner_id=state.owner_id,
-        status=state.status,
+        status=status,
         current_step=step,
-        error_message=state.error_message,
-        completed_at=state.completed_at,
+        error_message=error_message,
+        completed_at=completed_at,
         seq=state.seq + 1,
     )
-    return Change(new, _notification(new, step, message, data))
 
 
 def _notification(

@@ -36,7 +36,7 @@ REPLACED = [
 @pytest.fixture(params=["light", "opentelemetry"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test runs on both paths: ours, and OpenTelemetry's context and propagators."""
-    monkeypatch.setattr(tracing, "_light_path", request.param == "light")
+    monkeypatch.setattr(tracing, "_light", lambda: request.param == "light")
     return str(request.param)
 
 
