@@ -53,6 +53,9 @@ class Relay:
         self._db_errors: dict[str, str | None] = {"session": None, "stats": None}
         self._broker_ready = asyncio.Event()
         self._in_flight: _Batch | None = None
+        self._passed_over = False
+        """Whether the last claim skipped the tasks of a batch in flight (their later rows
+        may be due without a NOTIFY to say so)."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Run until `stopping` is set; returns once leadership is released."""
@@ -107,12 +110,19 @@ class Relay:
             # The last claim took every due row (live traffic, or a backlog's tail): no
             # backlog to overlap with, so settle it before claiming, and the claim skips no task.
             await self._settle_in_flight()
+            if not self._wake.is_set() and not self._passed_over and owned == before:
+                # No commit has been notified since that claim, which passed over no task and
+                # no partition gained since: a claim now would come back empty (under live
+                # traffic, one empty claim per row). Wait for the next NOTIFY, or the poll.
+                await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
+                return
         # Pipelined behind a full batch: claim and send the next one while the previous awaits
         # its confirms. A task never has rows in two batches in flight, so its order never
         # depends on them.
         self._wake.clear()
         busy = self._in_flight.task_ids if self._in_flight else []
         rows = await self._session.claim(self._settings.batch_size, busy)
+        self._passed_over = bool(busy)
         previous = self._in_flight
         self._in_flight = _Batch(rows, self._publisher.publish(rows)) if rows else None
         await self._settle(previous)

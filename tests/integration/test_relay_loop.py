@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -19,6 +20,7 @@ import pytest
 
 from services.relay import bootstrap
 from services.relay.bootstrap import RelayProcess
+from services.relay.session import OutboxSession
 from shared.db.outbox import partition_key
 from shared.settings import Settings
 from tests.support.processes import free_port
@@ -216,3 +218,44 @@ def _metrics(port: int) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
         return str(response.read().decode())
+
+
+async def test_live_rows_cost_one_claim_each(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows committed one at a time, each published before the next: once a row is marked,
+    the relay waits for the next commit's NOTIFY instead of claiming again at once (a claim
+    that could only come back empty: one more round trip per row)."""
+    claims: list[int] = []
+    claim = OutboxSession.claim
+
+    async def counted(self: OutboxSession, *args: Any, **kwargs: Any) -> Any:
+        rows = await claim(self, *args, **kwargs)
+        claims.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(OutboxSession, "claim", counted)
+    task_id, rows = uuid4(), 40
+    async with isolated_database(resources) as url:
+        ledger = await Ledger().open(resources.amqp_url, binding="notification.#")
+        try:
+            async with _relay(resources, url, TASKRELAY_RELAY_POLL_INTERVAL_SECONDS="30"):
+                await wait_until(lambda: _claimed_once(claims), what="the relay's first claim")
+                before = len(claims)
+                for seq in range(1, rows + 1):
+                    await _insert(url, task_id, seq)
+                    await wait_until(
+                        lambda seq=seq: _delivered(ledger, {(str(task_id), seq)}),
+                        what=f"row {seq} published",
+                    )
+                live = claims[before:]
+        finally:
+            await ledger.close()
+    assert sum(live) == rows
+    # One claim per row, a few more where a NOTIFY came while a row was in flight; an empty
+    # claim after every row would make it twice as many.
+    assert len(live) <= rows + rows // 4, live
+
+
+async def _claimed_once(claims: list[int]) -> bool:
+    return bool(claims)
