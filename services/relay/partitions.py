@@ -10,6 +10,7 @@ relays share the work, each task still published by exactly one of them. See doc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shared.db.tables import PARTITION_BUCKETS
 
@@ -45,4 +46,10 @@ class PartitionScheme:
 
     def buckets(self, owned: frozenset[int]) -> list[int]:
         """The outbox `partition_key` values that belong to the owned partitions."""
-        return [b for b in range(PARTITION_BUCKETS) if b % self.count in owned]
+        return list(_buckets(self.count, owned))
+
+
+@lru_cache(maxsize=64)
+def _buckets(count: int, owned: frozenset[int]) -> tuple[int, ...]:
+    """Asked once per claim, and the owned set rarely changes: computed once per set."""
+    return tuple(b for b in range(PARTITION_BUCKETS) if b % count in owned)

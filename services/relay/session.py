@@ -15,7 +15,14 @@ from uuid import UUID
 
 import asyncpg
 
-from services.relay.outbox_sql import CLAIM, MARK_FAILED, MARK_PUBLISHED, OutboxRow, row_from
+from services.relay.outbox_sql import (
+    CLAIM_ALL,
+    CLAIM_OWNED,
+    MARK_FAILED,
+    MARK_PUBLISHED,
+    OutboxRow,
+    row_from,
+)
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
 from shared.db.errors import DRIVER_ERRORS, postgres_unavailable, postgres_unreachable
 from shared.db.tables import OUTBOX_CHANNEL
@@ -130,10 +137,15 @@ class OutboxSession:
     async def claim(self, limit: int, busy: Sequence[UUID] = ()) -> list[OutboxRow]:
         """Up to `limit` due rows of the owned partitions, in id (commit) order per task,
         skipping the `busy` tasks (those with rows in flight)."""
+        skip = list(busy)
         async with self._translated("claim"):
-            records = await self._conn.fetch(
-                CLAIM, self._scheme.buckets(self.owned), limit, list(busy), timeout=self._timeout
-            )
+            if len(self.owned) == self._scheme.count:
+                records = await self._conn.fetch(CLAIM_ALL, limit, skip, timeout=self._timeout)
+            else:
+                buckets = self._scheme.buckets(self.owned)
+                records = await self._conn.fetch(
+                    CLAIM_OWNED, limit, skip, buckets, timeout=self._timeout
+                )
         return [row_from(r) for r in records]
 
     async def mark_published(self, ids: Sequence[int]) -> list[int]:

@@ -32,7 +32,7 @@ _ROWS = select(
     outbox.c.attempts,
     cast(extract("epoch", outbox.c.created_at), Float).label("committed_at"),
 ).order_by(outbox.c.id)
-"""The columns of the relay's claim (`outbox_sql.CLAIM`), for any row of a task."""
+"""The columns of the relay's claim (`outbox_sql.CLAIM_ALL`), for any row of a task."""
 
 
 async def outbox_rows(uow_factory: UnitOfWorkFactory, task_id: UUID, kind: str) -> list[OutboxRow]:
