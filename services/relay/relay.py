@@ -10,6 +10,7 @@ then the locks are released so a standby takes over at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -64,6 +65,7 @@ class Relay:
                 group.create_task(self._broker_loop(stopping))
                 group.create_task(self._stats_loop(stopping))
                 group.create_task(self._cleanup_loop(stopping))
+                group.create_task(self._wake_on_stop(stopping))
                 await self._session_loop(stopping)
         finally:
             await self._session.close()
@@ -114,7 +116,7 @@ class Relay:
                 # No commit has been notified since that claim, which passed over no task and
                 # no partition gained since: a claim now would come back empty (under live
                 # traffic, one empty claim per row). Wait for the next NOTIFY, or the poll.
-                await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
+                await self._wait_for_commit(stopping)
                 return
         # Pipelined behind a full batch: claim and send the next one while the previous awaits
         # its confirms. A task never has rows in two batches in flight, so its order never
@@ -129,7 +131,20 @@ class Relay:
         # An empty claim behind a batch in flight skipped that batch's tasks, whose later rows
         # may be due now that it is marked: claim again at once. No NOTIFY announces a backlog.
         if not rows and previous is None:
-            await _wait_any(stopping, self._wake, within=self._settings.poll_interval_seconds)
+            await self._wait_for_commit(stopping)
+
+    async def _wait_for_commit(self, stopping: asyncio.Event) -> None:
+        """Until a NOTIFY wakes the relay, or the poll interval passes, or it is asked to stop
+        (which wakes it too). Once a live row, so one future and one timer, not two tasks."""
+        if stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.poll_interval_seconds):
+                await self._wake.wait()
+
+    async def _wake_on_stop(self, stopping: asyncio.Event) -> None:
+        await stopping.wait()
+        self._wake.set()
 
     async def _settle_in_flight(self) -> None:
         batch, self._in_flight = self._in_flight, None

@@ -259,3 +259,25 @@ async def test_live_rows_cost_one_claim_each(
 
 async def _claimed_once(claims: list[int]) -> bool:
     return bool(claims)
+
+
+async def test_an_idle_relay_stops_at_once_whatever_its_poll_interval(
+    resources: Resources,
+) -> None:
+    """Waiting for a NOTIFY with a 30 s poll, the active relay is asked to stop: it returns at
+    once (a SIGTERM hands the partitions to a standby only when it has)."""
+    async with isolated_database(resources) as url:
+        settings = resources.env(DATABASE_URL=url, TASKRELAY_RELAY_POLL_INTERVAL_SECONDS="30")
+        process = bootstrap(Settings.from_env(settings), free_port())
+        stopping = asyncio.Event()
+        task = asyncio.create_task(process.relay.run(stopping))
+        try:
+            await wait_until(lambda: _active(process), what="the relay active, its broker link up")
+            await asyncio.sleep(0.5)  # its claim came back empty: it waits for a NOTIFY
+        finally:
+            stopping.set()
+            await asyncio.wait_for(task, 5)
+
+
+async def _active(process: RelayProcess) -> bool:
+    return bool(process.state.owned) and process.publisher.connected
