@@ -118,7 +118,7 @@ class Publisher:
                 outcome.held_back.append(row.id)
                 continue
             try:
-                message = self._message(row)
+                body, properties = self._message(row)
             except ValueError as exc:
                 broken_tasks.add(row.task_id)
                 outcome.failed.append((row, str(exc)))
@@ -127,10 +127,10 @@ class Publisher:
             # the frames leave in id order. `wait=False`: hold the lock only to queue the
             # frames, not until the socket drains; the confirm is still awaited.
             publish = channel.basic_publish(
-                message.body,
+                body,
                 exchange=self._exchange.name,
                 routing_key=row.routing_key,
-                properties=message.properties,
+                properties=properties,
                 mandatory=True,
                 timeout=self._timeout,
                 wait=False,
@@ -158,7 +158,9 @@ class Publisher:
         else:
             outcome.failed.append((row, _describe(error)))
 
-    def _message(self, row: OutboxRow) -> aio_pika.Message:
+    def _message(self, row: OutboxRow) -> tuple[bytes, aiormq.spec.Basic.Properties]:
+        """The body and AMQP properties of a row's message, built directly: an
+        `aio_pika.Message` would check a lock on each of its 28 attribute sets, once a row."""
         body = row.payload.encode()
         if len(body) > self._max_bytes:
             raise ValueError(f"message too large: {len(body)} bytes > {self._max_bytes}")
@@ -169,8 +171,7 @@ class Publisher:
             headers["traceparent"] = row.traceparent
         if row.committed_at:
             headers[COMMITTED_AT_HEADER] = round(row.committed_at * 1_000_000)
-        return aio_pika.Message(
-            body,
+        return body, aiormq.spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(row.message_id),
