@@ -7,15 +7,16 @@ never comes must end in a fresh snapshot after the grace, not in a silent hole.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
 from tests.support import tasks
-from tests.support.processes import start_api
+from tests.support.processes import Process, start_api
 from tests.support.republish import notification_rows, publish
 from tests.support.resources import SECRET, Resources
 from tests.support.wait import wait_until
@@ -24,13 +25,18 @@ from tests.support.ws import Watch
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(name="api", scope="module")
-def api_fixture(resources: Resources) -> Iterator[str]:
+@pytest.fixture(name="api_process", scope="module")
+def api_process_fixture(resources: Resources) -> Iterator[Process]:
     proc = start_api(resources.env(TASKRELAY_WS_GAP_GRACE_SECONDS="1.5"), name="api-gaps")
     try:
-        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+        yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(name="api", scope="module")
+def api_fixture(api_process: Process) -> str:
+    return f"http://127.0.0.1:{api_process.port}"  # type: ignore[attr-defined]
 
 
 async def _changes(uow_factory: UnitOfWorkFactory, task_id: UUID, count: int) -> list[int]:
@@ -84,3 +90,27 @@ async def test_late_duplicate_and_missing_rows(
         ("progress", s8),
     ]
     await watch.close()
+
+
+async def test_a_message_that_is_not_a_notification_is_logged_and_skipped(
+    api: str, api_process: Process, resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Another service may publish anything on `notification.<task_id>`: the gateway logs
+    what it cannot read, with its message id, and the watchers see only real changes."""
+    task_id = await tasks.new_task(uow_factory, "hugo", 4)
+    await tasks.start(uow_factory, task_id)
+    watch = await Watch.open(api, task_id, issue_token(SECRET, "hugo", 600))
+    await watch.wait_frames(1)
+    [s2] = await _changes(uow_factory, task_id, 1)
+    real = (await notification_rows(uow_factory, task_id))[s2]
+    not_json = dataclasses.replace(real, message_id=uuid4(), payload="{not json")
+    no_seq = dataclasses.replace(real, message_id=uuid4(), payload='{"task_id": "x"}')
+    await publish(resources.amqp_url, [not_json, no_seq, real])
+    await watch.wait_seq(s2)
+    assert [(f["type"], f["seq"]) for f in watch.frames] == [("snapshot", 1), ("progress", s2)]
+    await watch.close()
+    lines = [
+        line for line in api_process.output().splitlines() if "gateway_bad_notification" in line
+    ]
+    assert any(str(not_json.message_id) in line for line in lines), lines
+    assert any(str(no_seq.message_id) in line for line in lines), lines

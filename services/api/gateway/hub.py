@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from services.api.gateway.link import BrokerLink
 from shared.logging import get_logger
@@ -84,21 +84,24 @@ class NotificationHub:
             if not topic.subscribers and self._topics.get(task_id) is topic:
                 del self._topics[task_id]
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def on_message(self, message: DeliveredMessage) -> None:
+        properties = message.header.properties
         try:
             body = self._decoder.decode(message.body)
         except msgspec.DecodeError as exc:
-            log.warning("gateway_bad_notification", message_id=message.message_id, error=str(exc))
+            log.warning(
+                "gateway_bad_notification", message_id=properties.message_id, error=str(exc)
+            )
             return
         task_id, seq = body.get("task_id"), body.get("seq")
         if not isinstance(task_id, str) or not isinstance(seq, int):
-            log.warning("gateway_bad_notification", message_id=message.message_id)
+            log.warning("gateway_bad_notification", message_id=properties.message_id)
             return
         topic = self._topics.get(task_id)
         if topic is None or not topic.subscribers:
             return  # arrived just after the last watcher left
         frame = self._encoder.encode({"type": "progress", **body}).decode()
-        stamp = (message.headers or {}).get(COMMITTED_AT_HEADER)
+        stamp = (properties.headers or {}).get(COMMITTED_AT_HEADER)
         committed_at = stamp / 1_000_000 if isinstance(stamp, int) else None
         for subscriber in list(topic.subscribers):
             subscriber.deliver(seq, frame, committed_at)

@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, Protocol
 from uuid import uuid4
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+import aiormq
+from aio_pika.abc import AbstractExchange, AbstractQueue
+from aiormq.abc import DeliveredMessage
 from yarl import URL
 
 from shared.backoff import Backoff
@@ -32,7 +34,7 @@ log = get_logger(__name__)
 
 
 class LinkListener(Protocol):
-    def on_message(self, message: AbstractIncomingMessage) -> Awaitable[None]: ...
+    def on_message(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]: ...
     async def on_link_up(self) -> None: ...
     def on_link_down(self) -> None: ...
 
@@ -122,7 +124,11 @@ class BrokerLink:
                 EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
             )
             queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
-            await queue.consume(self._listener.on_message, no_ack=True)
+            # Consumed on the aiormq channel underneath: aio-pika would wrap every delivery in
+            # an IncomingMessage (28 checked attribute sets) and run the callback in a task of
+            # its own, a second one after aiormq's, for each frame a socket is sent.
+            underlay: aiormq.abc.AbstractChannel = await channel.get_underlay_channel()
+            await underlay.basic_consume(queue.name, self._listener.on_message, no_ack=True)
             self._queue, self._exchange = queue, exchange
             await self._listener.on_link_up()
             log.info("gateway_broker_connected", queue=self.queue_name)
