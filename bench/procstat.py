@@ -1,4 +1,5 @@
-"""What a benchmark reads about a process from /proc: CPU time used and resident memory."""
+"""What a benchmark reads about a process from /proc: CPU time used and resident memory, and
+the CPU of a whole server's processes."""
 
 from __future__ import annotations
 
@@ -38,3 +39,48 @@ def wait_childless(pids: list[int], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while any(children(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def named(comm: str) -> list[int]:
+    """Every process whose command name is `comm` (`postgres`, `beam.smp`), read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+class ServerCpu:
+    """CPU that every process of a server (`postgres`, `beam.smp`) uses between this object's
+    creation and `used()`, including processes that start or exit in between (the backend of a
+    connection a work horse opened and closed): what the server's top process reaped from its
+    exited children is added, less what those had used before the first reading. Other work on
+    the same server in that time counts too."""
+
+    def __init__(self, comm: str) -> None:
+        self._comm = comm
+        self._start = self._read()
+
+    def _read(self) -> tuple[dict[int, float], float]:
+        pids = set(named(self._comm))
+        own: dict[int, float] = {}
+        reaped = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            own[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(fields[1]) not in pids:  # the server's top process
+                reaped += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return own, reaped
+
+    def used(self) -> float:
+        (own_before, reaped_before), (own_after, reaped_after) = self._start, self._read()
+        live = sum(cpu - own_before.get(pid, 0.0) for pid, cpu in own_after.items())
+        gone = sum(cpu for pid, cpu in own_before.items() if pid not in own_after)
+        return live + reaped_after - reaped_before - gone

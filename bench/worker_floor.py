@@ -17,7 +17,9 @@ A fresh database, vhost and Redis db hold the run (removed after it).
 - Ratio = floor / product (issue 13's target: >= 0.5). Each round starts the processes afresh,
   runs the product, stops them and runs the floor; the best of `--rounds` of each is compared.
   CPU per item is printed too (the worker's processes; the floor's client and its PostgreSQL
-  backend), as it depends less on what else the machine is doing.
+  backend), as it depends less on what else the machine is doing; and, for the product, that of
+  the rest of its path (the API with its gateway, the relay, the PostgreSQL and RabbitMQ
+  servers): on 2 CPUs the spacing follows their sum, not the worker's share alone.
 `--growth` runs tasks of 300 and 3,000 items and prints the 3,000-item task's per-item cost
 over its last 300 items against the 300-item task's (target: within 1.25x): per round (both
 tasks on the same processes, a minute apart), and the median over the rounds, which a single
@@ -44,7 +46,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bench.frames import TimedSocket
-from bench.procstat import cpu_seconds, wait_childless
+from bench.procstat import ServerCpu, cpu_seconds, wait_childless
 from bench.profile import recording
 from bench.worker_throughput import rq_pids
 from shared.db import UnitOfWorkFactory
@@ -81,6 +83,9 @@ class ItemSpacing:
     """From the create's 201 to the first item frame."""
     worker_cpu_ms: float
     """CPU of the worker's processes (supervisor, RQ workers, work horses) per item."""
+    others_cpu_ms: dict[str, float]
+    """CPU per item of the rest of the path: the API (its gateway), the relay, and every
+    process of the PostgreSQL and RabbitMQ servers."""
 
 
 def task_body(items: int) -> dict[str, object]:
@@ -96,6 +101,9 @@ async def product(system: System, items: int, skip: int) -> ItemSpacing:
     pids = [system.worker.pid, *horses_of]
     wait_childless(horses_of)
     cpu = sum(cpu_seconds(pid, children=True) for pid in pids)
+    others = {"API": system.api.pid, "relay": system.relay.pid}
+    others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
+    servers = {"PostgreSQL": ServerCpu("postgres"), "RabbitMQ": ServerCpu("beam.smp")}
     answer = await system.client.post("/api/v1/tasks", json=task_body(items))
     created = time.perf_counter()
     assert answer.status_code == 201, answer.text
@@ -106,6 +114,8 @@ async def product(system: System, items: int, skip: int) -> ItemSpacing:
         await socket.close()
     wait_childless(horses_of)
     cpu = sum(cpu_seconds(pid, children=True) for pid in pids) - cpu
+    others_cpu = {name: cpu_seconds(pid) - others_before[name] for name, pid in others.items()}
+    others_cpu |= {name: server.used() for name, server in servers.items()}
     done = [
         (f.body["data"]["completed_items"], f.at)
         for f in socket.frames
@@ -117,6 +127,7 @@ async def product(system: System, items: int, skip: int) -> ItemSpacing:
         _spacing([d for d in done if d[0] >= max(skip, items - TAIL)]),
         1000 * (done[0][1] - created),
         1000 * cpu / items,
+        {name: 1000 * seconds / items for name, seconds in others_cpu.items()},
     )
 
 
@@ -252,6 +263,8 @@ def report(spacings: list[ItemSpacing], floors: list[Floor]) -> None:
             f"PostgreSQL {f.backend_cpu_ms:.3f} ms/item); ratio floor/product "
             f"{f.per_item_ms / s.per_item_ms:.2f} (target >= 0.5)"
         )
+        rest = ", ".join(f"{name} {ms:.3f}" for name, ms in s.others_cpu_ms.items())
+        print(f"         the product's CPU per item beside the worker: {rest} ms")
     if len(spacings) == 2:
         short, long = spacings
         print(
