@@ -3,10 +3,11 @@
 The claim keeps a task's rows in id order, which is their commit order (every writer holds the
 task's row lock): a row waiting for a retry hides every later row of the same task, so a retry
 never lets a later row overtake it. Parked rows block nothing. A relay that owns some of the
-partitions passes the list of their buckets: the planner has statistics for
-`partition_key = ANY(...)` (not for an expression on it), so it walks the unpublished index in id
-order and stops at the limit. One that owns them all (a single relay, the default) claims with no
-partition filter: sending and checking 256 buckets was a tenth of its CPU per row.
+partitions claims with the list of their buckets written into the statement (`claim_owned`):
+the planner has statistics for `partition_key = ANY(...)` (not for an expression on it), so it
+walks the unpublished index in id order and stops at the limit, and the plan it caches is made
+for that list. One that owns them all (a single relay, the default) claims with no partition
+filter: sending and checking 256 buckets was a tenth of its CPU per row.
 Marks only touch rows still unpublished, so a duplicate publication by a relay that just lost
 leadership changes nothing.
 """
@@ -14,6 +15,7 @@ leadership changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -34,8 +36,16 @@ LIMIT $1
 """
 CLAIM_ALL = _CLAIM.format(partitions="")
 """$1 limit, $2 task ids to skip: the claim of a relay that owns every partition."""
-CLAIM_OWNED = _CLAIM.format(partitions="\n  AND o.partition_key = ANY($3::smallint[])")
-"""As CLAIM_ALL, with $3 the buckets of the owned partitions."""
+
+
+@lru_cache(maxsize=64)
+def claim_owned(buckets: tuple[int, ...]) -> str:
+    """CLAIM_ALL for the rows of these buckets only. The list is part of the statement, not a
+    parameter: the session's cached plan for a parameter ran a 500-row claim over 128 buckets
+    in 3.4 ms, against 0.8 ms for a plan made for the list."""
+    listed = ",".join(str(int(bucket)) for bucket in buckets)
+    return _CLAIM.format(partitions=f"\n  AND o.partition_key = ANY('{{{listed}}}'::smallint[])")
+
 
 MARK_PUBLISHED = """
 UPDATE outbox SET published_at = clock_timestamp()

@@ -44,9 +44,9 @@ class PartitionScheme:
         """Partitions worth trying to lock now; the caller stops once `room` is used up."""
         return [p for p in self.all if p not in owned] if self.room(owned) else []
 
-    def buckets(self, owned: frozenset[int]) -> list[int]:
+    def buckets(self, owned: frozenset[int]) -> tuple[int, ...]:
         """The outbox `partition_key` values that belong to the owned partitions."""
-        return list(_buckets(self.count, owned))
+        return _buckets(self.count, owned)
 
 
 @lru_cache(maxsize=64)

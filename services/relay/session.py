@@ -17,10 +17,10 @@ import asyncpg
 
 from services.relay.outbox_sql import (
     CLAIM_ALL,
-    CLAIM_OWNED,
     MARK_FAILED,
     MARK_PUBLISHED,
     OutboxRow,
+    claim_owned,
     row_from,
 )
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
@@ -28,7 +28,7 @@ from shared.db.errors import DRIVER_ERRORS, postgres_unavailable, postgres_unrea
 from shared.db.tables import OUTBOX_CHANNEL
 from shared.dependencies import POSTGRES, unavailable
 
-_SESSION_SETTINGS = {
+SESSION_SETTINGS = {
     "application_name": "taskrelay-relay",
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "2",
@@ -37,7 +37,8 @@ _SESSION_SETTINGS = {
     # statistics are stale (a backlog that grew faster than autoanalyze): a bitmap scan and a
     # sort of the whole backlog took 10 s a claim on 1M rows. This session runs only the claim,
     # marks by primary key, and lock calls, so these switches cannot hurt any other query.
-    "plan_cache_mode": "force_custom_plan",
+    # With them that walk is the only plan left, so a cached generic plan is that walk too
+    # (`claim` plans anew only a claim that skips busy tasks).
     "enable_seqscan": "off",
     "enable_bitmapscan": "off",
     "enable_sort": "off",
@@ -69,6 +70,8 @@ class OutboxSession:
         self._on_notify = on_notify
         self._timeout = query_timeout
         self._conn: Any = None
+        self._plan_mode = "auto"
+        """The session's `plan_cache_mode`, as the claim last set it."""
         self.owned: frozenset[int] = frozenset()
 
     @property
@@ -78,9 +81,9 @@ class OutboxSession:
     async def connect(self) -> None:
         async with self._translated("connect"):
             conn = await asyncpg.connect(
-                self._dsn, timeout=self._timeout, server_settings=_SESSION_SETTINGS
+                self._dsn, timeout=self._timeout, server_settings=SESSION_SETTINGS
             )
-        self._conn = conn
+        self._conn, self._plan_mode = conn, "auto"
         async with self._translated("LISTEN"):
             await conn.add_listener(OUTBOX_CHANNEL, self._notified)
             await conn.execute(
@@ -137,15 +140,20 @@ class OutboxSession:
     async def claim(self, limit: int, busy: Sequence[UUID] = ()) -> list[OutboxRow]:
         """Up to `limit` due rows of the owned partitions, in id (commit) order per task,
         skipping the `busy` tasks (those with rows in flight)."""
-        skip = list(busy)
+        if len(self.owned) == self._scheme.count:
+            claim = CLAIM_ALL
+        else:
+            claim = claim_owned(self._scheme.buckets(self.owned))
+        # A live claim (no task busy) finds a row or two: the plan the session caches saves
+        # planning it, which cost its backend more than running it. A claim behind a batch in
+        # flight walks past the busy tasks' rows, often through the whole backlog: planned for
+        # its actual list of tasks, PostgreSQL hashes the list, which a cached plan cannot.
+        plan_mode = "force_custom_plan" if busy else "auto"
         async with self._translated("claim"):
-            if len(self.owned) == self._scheme.count:
-                records = await self._conn.fetch(CLAIM_ALL, limit, skip, timeout=self._timeout)
-            else:
-                buckets = self._scheme.buckets(self.owned)
-                records = await self._conn.fetch(
-                    CLAIM_OWNED, limit, skip, buckets, timeout=self._timeout
-                )
+            if plan_mode != self._plan_mode:  # only as a backlog starts or ends
+                await self._conn.execute(f"SET plan_cache_mode = {plan_mode}")
+                self._plan_mode = plan_mode
+            records = await self._conn.fetch(claim, limit, list(busy), timeout=self._timeout)
         return [row_from(r) for r in records]
 
     async def mark_published(self, ids: Sequence[int]) -> list[int]:

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
+from services.relay.outbox_sql import CLAIM_ALL, claim_owned
 from services.relay.partitions import PartitionScheme
-from services.relay.session import OutboxSession
+from services.relay.session import SESSION_SETTINGS, OutboxSession
 from shared.db.outbox import partition_key
 from tests.support.relay import isolated_database
 from tests.support.resources import Resources
@@ -131,3 +132,47 @@ def _is_set(event: asyncio.Event) -> Any:
         return event.is_set()
 
     return check
+
+
+@pytest.mark.parametrize("owned", ["all", "some"])
+async def test_a_claims_cached_generic_plan_walks_the_unpublished_index(
+    dsn: str, owned: str
+) -> None:
+    """The session caches its claim's plan: even planned for no particular values, over a
+    backlog the statistics have not seen (they say nothing is pending), that plan walks the
+    unpublished rows' index in id order and stops at the limit; no sort, no bitmap or sequential
+    scan of the backlog."""
+    conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
+    try:
+        # Statistics taken while every row was published, then a backlog they do not know of.
+        await conn.execute(_BACKLOG + ", clock_timestamp() FROM generate_series(1, 20000) AS n")
+        await conn.execute("ANALYZE outbox")
+        await conn.execute(_BACKLOG + ", NULL FROM generate_series(20001, 40000) AS n")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        claim = (
+            CLAIM_ALL if owned == "all" else claim_owned(PartitionScheme(2).buckets(frozenset({0})))
+        )
+        await conn.execute(f"PREPARE claim AS {claim}")
+        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) EXECUTE claim(100, '{}')")
+    finally:
+        await conn.close()
+    top = json.loads(plan)[0]["Plan"]
+    nodes = list(_nodes(top))
+    assert top["Node Type"] == "Limit", top
+    kinds = {node["Node Type"] for node in nodes}
+    assert not kinds & {"Sort", "Incremental Sort", "Seq Scan", "Bitmap Heap Scan"}, kinds
+    [scan] = [node for node in nodes if node.get("Alias") == "o"]
+    assert (scan["Node Type"], scan.get("Index Name")) == ("Index Scan", "outbox_unpublished_idx")
+
+
+_BACKLOG = (
+    "INSERT INTO outbox (message_id, task_id, partition_key, kind, routing_key, payload, "
+    "published_at) SELECT gen_random_uuid(), md5((n % 50)::text)::uuid, n % 256, "
+    "'notification', 'notification.x', jsonb_build_object('seq', n)"
+)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
