@@ -11,9 +11,14 @@ from pathlib import Path
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
     """User + system CPU time the process has used so far; with `children`, also that of the
     children it has waited for (an RQ worker's work horses, say)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     ticks = fields[11:15] if children else fields[11:13]
     return sum(int(f) for f in ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, is [0])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -71,12 +76,12 @@ class ServerCpu:
         reaped = 0.0
         for pid in pids:
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                parent = int(_stat(pid)[1])
+                own[pid] = cpu_seconds(pid)
+                if parent not in pids:  # the server's top process
+                    reaped += cpu_seconds(pid, children=True) - own[pid]
+            except OSError:  # gone meanwhile
                 continue
-            own[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            if int(fields[1]) not in pids:  # the server's top process
-                reaped += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
         return own, reaped
 
     def used(self) -> float:

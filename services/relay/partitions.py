@@ -10,7 +10,6 @@ relays share the work, each task still published by exactly one of them. See doc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from shared.db.tables import PARTITION_BUCKETS
 
@@ -44,12 +43,6 @@ class PartitionScheme:
         """Partitions worth trying to lock now; the caller stops once `room` is used up."""
         return [p for p in self.all if p not in owned] if self.room(owned) else []
 
-    def buckets(self, owned: frozenset[int]) -> tuple[int, ...]:
+    def buckets(self, owned: frozenset[int]) -> list[int]:
         """The outbox `partition_key` values that belong to the owned partitions."""
-        return _buckets(self.count, owned)
-
-
-@lru_cache(maxsize=64)
-def _buckets(count: int, owned: frozenset[int]) -> tuple[int, ...]:
-    """Asked once per claim, and the owned set rarely changes: computed once per set."""
-    return tuple(b for b in range(PARTITION_BUCKETS) if b % count in owned)
+        return [b for b in range(PARTITION_BUCKETS) if b % self.count in owned]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -140,10 +141,7 @@ class OutboxSession:
     async def claim(self, limit: int, busy: Sequence[UUID] = ()) -> list[OutboxRow]:
         """Up to `limit` due rows of the owned partitions, in id (commit) order per task,
         skipping the `busy` tasks (those with rows in flight)."""
-        if len(self.owned) == self._scheme.count:
-            claim = CLAIM_ALL
-        else:
-            claim = claim_owned(self._scheme.buckets(self.owned))
+        claim = _claim_for(self._scheme, self.owned)
         # A live claim (no task busy) finds a row or two: the plan the session caches saves
         # planning it, which cost its backend more than running it. A claim behind a batch in
         # flight walks past the busy tasks' rows, often through the whole backlog: planned for
@@ -182,6 +180,14 @@ class OutboxSession:
 
     def _translated(self, what: str) -> _Translate:
         return _Translate(self, what)
+
+
+@lru_cache(maxsize=64)
+def _claim_for(scheme: PartitionScheme, owned: frozenset[int]) -> str:
+    """The claim statement for these owned partitions, made once per set (it rarely changes)."""
+    if len(owned) == scheme.count:
+        return CLAIM_ALL
+    return claim_owned(scheme.buckets(owned))
 
 
 class _Translate:
