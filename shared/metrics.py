@@ -16,17 +16,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 ITEM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900)
 
 
 @dataclass(frozen=True, slots=True)
 class ItemMetrics:
     items: Counter
     item_seconds: Histogram
+    in_flight: Gauge
+    turns: Counter
+    wait_seconds: Histogram
 
 
 _items: ItemMetrics | None = None
@@ -50,6 +54,25 @@ def _item_metrics() -> ItemMetrics:
                 buckets=ITEM_BUCKETS,
                 registry=None,
             ),
+            Gauge(
+                "taskrelay_worker_items_in_flight",
+                "Content items being generated now, over every job of this worker",
+                registry=None,
+                multiprocess_mode="livesum",
+            ),
+            Counter(
+                "taskrelay_worker_turns",
+                "How jobs' turns on a task ended: handed_back (a slice ended while other tasks "
+                "waited, or a shutdown), deferred (given to a fairer user's task)",
+                ["outcome"],
+                registry=None,
+            ),
+            Histogram(
+                "taskrelay_worker_task_wait_seconds",
+                "From a task becoming runnable to a job taking it and starting its items",
+                buckets=WAIT_BUCKETS,
+                registry=None,
+            ),
         )
     return _items
 
@@ -59,6 +82,21 @@ def record_item(*, failed: bool, seconds: float) -> None:
     metrics = _item_metrics()
     metrics.items.labels("failed" if failed else "completed").inc()
     metrics.item_seconds.observe(max(0.0, seconds))
+
+
+def items_in_flight(change: int) -> None:
+    """`change` items started (positive) or ended (negative) in this process."""
+    _item_metrics().in_flight.inc(change)
+
+
+def record_turn_end(outcome: str) -> None:
+    """A job gave its task back: `handed_back` or `deferred` (never a failure)."""
+    _item_metrics().turns.labels(outcome).inc()
+
+
+def record_wait(seconds: float) -> None:
+    """A task waited `seconds` for a worker before its items started."""
+    _item_metrics().wait_seconds.observe(max(0.0, seconds))
 
 
 def write_files_as(process_id: int) -> None:

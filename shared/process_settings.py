@@ -182,6 +182,21 @@ class WorkerSettings:
         "Longest one generator call may take; past it the item is failed and the job moves on.",
         floor=POSITIVE,
     )
+    item_concurrency: int = setting(
+        8,
+        "TASKRELAY_WORKER_ITEM_CONCURRENCY",
+        "Items of one task a job generates at once (coroutine generators on the job's event "
+        "loop, plain ones on as many threads); 1 generates one at a time.",
+        floor=POSITIVE,
+    )
+    slice_seconds: float = setting(
+        2.0,
+        "TASKRELAY_WORKER_SLICE_SECONDS",
+        "How long a job works on one task while other tasks wait for a worker; then it hands "
+        "the rest back (through the outbox) so the next task in line runs. Nobody waiting: it "
+        "goes on.",
+        floor=POSITIVE,
+    )
     queue_name: str = setting(
         "taskrelay-content",
         "TASKRELAY_WORKER_QUEUE_NAME",

@@ -57,6 +57,9 @@ class TaskView(msgspec.Struct):
     last_message: str | None
     """The `message` of the task's latest notification; null before the first."""
     items: ItemsView
+    waiting_since: str | None = None
+    """When the task became runnable with no item started since: it waits for a free worker
+    (null while an item of it runs, or once it is finished)."""
 
 
 class RetryView(msgspec.Struct):

@@ -82,7 +82,8 @@ _PAGE_BY_STATUS = _PAGE.format(status="AND status = $4 ")
 task and one page of its items, read from the same snapshot."""
 _COUNTS = "SELECT items_total, items_completed, items_failed FROM roadmap_tasks WHERE task_id = $1"
 _PENDING = "FROM content_items WHERE task_id = $1 AND status = 'pending' ORDER BY position"
-_NEXT_PENDING = f"SELECT concept_id, content_type, concept_title, attempts {_PENDING} LIMIT 1"
+_PENDING_ITEMS = f"SELECT concept_id, content_type, concept_title, attempts {_PENDING}"
+_NEXT_PENDING = f"{_PENDING_ITEMS} LIMIT 1"
 _PENDING_KEYS = f"SELECT concept_id, content_type {_PENDING}"
 _ITEM = "task_id = $1 AND concept_id = $2 AND content_type = $3"
 _STORE = (
@@ -179,10 +180,12 @@ class ItemRepository:
     async def next_pending(self, task_id: UUID) -> PendingItem | None:
         """The first pending item in generation order, or None when nothing is pending."""
         row = await self._conn.fetchrow(_NEXT_PENDING, task_id)
-        if row is None:
-            return None
-        key = ItemKey(row["concept_id"], row["content_type"])
-        return PendingItem(key, row["concept_title"], row["attempts"])
+        return None if row is None else _pending(row)
+
+    async def pending(self, task_id: UUID) -> list[PendingItem]:
+        """Every pending item, in generation order."""
+        rows = await self._conn.fetch(_PENDING_ITEMS, task_id)
+        return [_pending(row) for row in rows]
 
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]:
         rows = await self._conn.fetch(_PENDING_KEYS, task_id)
@@ -224,12 +227,14 @@ class ItemRepository:
         counts = None if row["items_total"] is None else _counts(row)
         if not row["current"]:
             following = await self.next_pending(lease.task_id)
-        elif row["concept_id"] is None:
-            following = None
         else:
-            next_key = ItemKey(row["concept_id"], row["content_type"])
-            following = PendingItem(next_key, row["concept_title"], row["attempts"])
+            following = None if row["concept_id"] is None else _pending(row)
         return Stored(state, fenced_out=False, counts=counts, following=following)
+
+
+def _pending(row: Any) -> PendingItem:
+    key = ItemKey(row["concept_id"], row["content_type"])
+    return PendingItem(key, row["concept_title"], row["attempts"])
 
 
 def _counts(row: Any) -> ItemCounts:

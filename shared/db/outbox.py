@@ -48,16 +48,23 @@ class OutboxWriter:
         return (await self.add(job))[0]
 
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
-        """Write the messages as rows, in this order, in one statement; their message ids."""
+        """Write the messages as rows, in this order, in one statement; their message ids. A
+        job dispatch's task waits for a worker from now on (`waiting_since`, if not already)."""
         rows = [self._row(message) for message in messages]
-        await self._conn.execute(_insert(len(rows)), *(v for row in rows for v in row))
+        waiting = sorted({m.task_id for m in messages if isinstance(m, JobDispatch)})
+        values = (v for row in rows for v in row)
+        if waiting:
+            await self._conn.execute(_insert_waiting(len(rows)), waiting, *values)
+        else:
+            await self._conn.execute(_insert(len(rows)), *values)
         return [row[0] for row in rows]
 
     async def emit(
         self, state: TaskState, now: datetime, notification: Notification, *jobs: JobDispatch
     ) -> None:
         """Save the task's new `state` (its `last_message` is the notification's message) and
-        write the notification, then the job dispatches, as outbox rows: one statement."""
+        write the notification, then the job dispatches, as outbox rows: one statement. A job
+        dispatch makes the task wait for a worker; a finished task waits for nothing."""
         saved = (
             state.task_id,
             state.status.value,
@@ -67,6 +74,7 @@ class OutboxWriter:
             state.seq,
             now,
             notification.message,
+            bool(jobs),
         )
         messages: list[Notification | JobDispatch] = [notification, *jobs]
         rows = [self._row(message) for message in messages]
@@ -85,7 +93,14 @@ class OutboxWriter:
 _COLUMNS = "message_id, task_id, partition_key, kind, routing_key, payload, headers"
 _SAVE = (
     "UPDATE roadmap_tasks SET status = $2, current_step = $3, error_message = $4, "
-    "completed_at = $5, seq = $6, updated_at = $7, last_message = $8 WHERE task_id = $1"
+    "completed_at = $5, seq = $6, updated_at = $7, last_message = $8, "
+    "waiting_since = CASE WHEN $2 NOT IN ('pending', 'processing') THEN NULL "
+    "WHEN $9::boolean THEN coalesce(waiting_since, now()) ELSE waiting_since END "
+    "WHERE task_id = $1"
+)
+_WAIT = (
+    "UPDATE roadmap_tasks SET waiting_since = coalesce(waiting_since, now()) "
+    "WHERE task_id = ANY($1::uuid[]) AND status IN ('pending', 'processing')"
 )
 
 
@@ -100,9 +115,18 @@ def _values(rows: int, first: int) -> str:
 
 @cache
 def _insert(rows: int) -> str:
-    return f"INSERT INTO outbox ({_COLUMNS}) VALUES {_values(rows, 1)}"
+    return _insert_from(rows, 1)
+
+
+@cache
+def _insert_waiting(rows: int) -> str:
+    return f"WITH waiting AS ({_WAIT}) {_insert_from(rows, 2)}"
+
+
+def _insert_from(rows: int, first: int) -> str:
+    return f"INSERT INTO outbox ({_COLUMNS}) VALUES {_values(rows, first)}"
 
 
 @cache
 def _emit(rows: int) -> str:
-    return f"WITH saved AS ({_SAVE}) INSERT INTO outbox ({_COLUMNS}) VALUES {_values(rows, 9)}"
+    return f"WITH saved AS ({_SAVE}) {_insert_from(rows, 10)}"

@@ -47,6 +47,10 @@ roadmap_tasks = Table(
     Column("items_total", Integer, nullable=False, server_default=text("0")),
     Column("items_completed", Integer, nullable=False, server_default=text("0")),
     Column("items_failed", Integer, nullable=False, server_default=text("0")),
+    # The scheduler's (shared.db.turns): since when the task waits for a worker (set with every
+    # job dispatch, cleared when a job takes it), and how often in a row its job gave way.
+    Column("waiting_since", DateTime(timezone=True)),
+    Column("deferrals", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(
         "status IN ('pending','processing','completed','partial_failure','failed','cancelled')",
         name="roadmap_tasks_status_check",
@@ -57,7 +61,20 @@ roadmap_tasks = Table(
         "updated_at",
         postgresql_where=text("status IN ('pending', 'processing')"),
     ),
+    Index(
+        "roadmap_tasks_waiting_idx",
+        "waiting_since",
+        postgresql_where=text("waiting_since IS NOT NULL"),
+    ),
 )
+
+user_turns = Table(
+    "user_turns",
+    metadata,
+    Column("owner_id", Text, primary_key=True),
+    Column("last_turn_at", DateTime(timezone=True), nullable=False),
+)
+"""When each user's task last took a worker: the oldest turn goes next (docs/worker.md)."""
 
 content_items = Table(
     "content_items",

@@ -41,6 +41,7 @@ from shared.db.leases import LeaseRepository
 from shared.db.liveness import LivenessRepository
 from shared.db.outbox import OutboxWriter
 from shared.db.tasks import TaskRepository
+from shared.db.turns import TurnRepository
 from shared.dependencies import POSTGRES, unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
 from shared.settings import DatabaseSettings
@@ -64,6 +65,7 @@ class UnitOfWork:
     inbox: InboxRepository
     idempotency: IdempotencyRepository
     liveness: LivenessRepository
+    turns: TurnRepository
 
     def __init__(
         self,
@@ -127,6 +129,7 @@ class UnitOfWork:
         self.inbox = InboxRepository(driver)
         self.idempotency = IdempotencyRepository(driver)
         self.liveness = LivenessRepository(driver)
+        self.turns = TurnRepository(driver)
         return self
 
     async def __aexit__(

@@ -1,11 +1,16 @@
 """Generating a task's content items: the body of the worker's RQ job.
 
-A job holds the task's lease while it runs and works through the task's *pending* items in
-order. Before each item (an item boundary) it checks, under the task row lock, that the task is
-still `processing`, that the lease is still its own and that no shutdown was asked for; then it
-calls the generator under a timeout; then ONE transaction stores the content or the error,
-counts the attempt and emits the item's notification with counts over all of the task's items.
-When nothing is pending, that same transaction moves the task to its final status.
+A job first decides whether it is its task's turn (capacity is shared round-robin over users,
+CONTRACT §8b, `shared.db.turns`): if another user waits whose turn is older, the job gives its
+turn away by writing a new dispatch for its task through the outbox, and ends. Otherwise it
+takes the task's lease and generates the task's *pending* items, up to `item_concurrency` at
+once. Each result is stored in ONE transaction with its notification (`seq` strictly rising,
+the results written one at a time); before an item starts, the last transaction saw the task
+still `processing` under its row lock with the lease still this job's (the item boundary). A
+job works on its task for at most `slice_seconds` while other tasks wait for a worker: then it
+starts nothing more, lets the items in flight finish, and hands the rest back through the
+outbox (as on shutdown). When nothing is pending, the last result's transaction moves the task
+to its final status.
 
 Only pending items are generated, and a result is stored only on a still-pending item, so a
 redelivered message, a duplicate job or an RQ retry never generates a finished item again; the
@@ -13,8 +18,8 @@ API's retry is what makes failed items pending again (with a new job dispatch).
 
 Two rules keep a fault from costing work or doing it twice:
 - a blink is not a failure: a step that finds PostgreSQL gone is tried again with backoff (for
-  up to `outage_patience` seconds), and a generated result waits in memory until it is stored;
-- fencing: the result is stored only if the lease still carries the generation this job took,
+  up to `outage_patience` seconds), and generated results wait in memory until they are stored;
+- fencing: a result is stored only if the lease still carries the generation this job took,
   checked in the same transaction, so a job whose lease was taken back writes nothing.
 """
 
@@ -24,6 +29,7 @@ import asyncio
 import inspect
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,13 +48,26 @@ from shared.domain import JobDispatch, Status, TaskState, clip_error
 from shared.errors import DependencyUnavailable
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
-from shared.metrics import record_item
+from shared.metrics import items_in_flight, record_item, record_turn_end, record_wait
 from shared.service.lease_keeper import LeaseKeeper
-from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
+from shared.service.progress import (
+    ItemResult,
+    finish_task,
+    hand_back,
+    resume_turn,
+    start_task,
+    store_item_result,
+)
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+MAX_DEFERRALS = 8
+"""Turns a task's jobs give away in a row before one runs it whatever the line says, so a
+fairer task whose job was lost (until the reconciler gives it a new one) holds nobody off."""
+RECHECK_SECONDS = 0.5
+"""Past its slice with nobody else waiting, a job looks again this often."""
 
 
 class Stop(StrEnum):
@@ -61,8 +80,11 @@ class Stop(StrEnum):
     """The task was not pending or processing (finished already, or a stale message)."""
     BUSY = "busy"
     """Another live job holds the task; it will generate every pending item."""
+    DEFERRED = "deferred"
+    """Not its user's turn: the task went back in line (a new dispatch), nothing generated."""
     HANDED_BACK = "handed_back"
-    """Shutdown: the rest was written back to the outbox as a `resume` job dispatch."""
+    """Its slice ended while others waited, or a shutdown: the rest went back in line as a
+    `resume` job dispatch through the outbox."""
     LEASE_LOST = "lease_lost"
     """The reconciler took the task back (this job stopped renewing in time): fenced out."""
     NOT_FOUND = "not_found"
@@ -74,8 +96,22 @@ class JobOutcome:
     generated: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How a job shares its worker (CONTRACT §8b)."""
+
+    item_concurrency: int = 1
+    """Items generated at once."""
+    slice_seconds: float = 2.0
+    """How long the job keeps its task while other tasks wait for a worker."""
+    in_line: bool = True
+    """False: the job ignores the line, neither giving its turn away nor handing back for
+    others (a job run on its own, outside a deployment's workers, as tests run it)."""
+
+
 class ContentJob:
-    """One run over one task's pending items; build one per RQ job execution."""
+    """One turn on one task: its pending items, until done, cancelled, or its slice is over.
+    Build one per RQ job execution."""
 
     def __init__(
         self,
@@ -88,6 +124,7 @@ class ContentJob:
         lease_seconds: float,
         should_stop: Callable[[], bool] = lambda: False,
         outage_patience: float = 600.0,
+        pace: Pace = Pace(),
     ) -> None:
         self._uow_factory = uow_factory
         """Concrete: the lease keeper's thread opens its own pool on the same database."""
@@ -99,24 +136,25 @@ class ContentJob:
         self._lease_seconds = lease_seconds
         self._should_stop = should_stop
         self._outage_patience = outage_patience
+        self._pace = pace
         self._lease: Lease | None = None
         self._keeper: LeaseKeeper | None = None
         self._outcome = JobOutcome()
+        self._settled = False
+        """The lease is released or lost: nothing is left to hand back."""
         self._roadmap_id = ""
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generator")
+        self._check_at = 0.0
+        self._executor = ThreadPoolExecutor(
+            max_workers=pace.item_concurrency, thread_name_prefix="generator"
+        )
 
     async def run(self) -> JobOutcome:
         try:
-            item = await self._patiently(self._begin)
-            while item is not None:
-                if self._keeper is not None and self._keeper.lost:
-                    self._outcome.stop = Stop.LEASE_LOST
-                    break
-                started, stored_before = time.monotonic(), self._outcome.generated
-                result = await self._generate(item)
-                item = await self._patiently(partial(self._record, item, result))
-                if self._outcome.generated > stored_before:
-                    record_item(failed=result.error is not None, seconds=time.monotonic() - started)
+            todo = await self._patiently(self._begin)
+            if todo:
+                await self._work(deque(todo))
+                if not self._settled:
+                    await self._patiently(self._leave)
         finally:
             if self._keeper is not None:
                 await asyncio.to_thread(self._keeper.stop)
@@ -142,77 +180,183 @@ class ContentJob:
                 log.warning("content_job_waiting", error=exc.reason, retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
 
-    async def _begin(self) -> PendingItem | None:
+    async def _begin(self) -> list[PendingItem]:
+        """Take the turn (or give it away) and the lease; the items to generate, in order."""
         async with self._uow_factory() as uow:
             state = await uow.tasks.lock(self._task_id)
             if state is None:
-                return None
+                return []
             self._roadmap_id = state.roadmap_id
             if state.status not in (Status.PENDING, Status.PROCESSING):
                 self._outcome.stop = Stop.NOT_RUNNABLE
-                return None
+                return []
+            if await self._gives_way(uow, state):
+                await uow.commit()
+                self._outcome.stop = Stop.DEFERRED
+                record_turn_end(Stop.DEFERRED)
+                return []
             lease = await uow.leases.acquire(self._task_id, self._holder, self._lease_seconds)
             if lease is None:
                 self._outcome.stop = Stop.BUSY
-                return None
+                return []
+            waited = await uow.turns.take(self._task_id, state.owner_id)
+            todo = await uow.items.pending(self._task_id)
+            first = todo[: self._pace.item_concurrency]
             if state.status is Status.PENDING:
-                state = await start_task(uow, state)
-            first = await uow.items.next_pending(self._task_id)
-            item = await self._next_or_finish(uow, state, lease, first)
+                state = await start_task(uow, state, first)
+            elif waited is not None and todo:
+                state = await resume_turn(uow, state, first)
+            if not todo:
+                await finish_task(uow, state)
+                await uow.leases.release(lease, keep_recoveries=False)
+                self._outcome.stop = Stop.FINISHED
             await uow.commit()
-        if item is not None:
+        if waited is not None:
+            record_wait(waited)
+        if todo:
             self._lease = lease
             database = self._uow_factory.database
             self._keeper = LeaseKeeper(database, lease, self._lease_seconds).start()
-        return item
+        return todo
 
-    async def _record(self, item: PendingItem, result: ItemResult) -> PendingItem | None:
+    async def _gives_way(self, uow: AbstractUnitOfWork, state: TaskState) -> bool:
+        """Under the task row lock: is another user's turn older than this task's user's?
+        Then the task goes back in line (a `turn` dispatch through the outbox)."""
+        if not self._pace.in_line:
+            return False
+        standing = await uow.turns.standing(self._task_id)
+        if standing is None or not standing.waiting:
+            return False
+        if standing.next_owner in (None, state.owner_id) or standing.deferrals >= MAX_DEFERRALS:
+            return False
+        await uow.turns.defer(self._task_id)
+        rest = await uow.items.pending_keys(self._task_id)
+        await uow.outbox.add_job(JobDispatch(GENERATE_CONTENT, self._task_id, tuple(rest), "turn"))
+        return True
+
+    async def _work(self, todo: deque[PendingItem]) -> None:
+        """Keep up to `item_concurrency` items in flight until the turn is over, storing each
+        result as it comes; then let the items in flight finish."""
+        running: dict[asyncio.Future[ItemResult], tuple[PendingItem, float]] = {}
+        self._check_at = time.monotonic() + self._pace.slice_seconds
+        accepting = True
+
+        def start(item: PendingItem) -> None:
+            running[asyncio.ensure_future(self._generate(item))] = (item, time.monotonic())
+            items_in_flight(1)
+
+        try:
+            while todo and len(running) < self._pace.item_concurrency:
+                start(todo.popleft())
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f][1]):
+                    item, started = running.pop(future)
+                    items_in_flight(-1)
+                    if accepting and await self._turn_is_over():
+                        accepting = False
+                    following = todo[0] if accepting and todo else None
+                    stored_before = self._outcome.generated
+                    result = future.result()
+                    go_on = await self._patiently(partial(self._record, item, result, following))
+                    if self._outcome.generated > stored_before:
+                        failed = result.error is not None
+                        record_item(failed=failed, seconds=time.monotonic() - started)
+                    accepting = accepting and go_on
+                    if accepting and following is not None:
+                        start(todo.popleft())
+                if self._keeper is not None and self._keeper.lost:
+                    self._outcome.stop, self._settled = Stop.LEASE_LOST, True
+                    break
+        finally:
+            for future in running:
+                future.cancel()
+            items_in_flight(-len(running))
+
+    async def _turn_is_over(self) -> bool:
+        """A shutdown was asked for, or the slice is over and another task waits."""
+        if self._should_stop():
+            return True
+        now = time.monotonic()
+        if now < self._check_at or not self._pace.in_line:
+            return False
+        if await self._others_wait():
+            return True
+        self._check_at = now + min(RECHECK_SECONDS, self._pace.slice_seconds)
+        return False
+
+    async def _others_wait(self) -> bool:
+        try:
+            async with self._uow_factory() as uow:
+                return await uow.turns.others_waiting(self._task_id)
+        except DependencyUnavailable:
+            return False  # asked again at the next boundary; the store itself is patient
+
+    async def _record(
+        self, item: PendingItem, result: ItemResult, following: PendingItem | None
+    ) -> bool:
         """ONE transaction: under the task row lock, the fencing check, the result, its
-        attempt, its notification; then the next boundary."""
+        attempt, its notification (naming `following`, the item started in its place), and the
+        finish when nothing else is pending. True when the task is still the job's to work on."""
         assert self._lease is not None
         lease = self._lease
         async with self._uow_factory() as uow:
-            # The fencing check is in the store's own statement: a lease taken back writes
-            # nothing. Only a stored result is progress that clears the count of recoveries.
             recorded = await store_item_result(
-                uow, lease, item, result, lease_seconds=self._lease_seconds
+                uow,
+                lease,
+                item,
+                result,
+                lease_seconds=self._lease_seconds,
+                started=() if following is None else (following,),
             )
-            if recorded is None:
-                self._outcome.stop = Stop.NOT_FOUND
-                return None
-            if recorded.fenced_out:
-                self._outcome.stop = Stop.LEASE_LOST  # taken back: this job writes nothing
-                return None
-            state, following = recorded.state, None
-            if state.status is Status.PROCESSING:
-                following = await self._next_or_finish(uow, state, lease, recorded.following)
-            else:
-                await uow.leases.release(lease, keep_recoveries=False)
+            if recorded is None or recorded.fenced_out:
+                # Unknown, or taken back: this job writes nothing more.
+                self._outcome.stop = Stop.NOT_FOUND if recorded is None else Stop.LEASE_LOST
+                self._settled = True
+                return False
+            state, stop = recorded.state, None
+            if state.status is not Status.PROCESSING:
+                # Cancelled: the items in flight still record their results; the lease is
+                # released once they have (`_leave`).
                 cancelled = state.status is Status.CANCELLED
-                self._outcome.stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
+                stop = Stop.CANCELLED if cancelled else Stop.NOT_RUNNABLE
+            elif recorded.following is None:
+                await finish_task(uow, state)
+                await uow.leases.release(lease, keep_recoveries=False)
+                stop = Stop.FINISHED
             await uow.commit()
         self._outcome.generated += int(recorded.stored)  # once committed, however often tried
-        return following
+        if stop is not None:
+            self._outcome.stop, self._settled = stop, stop is Stop.FINISHED
+        return stop is None
 
-    async def _next_or_finish(
-        self, uow: AbstractUnitOfWork, state: TaskState, lease: Lease, following: PendingItem | None
-    ) -> PendingItem | None:
-        """The item boundary, under the task row lock: hand back, finish, or go on with
-        `following`, the first pending item (read under this lock)."""
-        leases, items = uow.leases, uow.items
-        if self._should_stop():
-            rest = await items.pending_keys(self._task_id)
-            if rest:
-                resume = JobDispatch(GENERATE_CONTENT, self._task_id, tuple(rest), "resume")
-                await uow.outbox.add_job(resume)
-            await leases.release(lease, keep_recoveries=True)
-            self._outcome.stop = Stop.HANDED_BACK
-            return None
-        if following is None:
-            await finish_task(uow, state)
-            await leases.release(lease, keep_recoveries=False)
-            self._outcome.stop = Stop.FINISHED
-        return following
+    async def _leave(self) -> None:
+        """The turn is over with the lease still held: hand the rest back, or finish, or (the
+        task left `processing`) just let go."""
+        assert self._lease is not None
+        lease = self._lease
+        async with self._uow_factory() as uow:
+            state = await uow.tasks.lock(self._task_id)
+            held = await uow.leases.held_by(self._task_id, self._holder)
+            if state is None or held is None or held.generation != lease.generation:
+                self._outcome.stop = Stop.LEASE_LOST if state is not None else Stop.NOT_FOUND
+                return
+            keep_recoveries = False
+            if state.status is Status.PROCESSING:
+                rest = await uow.items.pending_keys(self._task_id)
+                if rest:
+                    await hand_back(uow, state, rest)
+                    stop, keep_recoveries = Stop.HANDED_BACK, True  # not a failure, nor a fault
+                else:
+                    await finish_task(uow, state)
+                    stop = Stop.FINISHED
+            else:
+                stop = Stop.CANCELLED if state.status is Status.CANCELLED else Stop.NOT_RUNNABLE
+            await uow.leases.release(lease, keep_recoveries=keep_recoveries)
+            await uow.commit()
+        self._outcome.stop, self._settled = stop, True
+        if stop is Stop.HANDED_BACK:
+            record_turn_end(stop)
 
     async def _generate(self, item: PendingItem) -> ItemResult:
         request = ContentRequest(
@@ -224,7 +368,6 @@ class ContentJob:
             attempt=item.attempts + 1,
         )
         try:
-            # asyncio.timeout, not wait_for: the call runs in this task, not in a new one per item.
             async with asyncio.timeout(self._item_timeout):
                 content = await self._call(request)
         except TimeoutError:

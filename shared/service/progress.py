@@ -11,6 +11,7 @@ statements that change item statuses keep exact: no scan of the items per item.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +19,14 @@ from typing import Any
 from shared.db.abstract import AbstractUnitOfWork
 from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
-from shared.domain import ItemCounts, Status, TaskState
+from shared.domain import ItemCounts, ItemKey, JobDispatch, Status, TaskState
+from shared.messaging import GENERATE_CONTENT
 from shared.service.transitions import emit_event, transition
+
+RUNNING_STEP = "content_generation_running"
+"""A job took a task that waited (a new turn): `data.in_flight` lists the items it started."""
+WAITING_STEP = "content_generation_waiting"
+"""A job handed its task back unfinished: the task waits for a free worker again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +46,63 @@ def progress_data(counts: ItemCounts) -> dict[str, int]:
     }
 
 
-async def start_task(uow: AbstractUnitOfWork, state: TaskState) -> TaskState:
-    """pending -> processing, when a job first takes the task."""
+def keys_data(items: Sequence[PendingItem]) -> list[dict[str, str]]:
+    """Items as `data.in_flight` and `data.started` list them: concept and content type."""
+    return [item.key.as_dict() for item in items]
+
+
+async def start_task(
+    uow: AbstractUnitOfWork, state: TaskState, in_flight: Sequence[PendingItem] = ()
+) -> TaskState:
+    """pending -> processing, when a job first takes the task (starting `in_flight`)."""
     counts = await uow.items.counts(state.task_id)
+    data = {"roadmap_id": state.roadmap_id, **progress_data(counts)}
     started = await transition(
         uow,
         state,
         Status.PROCESSING,
         step="content_generation_started",
         message=f"Generating {counts.pending} content items",
-        data={"roadmap_id": state.roadmap_id, **progress_data(counts)},
+        data={**data, "in_flight": keys_data(in_flight)} if in_flight else data,
     )
     return started.state
+
+
+async def resume_turn(
+    uow: AbstractUnitOfWork, state: TaskState, in_flight: Sequence[PendingItem]
+) -> TaskState:
+    """A processing task that waited for a worker has one again: its watchers see work go on."""
+    counts = await uow.items.counts(state.task_id)
+    change = await emit_event(
+        uow,
+        state,
+        step=RUNNING_STEP,
+        message=f"Generating {counts.pending} content items",
+        data={
+            "roadmap_id": state.roadmap_id,
+            "in_flight": keys_data(in_flight),
+            **progress_data(counts),
+        },
+    )
+    return change.state
+
+
+async def hand_back(uow: AbstractUnitOfWork, state: TaskState, rest: Sequence[ItemKey]) -> None:
+    """The job leaves the task unfinished (its slice ended, or a shutdown): the rest goes back
+    in line as a `resume` job dispatch, and the watchers see the task wait for a worker."""
+    counts = await uow.items.counts(state.task_id)
+    await emit_event(
+        uow,
+        state,
+        step=WAITING_STEP,
+        message="Waiting for a free worker",
+        data={
+            "roadmap_id": state.roadmap_id,
+            "waiting_since": datetime.now(UTC).isoformat(),
+            **progress_data(counts),
+        },
+        job=JobDispatch(GENERATE_CONTENT, state.task_id, tuple(rest), "resume"),
+    )
 
 
 async def store_item_result(
@@ -60,11 +112,12 @@ async def store_item_result(
     result: ItemResult,
     *,
     lease_seconds: float,
+    started: Sequence[PendingItem] = (),
 ) -> Stored | None:
     """Under the task row lock, store the result and count the attempt if the item is still
     pending and the lease still carries the job's generation (renewing it), and emit its
-    notification; what the store did, with the task's state after the notification, or None if
-    the task is unknown."""
+    notification (`data.started`: the items the job starts in its place); what the store did,
+    with the task's state after the notification, or None if the task is unknown."""
     stored = await uow.items.store_result(
         lease,
         item.key,
@@ -85,6 +138,8 @@ async def store_item_result(
         "item": key.result(result.error),
         **progress_data(counts),
     }
+    if started:
+        data["started"] = keys_data(started)
     if result.error is None:
         step = "content_item_completed"
         done = counts.completed + counts.failed

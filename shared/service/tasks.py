@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState
 from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
 from shared.service.transitions import transition
@@ -22,6 +22,7 @@ from shared.service.transitions import transition
 log = get_logger(__name__)
 
 RETRY_STEP = "content_retry_queued"
+_RUNNABLE = (Status.PENDING.value, Status.PROCESSING.value)
 RECOVERY_TYPE = "content_retry"
 
 
@@ -85,12 +86,13 @@ async def cancel_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> 
 
 
 async def retry_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> RetryResult:
-    """Reset every item not completed to pending, go back to processing, dispatch the job."""
+    """Reset every item not completed to pending, go back to processing, dispatch the job.
+
+    A task with nothing left to generate (a cancel that lost the race with its last items) is
+    retried all the same: its job finds nothing pending and finishes it `completed`."""
     state = await _lock_owned(uow, owner_id, task_id)
     rule_for(state.status, Status.PROCESSING, Kind.RETRY)  # refuses early, before reading items
     keys = await uow.items.reset_unfinished(task_id, datetime.now(UTC))
-    if not keys:  # nothing was reset; raising rolls the transaction back
-        raise Conflict("the task has no items to retry: every item is completed")
     per_type: dict[str, int] = {}
     for key in keys:
         per_type[key.content_type] = per_type.get(key.content_type, 0) + 1
@@ -150,6 +152,7 @@ async def _view(uow: AbstractUnitOfWork, task_id: UUID) -> tuple[str, dict[str, 
         "seq": row["seq"],
         "last_message": row["last_message"],
         "items": counts.as_dict(),
+        "waiting_since": _iso(row["waiting_since"]) if row["status"] in _RUNNABLE else None,
     }
 
 

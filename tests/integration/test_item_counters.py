@@ -23,7 +23,7 @@ from shared.db import UnitOfWorkFactory
 from shared.db.items import PendingItem
 from shared.db.migrate import alembic_config
 from shared.domain import ItemKey
-from shared.service.generation import ContentJob, JobOutcome, Stop
+from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
 from shared.settings import DatabaseSettings
 from tests.support import resources as res
@@ -31,6 +31,9 @@ from tests.support import tasks
 from tests.support.worker import notifications
 
 OWNER = "counter-tests"
+
+ALONE = Pace(in_line=False)
+"""These tests run each job on its own, outside any line of waiting tasks."""
 
 
 async def counted_and_scanned(uow_factory: UnitOfWorkFactory, task_id: UUID) -> tuple[int, ...]:
@@ -70,6 +73,7 @@ async def run_job(
         holder=f"job-{uuid4()}",
         item_timeout=5,
         lease_seconds=30,
+        pace=ALONE,
         should_stop=lambda: bool(stop_after) and len(calls) - before >= stop_after,
     )
     return await job.run()

@@ -129,15 +129,24 @@ async def test_retry_refused_changes_nothing(
     assert await snapshot(settings, task_id) == before
 
 
-async def test_retry_with_nothing_to_retry_is_a_conflict(uow_factory: UnitOfWorkFactory) -> None:
+async def test_retry_with_nothing_left_dispatches_the_finish(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    """A cancel that lost the race with its last items: the retry is taken (0 items), the task
+    is processing and waits for a worker, whose job will finish it (CONTRACT §6)."""
     user = owner()
     task_id = await tasks.new_task(uow_factory, user, 2)
     await tasks.move(uow_factory, task_id, Status.PROCESSING)
     await tasks.store_results(uow_factory, task_id, "completed", 2)
     await tasks.move(uow_factory, task_id, Status.CANCELLED)
-    with pytest.raises(Conflict, match="no items to retry"):
-        async with uow_factory() as uow:
-            await retry_task(uow, user, task_id)
+    async with uow_factory() as uow:
+        result = await retry_task(uow, user, task_id)
+        await uow.commit()
+    assert (result.total_items, result.items_by_type) == (0, {})
+    assert result.task["status"] == "processing"
+    assert result.task["waiting_since"] is not None
+    assert result.task["completed_at"] is None
+    assert result.task["error_message"] is None
 
 
 async def test_cancel_then_retry_clears_the_cancel(

@@ -18,13 +18,16 @@ from sqlalchemy import select
 from shared.content import ContentGenerator, ContentRequest, load_generator
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import content_items, outbox
-from shared.service.generation import ContentJob, JobOutcome, Stop
+from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
 from shared.settings import DEFAULT_GENERATOR
 from tests.support import tasks
 from tests.support.worker import item_statuses, notifications, task_row
 
 OWNER = "worker-tests"
+
+ALONE = Pace(in_line=False)
+"""These tests run each job on its own, outside any line of waiting tasks."""
 
 
 class Recorder:
@@ -71,6 +74,7 @@ async def run_job(
         holder=holder or f"test-{uuid4()}",
         item_timeout=item_timeout,
         lease_seconds=30,
+        pace=ALONE,
         should_stop=should_stop,
     )
     return await job.run()

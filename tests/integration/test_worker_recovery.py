@@ -30,7 +30,7 @@ from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox, outbox, task_leases
 from shared.domain import ItemKey
-from shared.service.generation import ContentJob, Stop
+from shared.service.generation import ContentJob, Pace, Stop
 from shared.service.recovery import Action, Reconciler
 from shared.service.tasks import cancel_task
 from shared.settings import Settings
@@ -43,6 +43,9 @@ from tests.support.worker import notifications, outbox_payloads, task_row
 OWNER = "recovery-tests"
 MAX_RECOVERIES = 3
 STALE_AFTER = 0.5
+
+ALONE = Pace(in_line=False)
+"""These tests run each job on its own, outside any line of waiting tasks."""
 
 
 @pytest.fixture(name="rq_client")
@@ -296,6 +299,7 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
         holder="stale-job",
         item_timeout=10,
         lease_seconds=30,
+        pace=ALONE,
     )
     outcome = await job.run()
 
@@ -312,6 +316,7 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
         holder="resumed-job",
         item_timeout=10,
         lease_seconds=30,
+        pace=ALONE,
     )
     outcome = await resumed.run()
     assert (outcome.stop, outcome.generated) == (Stop.FINISHED, 2)
@@ -361,6 +366,7 @@ async def test_a_generator_that_blocks_the_event_loop_does_not_let_the_lease_lap
             holder="blocking-job",
             item_timeout=10,
             lease_seconds=0.5,
+            pace=ALONE,
         )
         outcome = await job.run()
     finally:

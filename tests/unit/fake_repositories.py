@@ -18,6 +18,7 @@ from shared.db.idempotency import StoredResponse
 from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.db.liveness import WorkFacts
+from shared.db.turns import Standing
 from shared.domain import (
     ItemCounts,
     ItemKey,
@@ -61,6 +62,11 @@ class FakeState:
     leases: dict[UUID, FakeLease] = field(default_factory=dict)
     inbox: dict[UUID, tuple[UUID, str]] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], StoredResponse] = field(default_factory=dict)
+    waiting_since: dict[UUID, datetime] = field(default_factory=dict)
+    """Tasks waiting for a worker (a dispatch written, no job has taken them since)."""
+    deferrals: dict[UUID, int] = field(default_factory=dict)
+    turns: dict[str, datetime] = field(default_factory=dict)
+    """Each user's last turn."""
     facts: list[WorkFacts] = field(default_factory=list)
     """What the liveness read model lists; a test sets it, as the real query derives it."""
     clock: float = 0.0
@@ -99,6 +105,7 @@ class FakeTasks:
         row = asdict(task)
         row.update(status=task.status.value, created_at=now, updated_at=now)
         row["last_message"] = self._s.last_message.get(task_id)
+        row["waiting_since"] = self._s.waiting_since.get(task_id)
         return row, await FakeItems(self._s).counts(task_id)
 
 
@@ -156,6 +163,10 @@ class FakeItems:
                 return PendingItem(i.key, i.title, i.attempts)
         return None
 
+    async def pending(self, task_id: UUID) -> list[PendingItem]:
+        items = self._s.items.get(task_id, [])
+        return [PendingItem(i.key, i.title, i.attempts) for i in items if i.status == "pending"]
+
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]:
         return [i.key for i in self._s.items.get(task_id, []) if i.status == "pending"]
 
@@ -195,6 +206,10 @@ class FakeOutbox:
 
     async def add(self, *messages: Notification | JobDispatch) -> list[UUID]:
         self._s.outbox.extend(messages)
+        for message in messages:
+            task = self._s.tasks.get(message.task_id)
+            if isinstance(message, JobDispatch) and task is not None and _runnable(task):
+                self._s.waiting_since.setdefault(message.task_id, datetime.now(UTC))
         return [UUID(int=len(self._s.outbox) - len(messages) + n) for n in range(len(messages))]
 
     async def emit(
@@ -202,7 +217,49 @@ class FakeOutbox:
     ) -> None:
         self._s.tasks[state.task_id] = state
         self._s.last_message[state.task_id] = notification.message
+        if not _runnable(state):
+            self._s.waiting_since.pop(state.task_id, None)
         await self.add(notification, *jobs)
+
+
+def _runnable(task: TaskState) -> bool:
+    return task.status in (Status.PENDING, Status.PROCESSING)
+
+
+class FakeTurns:
+    """The scheduler's view: the waiting user served longest ago goes next."""
+
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def standing(self, task_id: UUID) -> Standing | None:
+        if task_id not in self._s.tasks:
+            return None
+        waiting = [
+            (self._s.turns.get(t.owner_id), since, t.owner_id)
+            for tid, since in self._s.waiting_since.items()
+            if _runnable(t := self._s.tasks[tid])
+        ]
+        # Never served first, then the oldest turn, then the longest wait.
+        waiting.sort(key=lambda w: (w[0] is not None, w[0] or w[1], w[1]))
+        next_owner = waiting[0][2] if waiting else None
+        deferrals = self._s.deferrals.get(task_id, 0)
+        return Standing(task_id in self._s.waiting_since, deferrals, next_owner)
+
+    async def defer(self, task_id: UUID) -> None:
+        self._s.deferrals[task_id] = self._s.deferrals.get(task_id, 0) + 1
+
+    async def take(self, task_id: UUID, owner_id: str) -> float | None:
+        since = self._s.waiting_since.pop(task_id, None)
+        self._s.deferrals[task_id] = 0
+        now = datetime.now(UTC)
+        self._s.turns[owner_id] = now
+        return None if since is None else (now - since).total_seconds()
+
+    async def others_waiting(self, task_id: UUID) -> bool:
+        return any(
+            tid != task_id and _runnable(self._s.tasks[tid]) for tid in self._s.waiting_since
+        )
 
 
 class FakeLeases:

@@ -22,6 +22,7 @@ from tests.unit.fake_repositories import (
     FakeOutbox,
     FakeState,
     FakeTasks,
+    FakeTurns,
 )
 
 
@@ -39,7 +40,7 @@ class FakeUnitOfWork:
         self.tasks, self.items = FakeTasks(self._state), FakeItems(self._state)
         self.outbox, self.leases = FakeOutbox(self._state), FakeLeases(self._state)
         self.inbox, self.idempotency = FakeInbox(self._state), FakeIdempotency(self._state)
-        self.liveness = FakeLiveness(self._state)
+        self.liveness, self.turns = FakeLiveness(self._state), FakeTurns(self._state)
         return self
 
     async def __aexit__(

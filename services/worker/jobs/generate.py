@@ -17,7 +17,7 @@ from rq import get_current_job
 from services.worker.jobs.context import installed, trace_of
 from shared.db import UnitOfWorkFactory
 from shared.logging import bound_context, get_logger
-from shared.service.generation import ContentJob
+from shared.service.generation import ContentJob, Pace
 from shared.tracing import traced
 
 log = get_logger(__name__)
@@ -45,6 +45,7 @@ async def generate_content(task_id: str) -> dict[str, Any]:
                 lease_seconds=worker.lease_seconds,
                 should_stop=context.handback_requested,
                 outage_patience=worker.outage_patience_seconds,
+                pace=Pace(worker.item_concurrency, worker.slice_seconds),
             ).run()
         finally:
             await uow_factory.close()

@@ -1,0 +1,78 @@
+"""Whose turn is next: the scheduler's view of the tasks that wait for a worker.
+
+A task waits from the moment a job dispatch is written for it (`roadmap_tasks.waiting_since`,
+set by the outbox writer in the same statement) until a job takes it (`take`). Capacity is
+shared round-robin over users, not tasks (CONTRACT §8b): the next turn belongs to the waiting
+user whose last turn (`user_turns`) is the oldest, a user who never had one first. A job whose
+task is not that user's gives its turn away (`defer`, with a new dispatch through the outbox);
+every worker of the deployment reads the same rows, so the choice holds across machines. Why
+this design and not per-user RQ queues: docs/worker.md. Plain prepared SQL (`shared.db.sql`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from shared.db.sql import Connection
+
+_RUNNABLE = "status IN ('pending', 'processing')"
+_STANDING = (
+    "SELECT t.waiting_since IS NOT NULL AS waiting, t.deferrals, "
+    "(SELECT w.owner_id FROM roadmap_tasks AS w LEFT JOIN user_turns AS u "
+    f"ON u.owner_id = w.owner_id WHERE w.waiting_since IS NOT NULL AND w.{_RUNNABLE} "
+    "ORDER BY u.last_turn_at NULLS FIRST, w.waiting_since LIMIT 1) AS next_owner "
+    "FROM roadmap_tasks AS t WHERE t.task_id = $1"
+)
+_DEFER = "UPDATE roadmap_tasks SET deferrals = deferrals + 1 WHERE task_id = $1"
+_TAKE = (
+    "WITH taken AS (UPDATE roadmap_tasks AS t SET waiting_since = NULL, deferrals = 0 "
+    "FROM (SELECT waiting_since FROM roadmap_tasks WHERE task_id = $1) AS before "
+    "WHERE t.task_id = $1 RETURNING before.waiting_since), "
+    "turn AS (INSERT INTO user_turns (owner_id, last_turn_at) VALUES ($2, now()) "
+    "ON CONFLICT (owner_id) DO UPDATE SET last_turn_at = EXCLUDED.last_turn_at) "
+    "SELECT extract(epoch FROM now() - waiting_since)::float8 FROM taken"
+)
+_OTHERS_WAITING = (
+    "SELECT EXISTS (SELECT FROM roadmap_tasks WHERE waiting_since IS NOT NULL "
+    f"AND {_RUNNABLE} AND task_id <> $1)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a task stands in line, read under its row lock."""
+
+    waiting: bool
+    """A dispatch was written for it and no job has taken it since."""
+    deferrals: int
+    """Turns its jobs gave away in a row."""
+    next_owner: str | None
+    """The user whose turn is next: the waiting user served longest ago (None: none waits)."""
+
+
+class TurnRepository:
+    """The waiting tasks and the users' turns, for the job that decides whether to run."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def standing(self, task_id: UUID) -> Standing | None:
+        row = await self._conn.fetchrow(_STANDING, task_id)
+        if row is None:
+            return None
+        return Standing(row["waiting"], row["deferrals"], row["next_owner"])
+
+    async def defer(self, task_id: UUID) -> None:
+        """Count one turn given away; the caller writes the task's new dispatch."""
+        await self._conn.execute(_DEFER, task_id)
+
+    async def take(self, task_id: UUID, owner_id: str) -> float | None:
+        """The task is no longer waiting and its user's turn is now; the seconds it waited
+        (None if it was not waiting)."""
+        waited = await self._conn.fetchval(_TAKE, task_id, owner_id)
+        return None if waited is None else float(waited)
+
+    async def others_waiting(self, task_id: UUID) -> bool:
+        """Does any other task wait for a worker?"""
+        return bool(await self._conn.fetchval(_OTHERS_WAITING, task_id))
