@@ -16,11 +16,18 @@ from uuid import UUID
 
 from shared.db.sql import Connection
 
-_RUNNABLE = "status IN ('pending', 'processing')"
+_IN_LINE = (
+    "w.waiting_since IS NOT NULL AND w.status IN ('pending', 'processing') "
+    "AND EXISTS (SELECT FROM job_inbox AS j WHERE j.task_id = w.task_id "
+    "AND j.received_at >= w.waiting_since)"
+)
+"""A waiting task whose dispatch a worker has taken since it began to wait: its RQ job is in
+line. (One whose dispatch is still on its way will be in line in a moment; one whose message
+never reached a worker holds nobody off; the reconciler gives it a new dispatch.)"""
 _STANDING = (
     "SELECT t.waiting_since IS NOT NULL AS waiting, t.deferrals, "
     "(SELECT w.owner_id FROM roadmap_tasks AS w LEFT JOIN user_turns AS u "
-    f"ON u.owner_id = w.owner_id WHERE w.waiting_since IS NOT NULL AND w.{_RUNNABLE} "
+    f"ON u.owner_id = w.owner_id WHERE {_IN_LINE} "
     "ORDER BY u.last_turn_at NULLS FIRST, w.waiting_since LIMIT 1) AS next_owner "
     "FROM roadmap_tasks AS t WHERE t.task_id = $1"
 )
@@ -34,8 +41,7 @@ _TAKE = (
     "SELECT extract(epoch FROM now() - waiting_since)::float8 FROM taken"
 )
 _OTHERS_WAITING = (
-    "SELECT EXISTS (SELECT FROM roadmap_tasks WHERE waiting_since IS NOT NULL "
-    f"AND {_RUNNABLE} AND task_id <> $1)"
+    f"SELECT EXISTS (SELECT FROM roadmap_tasks AS w WHERE {_IN_LINE} AND w.task_id <> $1)"
 )
 
 
@@ -48,7 +54,8 @@ class Standing:
     deferrals: int
     """Turns its jobs gave away in a row."""
     next_owner: str | None
-    """The user whose turn is next: the waiting user served longest ago (None: none waits)."""
+    """The user whose turn is next: of the users with a task in line, the one served longest
+    ago (None: nobody is in line)."""
 
 
 class TurnRepository:
@@ -74,5 +81,5 @@ class TurnRepository:
         return None if waited is None else float(waited)
 
     async def others_waiting(self, task_id: UUID) -> bool:
-        """Does any other task wait for a worker?"""
+        """Does any other task wait in line for a worker?"""
         return bool(await self._conn.fetchval(_OTHERS_WAITING, task_id))

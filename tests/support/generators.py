@@ -31,6 +31,18 @@ def item_field(concept_id: str, content_type: str) -> str:
 
 async def counting(request: ContentRequest) -> dict[str, object]:
     """A coroutine generator that counts its calls in Redis and fails first tries of "fail" ids."""
+    return await _counted(request, float(os.environ.get("TASKRELAY_TEST_GENERATOR_DELAY", "0")))
+
+
+async def paced(request: ContentRequest) -> dict[str, object]:
+    """`counting`, waiting like a model call as long as the roadmap id says: a task of roadmap
+    `paced-0.25` takes 0.25 s per item, with no CPU (so one worker serves tasks of any pace)."""
+    prefix = "paced-"
+    seconds = request.roadmap_id[len(prefix) :] if request.roadmap_id.startswith(prefix) else "0"
+    return await _counted(request, float(seconds))
+
+
+async def _counted(request: ContentRequest, delay: float) -> dict[str, object]:
     client = aioredis.Redis.from_url(counts_url())
     field = item_field(request.concept_id, request.content_type)
     try:
@@ -38,7 +50,7 @@ async def counting(request: ContentRequest) -> dict[str, object]:
         await client.hincrby(CALLS_PREFIX + request.task_id, field, 1)
     finally:
         await client.aclose()
-    await asyncio.sleep(float(os.environ.get("TASKRELAY_TEST_GENERATOR_DELAY", "0")))
+    await asyncio.sleep(delay)
     if "fail" in request.concept_id and request.attempt == 1:
         raise RuntimeError(f"simulated failure of {field} on attempt {request.attempt}")
     return {"markdown": f"# {request.concept_title}", "attempt": request.attempt}

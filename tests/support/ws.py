@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,8 @@ class Watch:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.frames: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        """When each frame arrived (`time.monotonic()`), in step with `frames`."""
         self.close_code: int | None = None
         self._closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -40,6 +43,7 @@ class Watch:
     async def _read(self) -> None:
         try:
             async for message in self.connection:
+                self.arrivals.append(time.monotonic())
                 self.frames.append(json.loads(message))
         except ConnectionClosed:
             pass
