@@ -8,6 +8,7 @@
 const GROUPS = ["failed", "pending", "completed"];
 const PAGE = 100;
 const RETRY_STEP = "content_retry_queued";
+const WAITING_STEP = "content_generation_waiting";
 
 const keyOf = (conceptId, type) => `${conceptId}\u0000${type}`;
 
@@ -72,19 +73,31 @@ export class ItemList {
     GROUPS.forEach((name) => this.mark(name));
   }
 
-  // A progress frame: an item result moves that item; a retry moves failed items to pending.
+  // A progress frame: an item result moves that item; a retry moves failed items to pending;
+  // items a job started (`data.in_flight`, `data.started`) show as generating until their
+  // result, or until the task stops running (its job handed it back, or it ended).
   apply(frame) {
     if (!this.loaded) {
       this.buffered.push(frame);
       return;
     }
-    const change = frame.data && frame.data.item;
+    const data = frame.data || {};
+    if (frame.status !== "processing" || frame.step === WAITING_STEP) this.stopGenerating(frame.seq);
+    for (const started of [...(data.in_flight || []), ...(data.started || [])]) {
+      const item = this.byKey.get(keyOf(started.concept_id, started.content_type));
+      if (item && item.status === "pending" && frame.seq > item.seenSeq) {
+        item.generating = true;
+        this.mark("pending");
+      }
+    }
+    const change = data.item;
     if (change) {
       const item = this.byKey.get(keyOf(change.concept_id, change.content_type));
       if (!item || frame.seq <= item.seenSeq) return;
       item.seenSeq = frame.seq;
       item.attempts += 1;
       item.error = change.error;
+      item.generating = false;
       this.move(item, change.status);
     } else if (frame.step === RETRY_STEP) {
       for (const item of [...this.groups.failed]) {
@@ -93,6 +106,20 @@ export class ItemList {
         this.move(item, "pending");
       }
     }
+  }
+
+  // No item is generated any more, as of the frame `seq`.
+  stopGenerating(seq) {
+    for (const item of this.groups.pending) {
+      if (item.generating && seq > item.seenSeq) {
+        item.generating = false;
+        this.mark("pending");
+      }
+    }
+  }
+
+  generatingCount() {
+    return this.groups.pending.filter((item) => item.generating).length;
   }
 
   move(item, status) {
@@ -164,7 +191,7 @@ export class ItemList {
   }
 
   version(item) {
-    return `${this.i18n.lang}|${item.status}|${item.attempts}|${item.error}`;
+    return `${this.i18n.lang}|${item.status}|${item.attempts}|${item.error}|${!!item.generating}`;
   }
 
   redrawAll() {
@@ -176,6 +203,7 @@ export class ItemList {
     const li = document.createElement("li");
     li.className = "item";
     li.dataset.status = item.status;
+    if (item.generating) li.dataset.generating = "true";
     li.dataset.concept = item.concept_id;
     li.dataset.type = item.content_type;
     const head = document.createElement("div");
@@ -183,7 +211,7 @@ export class ItemList {
     head.append(
       span("item-title", item.title),
       span("item-type", i18n.type(item.content_type)),
-      span("item-state", i18n.itemStatus(item.status)),
+      span("item-state", item.generating ? i18n.t("item_generating") : i18n.itemStatus(item.status)),
     );
     li.append(head);
     if (item.status === "failed") {

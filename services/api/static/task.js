@@ -20,6 +20,7 @@ const PING_EVERY_MS = 15000;
 const PONG_WITHIN_MS = 10000;
 const BACKOFF_MAX_MS = 30000;
 const ANNOUNCE_EVERY_MS = 5000;
+const WAITING_STEP = "content_generation_waiting";
 
 let task = null; // the task view as last shown, with `seq`
 let socket = null;
@@ -29,6 +30,7 @@ let pingTimer = null;
 let lastFrameAt = 0;
 let connection = { state: "connecting", key: "connecting", values: {} };
 let announceTimer = null;
+let activityTimer = null;
 
 const items = new ItemList($("items"), i18n, async (cursor) => {
   const query = new URLSearchParams({ limit: "500" });
@@ -59,6 +61,9 @@ function applyProgress(frame) {
   task.status = frame.status;
   task.current_step = frame.step;
   task.last_message = frame.message;
+  if (frame.step === WAITING_STEP) task.waiting_since = data.waiting_since || new Date().toISOString();
+  else if (frame.status !== "processing" || data.in_flight || data.item) task.waiting_since = null;
+  else if (frame.step === "content_retry_queued") task.waiting_since = new Date().toISOString();
   if (Number.isInteger(data.completed_items) && Number.isInteger(data.total_items)) {
     counts.completed = data.completed_items;
     counts.failed = Number.isInteger(data.failed_items) ? data.failed_items : counts.failed;
@@ -96,6 +101,7 @@ async function loadItems() {
   try {
     await items.load();
     note.hidden = true;
+    render(); // the items in flight are known once the list is
   } catch (_) {
     show("items_load_failed");
   }
@@ -126,18 +132,46 @@ function render() {
   i18n.fillNumber($("counted-failed"), "count_failed", "count-failed", failed);
   i18n.fillNumber($("counted-total"), "count_total", "count-total", total);
 
+  renderActivity();
+
   $("error-box").hidden = !task.error_message;
   $("error").textContent = task.error_message || "";
 
   const retry = $("retry");
   const redo = total - completed; // the retry redoes every item that is not completed
-  retry.disabled = !RETRYABLE.has(task.status) || redo === 0;
+  retry.disabled = !RETRYABLE.has(task.status);
   if (retry.disabled) retry.textContent = i18n.t("retry");
+  else if (redo === 0) retry.textContent = i18n.t("retry_finish"); // its job just finishes it
   else if (pending > 0) retry.textContent = i18n.t("retry_unfinished", { n: redo });
   else retry.textContent = i18n.t(redo === 1 ? "retry_failed_one" : "retry_failed", { n: redo });
   retry.dataset.count = String(retry.disabled ? 0 : redo);
   $("cancel").disabled = !CANCELLABLE.has(task.status);
   document.title = i18n.t("page_title", { status: statusText, task_id: taskId });
+}
+
+// While the task waits for a free worker: since when, ticking; while its items run: how many.
+function renderActivity() {
+  const el = $("activity");
+  clearTimeout(activityTimer);
+  const running = task && CANCELLABLE.has(task.status);
+  if (running && task.waiting_since) {
+    const since = Date.parse(task.waiting_since);
+    const seconds = Math.max(0, Math.floor((Date.now() - since) / 1000));
+    const duration = seconds < 60
+      ? i18n.t("duration_seconds", { s: seconds })
+      : i18n.t("duration_minutes", { m: Math.floor(seconds / 60), s: seconds % 60 });
+    el.dataset.state = "waiting";
+    el.textContent = i18n.t("waiting_for_worker", { duration });
+    activityTimer = setTimeout(renderActivity, 1000);
+  } else if (running && items.generatingCount() > 0) {
+    const n = items.generatingCount();
+    el.dataset.state = "generating";
+    el.textContent = i18n.t(n === 1 ? "generating_now_one" : "generating_now", { n });
+  } else {
+    el.dataset.state = "idle";
+    el.textContent = "";
+  }
+  el.hidden = el.dataset.state === "idle";
 }
 
 function setConnection(state, key, values = {}) {
@@ -199,7 +233,8 @@ async function act(action, button) {
     const body = await response.json().catch(() => ({}));
     if (response.ok && action === "retry") {
       applyView(body.task);
-      say("retry_started", { n: body.total_items });
+      if (body.total_items === 0) say("retry_finishing");
+      else say("retry_started", { n: body.total_items });
     } else if (response.ok) {
       applyView(body);
       say("cancelled_done");
