@@ -237,41 +237,48 @@ class ContentJob:
     async def _work(self, todo: deque[PendingItem]) -> None:
         """Keep up to `item_concurrency` items in flight until the turn is over, storing each
         result as it comes; then let the items in flight finish."""
-        running: dict[asyncio.Future[ItemResult], tuple[PendingItem, float]] = {}
+        results: asyncio.Queue[tuple[PendingItem, float, ItemResult]] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
         self._check_at = time.monotonic() + self._pace.slice_seconds
         accepting = True
 
+        async def generate(item: PendingItem, started: float) -> None:
+            results.put_nowait((item, started, await self._generate(item)))
+
         def start(item: PendingItem) -> None:
-            running[asyncio.ensure_future(self._generate(item))] = (item, time.monotonic())
+            task = asyncio.create_task(generate(item, time.monotonic()))
+            running.add(task)
+            task.add_done_callback(running.discard)
             items_in_flight(1)
 
+        in_flight = 0
         try:
-            while todo and len(running) < self._pace.item_concurrency:
+            while todo and in_flight < self._pace.item_concurrency:
                 start(todo.popleft())
-            while running:
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: running[f][1]):
-                    item, started = running.pop(future)
-                    items_in_flight(-1)
-                    if accepting and await self._turn_is_over():
-                        accepting = False
-                    following = todo[0] if accepting and todo else None
-                    stored_before = self._outcome.generated
-                    result = future.result()
-                    go_on = await self._patiently(partial(self._record, item, result, following))
-                    if self._outcome.generated > stored_before:
-                        failed = result.error is not None
-                        record_item(failed=failed, seconds=time.monotonic() - started)
-                    accepting = accepting and go_on
-                    if accepting and following is not None:
-                        start(todo.popleft())
+                in_flight += 1
+            while in_flight:
+                item, started, result = await results.get()
+                in_flight -= 1
+                items_in_flight(-1)
+                if accepting and await self._turn_is_over():
+                    accepting = False
+                following = todo[0] if accepting and todo else None
+                stored_before = self._outcome.generated
+                go_on = await self._patiently(partial(self._record, item, result, following))
+                if self._outcome.generated > stored_before:
+                    failed = result.error is not None
+                    record_item(failed=failed, seconds=time.monotonic() - started)
+                accepting = accepting and go_on
+                if accepting and following is not None:
+                    start(todo.popleft())
+                    in_flight += 1
                 if self._keeper is not None and self._keeper.lost:
                     self._outcome.stop, self._settled = Stop.LEASE_LOST, True
                     break
         finally:
-            for future in running:
-                future.cancel()
-            items_in_flight(-len(running))
+            for task in running:
+                task.cancel()
+            items_in_flight(-in_flight)
 
     async def _turn_is_over(self) -> bool:
         """A shutdown was asked for, or the slice is over and another task waits."""
