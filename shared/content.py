@@ -5,6 +5,10 @@ calls it once per content item with a `ContentRequest`. It may be a plain or a c
 function; it returns a `str` or a JSON-able `dict`, and raising marks that item failed. The
 built-in `placeholder_generator` writes real markdown for each content type and never fails,
 so a fresh install shows the whole pipeline working before any model is wired in.
+
+A generator that knows what its content cost (the built-in `openai` one, `shared.model`) returns
+a `Generated`: the content with the provider's token usage, which the job stores with the item.
+A plain `str` or `dict` stays plain content, whatever keys the dict has.
 """
 
 from __future__ import annotations
@@ -28,6 +32,25 @@ class ContentRequest:
     content_type: str
     attempt: int
     """1 on the first try of this item, 2 on the second, and so on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one item's generation cost, as the provider reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """Content with what it cost: the item stores both (CONTRACT §9, the item view's `usage`)."""
+
+    content: str | dict[str, Any]
+    usage: Usage | None = None
 
 
 ContentGenerator = Callable[[ContentRequest], "str | dict[str, Any] | Awaitable[Any]"]

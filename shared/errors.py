@@ -3,6 +3,7 @@
     TaskRelayError
     ├── ConfigurationError     a setting is missing or malformed (process exits, one line)
     ├── DependencyUnavailable  PostgreSQL, RabbitMQ or Redis cannot be reached
+    ├── GenerationFailed       a built-in generator gave up on one item (its text is the error)
     └── DomainError            a request the domain refuses; the API maps each to HTTP once
         ├── NotFound           404: no such task, or not the caller's
         ├── Conflict           409: the task's state does not allow it
@@ -33,6 +34,11 @@ class DependencyUnavailable(TaskRelayError):
         self.service, self.url, self.reason, self.hint = service, url, reason, hint
         text = f"{service} is unreachable at {url}: {reason}"
         super().__init__(f"{text}. {hint}" if hint else text)
+
+
+class GenerationFailed(TaskRelayError):
+    """A built-in generator gave up on one item: the model kept failing, refused the request
+    or answered something unusable. The job fails that item with this text, never the job."""
 
 
 class DomainError(TaskRelayError):

@@ -8,7 +8,9 @@ sums the files when scraped. The files are named after the RQ worker process, no
 RQ runs one horse at a time per process, so they never write at once, and a process that has run
 10,000 jobs leaves one set of files, not 10,000 (each scrape reads every file).
 
-The series are made on first use, in the process that records: nothing is opened at import.
+The `openai` generator's series (`taskrelay_model_*`, `record_model_request`) are written the
+same way, from the same horses. The series are made on first use, in the process that records:
+nothing is opened at import.
 """
 
 from __future__ import annotations
@@ -97,6 +99,57 @@ def record_turn_end(outcome: str) -> None:
 def record_wait(seconds: float) -> None:
     """A task waited `seconds` for a worker before its items started."""
     _item_metrics().wait_seconds.observe(max(0.0, seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetrics:
+    requests: Counter
+    request_seconds: Histogram
+    tokens: Counter
+
+
+_model: ModelMetrics | None = None
+MODEL_OUTCOMES = ("ok", "rate_limited", "server_error", "timeout", "malformed", "rejected")
+
+
+def _model_metrics() -> ModelMetrics:
+    global _model
+    if _model is None:
+        _model = ModelMetrics(
+            Counter(
+                "taskrelay_model_requests",
+                "Model requests by outcome: ok, rate_limited (429), server_error (5xx or a "
+                "reset connection), timeout, malformed (an unusable 2xx), rejected (other 4xx)",
+                ["outcome"],
+                registry=None,
+            ),
+            Histogram(
+                "taskrelay_model_request_seconds",
+                "Time of one model request, sent to answered (the wait for a slot excluded)",
+                buckets=ITEM_BUCKETS,
+                registry=None,
+            ),
+            Counter(
+                "taskrelay_model_tokens",
+                "Tokens the provider reported, by kind: prompt or completion",
+                ["kind"],
+                registry=None,
+            ),
+        )
+    return _model
+
+
+def record_model_request(
+    outcome: str, seconds: float, prompt_tokens: int = 0, completion_tokens: int = 0
+) -> None:
+    """One model request ended with `outcome` (one of MODEL_OUTCOMES) after `seconds`."""
+    metrics = _model_metrics()
+    metrics.requests.labels(outcome).inc()
+    metrics.request_seconds.observe(max(0.0, seconds))
+    if prompt_tokens:
+        metrics.tokens.labels("prompt").inc(prompt_tokens)
+    if completion_tokens:
+        metrics.tokens.labels("completion").inc(completion_tokens)
 
 
 def write_files_as(process_id: int) -> None:

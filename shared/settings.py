@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ConfigurationError
+from shared.model.settings import ModelSettings
 from shared.process_settings import DEFAULT_GENERATOR, ApiSettings, RelaySettings, WorkerSettings
 from shared.redaction import redact_url
 from shared.settings_reader import Floor, read_section, setting
@@ -27,6 +28,7 @@ __all__ = [
     "BrokerSettings",
     "DatabaseSettings",
     "LoggingSettings",
+    "ModelSettings",
     "RedisSettings",
     "RelaySettings",
     "Settings",
@@ -182,6 +184,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -196,4 +199,5 @@ class Settings:
             api=read_section(ApiSettings, env),
             relay=read_section(RelaySettings, env),
             worker=read_section(WorkerSettings, env),
+            model=read_section(ModelSettings, env),
         )

@@ -21,6 +21,7 @@ from services.api.idempotency import KeyedOperation, idempotency_key
 from services.api.schemas import (
     CreateTask,
     ErrorView,
+    ItemDetailView,
     ItemsPage,
     ItemView,
     RetryView,
@@ -33,6 +34,7 @@ from shared.service import (
     NewTask,
     cancel_task,
     create_task,
+    get_item,
     get_task_view,
     list_items,
     retry_task,
@@ -150,6 +152,16 @@ class TaskController(Controller):
             )
         page = ItemsPage(msgspec.convert(listing.items, list[ItemView]), listing.next)
         return Response(page, headers={SEQ_HEADER: str(listing.seq)})
+
+    @get("/{task_id:uuid}/items/{concept_id:str}/{content_type:str}", responses=READ_ERRORS)
+    async def item(
+        self, request: Request[Any, Any, Any], task_id: UUID, concept_id: str, content_type: str
+    ) -> ItemDetailView:
+        """One item with its generated `content` and the provider's token `usage`."""
+        user_id = caller(request)
+        async with _uow_factory(request)() as uow:
+            item = await get_item(uow, user_id, task_id, concept_id, content_type)
+        return msgspec.convert(item, ItemDetailView)
 
     @post(
         "/{task_id:uuid}/cancel",

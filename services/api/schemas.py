@@ -7,7 +7,7 @@ service.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -77,6 +77,18 @@ class ItemView(msgspec.Struct):
     attempts: int
     error: str | None
     updated_at: str
+
+
+class UsageView(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ItemDetailView(ItemView):
+    content: str | dict[str, Any] | None
+    """What the generator returned; null until the item is completed."""
+    usage: UsageView | None
+    """The provider's token usage when the generator reported it, else null."""
 
 
 class ItemsPage(msgspec.Struct):

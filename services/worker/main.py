@@ -1,7 +1,8 @@
 """`bootstrap()`: the composition root of `taskrelay worker`, and its run loop.
 
 The supervisor checks its dependencies once (one clear line and exit 1 when PostgreSQL,
-RabbitMQ or Redis is unreachable, or the generator cannot be imported), then runs until SIGTERM
+RabbitMQ or Redis is unreachable, or the generator cannot be had: a bad name, or the `openai`
+generator without TASKRELAY_MODEL or with a bad prompts file), then runs until SIGTERM
 or SIGINT: the job consumer, the reconciler (no task stays without live work), the pool of RQ
 worker processes, and `/metrics`, `/livez`, `/readyz` on --metrics-port. Shutdown order: stop
 taking messages, let the RQ workers hand their running jobs back at the next item boundary,
@@ -24,11 +25,11 @@ from services.worker.enqueue import JobQueue
 from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_probe_server
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
-from shared.content import load_generator
 from shared.db import UnitOfWorkFactory
 from shared.dependencies import RABBITMQ
 from shared.driver_errors import translated
 from shared.logging import get_logger, silenced
+from shared.model import select_generator
 from shared.probes import PROBE_TIMEOUT, WORKER_SCHEMA, probe_postgres, probe_redis
 from shared.settings import Settings
 
@@ -111,7 +112,7 @@ async def bootstrap(
     settings: Settings, processes: int, metrics_port: int = DEFAULT_METRICS_PORT
 ) -> Worker:
     """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
-    load_generator(settings.worker.content_generator)  # fail now, not in every job
+    select_generator(settings)  # fail now (a bad name, no model, a bad prompts file), not per job
     await probe_postgres(settings.database, tables=WORKER_SCHEMA)
     await probe_redis(settings.redis)
     broker = await _connect_broker(settings)

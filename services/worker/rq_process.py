@@ -30,12 +30,12 @@ from rq.job import Job
 
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.jobs import JobContext, install
-from shared.content import load_generator
 from shared.dependencies import REDIS
 from shared.driver_errors import REDIS_LINK_LOST, translated
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging, get_logger
 from shared.metrics import write_files_as
+from shared.model import select_generator
 from shared.settings import Settings
 from shared.tracing import configure_tracing
 
@@ -82,7 +82,7 @@ class ContentWorker(Worker):
 
 def bootstrap(settings: Settings) -> ContentWorker:
     """The composition root of an RQ worker process."""
-    generator = load_generator(settings.worker.content_generator)
+    generator = select_generator(settings)
     install(JobContext(settings, generator, handback_requested))
     write_files_as(os.getpid())  # this process's work horses add to one set of metric files
     connection = redis.Redis.from_url(settings.redis.url)

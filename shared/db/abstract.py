@@ -20,7 +20,15 @@ from shared.db.items import PendingItem, Stored
 from shared.db.leases import Lease
 from shared.db.liveness import WorkFacts
 from shared.db.turns import Standing
-from shared.domain import ItemCounts, ItemKey, ItemPage, JobDispatch, Notification, TaskState
+from shared.domain import (
+    ItemCounts,
+    ItemDetail,
+    ItemKey,
+    ItemPage,
+    JobDispatch,
+    Notification,
+    TaskState,
+)
 
 
 class AbstractTaskRepository(Protocol):
@@ -42,6 +50,7 @@ class AbstractItemRepository(Protocol):
     async def page(
         self, task_id: UUID, after: int, limit: int, status: str | None
     ) -> ItemPage | None: ...
+    async def one(self, task_id: UUID, key: ItemKey) -> ItemDetail | None: ...
     async def next_pending(self, task_id: UUID) -> PendingItem | None: ...
     async def pending(self, task_id: UUID) -> list[PendingItem]: ...
     async def pending_keys(self, task_id: UUID) -> list[ItemKey]: ...
@@ -54,6 +63,7 @@ class AbstractItemRepository(Protocol):
         error: str | None,
         now: datetime,
         lease_seconds: float,
+        usage: dict[str, int] | None = None,
     ) -> Stored | None: ...
 
 

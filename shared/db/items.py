@@ -22,7 +22,15 @@ from uuid import UUID
 from shared.db.leases import Lease
 from shared.db.sql import Connection, jsonb
 from shared.db.tasks import STATE, task_state
-from shared.domain import ItemCounts, ItemKey, ItemPage, ItemRow, ItemStatus, TaskState
+from shared.domain import (
+    ItemCounts,
+    ItemDetail,
+    ItemKey,
+    ItemPage,
+    ItemRow,
+    ItemStatus,
+    TaskState,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,13 @@ _PENDING_ITEMS = f"SELECT concept_id, content_type, concept_title, attempts {_PE
 _NEXT_PENDING = f"{_PENDING_ITEMS} LIMIT 1"
 _PENDING_KEYS = f"SELECT concept_id, content_type {_PENDING}"
 _ITEM = "task_id = $1 AND concept_id = $2 AND content_type = $3"
+_ONE = (
+    "SELECT t.owner_id, i.concept_id, i.concept_title, i.content_type, i.status, i.attempts, "
+    "i.last_error, i.updated_at, i.position, i.content, i.usage FROM content_items AS i "
+    "JOIN roadmap_tasks AS t ON t.task_id = i.task_id "
+    "WHERE i.task_id = $1 AND i.concept_id = $2 AND i.content_type = $3"
+)
+"""One item with its content and usage, and its task's owner (for the ownership check)."""
 _STORE = (
     # Locks in the order every writer of a task takes them: the task row first (each later
     # step waits on the one before it), then the lease, then the item.
@@ -98,7 +113,7 @@ _STORE = (
     "WHERE task_id = $1 AND holder = $4 AND generation = $5 AND EXISTS (SELECT FROM task) "
     "RETURNING 1), "
     "stored AS (UPDATE content_items SET status = $7, attempts = attempts + 1, "
-    "last_error = $8, content = $9, updated_at = $10 "
+    "last_error = $8, content = $9, updated_at = $10, usage = $11 "
     f"WHERE {_ITEM} AND status = 'pending' AND EXISTS (SELECT FROM lease) RETURNING 1), "
     "counted AS (UPDATE roadmap_tasks SET "
     "items_completed = items_completed + CASE WHEN $7 = 'completed' THEN 1 ELSE 0 END, "
@@ -177,6 +192,23 @@ class ItemRepository:
         ]
         return ItemPage(owner_id=rows[0]["owner_id"], seq=rows[0]["seq"], items=items)
 
+    async def one(self, task_id: UUID, key: ItemKey) -> ItemDetail | None:
+        """The item `key` of the task with its content and usage; None if either is unknown."""
+        r = await self._conn.fetchrow(_ONE, task_id, key.concept_id, key.content_type)
+        if r is None:
+            return None
+        row = ItemRow(
+            position=r["position"],
+            concept_id=r["concept_id"],
+            title=r["concept_title"],
+            content_type=r["content_type"],
+            status=r["status"],
+            attempts=r["attempts"],
+            error=r["last_error"],
+            updated_at=r["updated_at"],
+        )
+        return ItemDetail(r["owner_id"], row, r["content"], r["usage"])
+
     async def next_pending(self, task_id: UUID) -> PendingItem | None:
         """The first pending item in generation order, or None when nothing is pending."""
         row = await self._conn.fetchrow(_NEXT_PENDING, task_id)
@@ -200,6 +232,7 @@ class ItemRepository:
         error: str | None,
         now: datetime,
         lease_seconds: float,
+        usage: dict[str, int] | None = None,
     ) -> Stored | None:
         """Lock the lease's task, then store the result of its pending item `key` and count the
         attempt, only while the lease still carries its generation (renewing it for
@@ -218,6 +251,7 @@ class ItemRepository:
             error,
             jsonb(content if error is None else None),
             now,
+            jsonb(usage if error is None else None),
         )
         if row is None:
             return None

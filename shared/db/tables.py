@@ -93,6 +93,7 @@ content_items = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
     Column("content", JSONB),
+    Column("usage", JSONB),  # the generator's token usage, when it reported one
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("task_id", "concept_id", "content_type", name="content_items_pkey"),
     CheckConstraint(

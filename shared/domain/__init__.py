@@ -1,6 +1,12 @@
 """The pure domain: tasks, their items, and the one state machine. No framework, no driver."""
 
-from shared.domain.listing import ItemPage, ItemRow, decode_cursor, encode_cursor
+from shared.domain.listing import (
+    ItemDetail,
+    ItemPage,
+    ItemRow,
+    decode_cursor,
+    encode_cursor,
+)
 from shared.domain.model import (
     CONTENT_TYPES,
     MAX_ERROR_CHARS,
@@ -32,6 +38,7 @@ __all__ = [
     "Change",
     "ContentType",
     "ItemCounts",
+    "ItemDetail",
     "ItemKey",
     "ItemPage",
     "ItemRow",

@@ -13,6 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.errors import InvalidInput
 
@@ -34,6 +35,18 @@ class ItemRow:
     attempts: int
     error: str | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDetail:
+    """One content item with what was generated for it, and the owner of its task."""
+
+    owner_id: str
+    row: ItemRow
+    content: Any
+    """What the generator returned (str or JSON object); None until completed."""
+    usage: dict[str, int] | None
+    """`prompt_tokens` and `completion_tokens`, when the generator reported them."""
 
 
 @dataclass(frozen=True, slots=True)

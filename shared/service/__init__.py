@@ -4,7 +4,7 @@ Each writes through the caller's unit of work; the caller commits once the whole
 its notification and any job dispatch are written, and only then answers.
 """
 
-from shared.service.items import ItemsListing, list_items
+from shared.service.items import ItemsListing, get_item, list_items
 from shared.service.tasks import (
     NewTask,
     RetryResult,
@@ -23,6 +23,7 @@ __all__ = [
     "cancel_task",
     "create_task",
     "emit_event",
+    "get_item",
     "get_task_view",
     "list_items",
     "require_owner",

@@ -32,14 +32,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
 from shared.backoff import Backoff
-from shared.content import ContentGenerator, ContentRequest
+from shared.content import ContentGenerator, ContentRequest, Generated
 from shared.db.abstract import AbstractUnitOfWork
 from shared.db.items import PendingItem
 from shared.db.leases import Lease
@@ -392,7 +392,11 @@ class ContentJob:
 
 
 def _checked(content: Any) -> ItemResult:
-    """A str or JSON-able dict is content; anything else fails the item, saying why."""
+    """A str or JSON-able dict is content (with its usage when it comes as `Generated`);
+    anything else fails the item, saying why."""
+    if isinstance(content, Generated):
+        usage = content.usage.as_dict() if content.usage is not None else None
+        return replace(_checked(content.content), usage=usage)
     if not isinstance(content, str | dict):
         return ItemResult(error=f"generator returned {type(content).__name__}, not str or dict")
     try:

@@ -1,4 +1,5 @@
-"""The items listing behind `GET /api/v1/tasks/{task_id}/items`: one keyset page at a time.
+"""The items listing behind `GET /api/v1/tasks/{task_id}/items`: one keyset page at a time;
+and one item with its content and usage (`.../items/{concept_id}/{content_type}`).
 
 One statement reads the task's owner, its `seq` and the page, so the ownership check costs no
 extra round trip and `seq` says exactly which notifications the page already reflects (the task
@@ -12,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.db.abstract import AbstractUnitOfWork
-from shared.domain import ItemRow, decode_cursor, encode_cursor
+from shared.domain import ItemKey, ItemRow, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, NotFound
 
 DEFAULT_LIMIT = 100
@@ -51,6 +52,17 @@ async def list_items(
     more = len(page.items) > limit
     following = encode_cursor(rows[-1].position, status) if more else None
     return ItemsListing([_public(r) for r in rows], following, page.seq)
+
+
+async def get_item(
+    uow: AbstractUnitOfWork, owner_id: str, task_id: UUID, concept_id: str, content_type: str
+) -> dict[str, Any]:
+    """One item of the caller's task with `content` and `usage`; NotFound when the task is not
+    theirs or has no such item (the same answer, so a probe learns nothing)."""
+    detail = await uow.items.one(task_id, ItemKey(concept_id, content_type))
+    if detail is None or detail.owner_id != owner_id:
+        raise NotFound(f"no item {concept_id}/{content_type} in task {task_id}")
+    return {**_public(detail.row), "content": detail.content, "usage": detail.usage}
 
 
 def _public(row: ItemRow) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class ItemResult:
 
     content: Any = None
     error: str | None = None
+    usage: dict[str, int] | None = None
+    """The provider's token usage (`prompt_tokens`, `completion_tokens`), when reported."""
 
 
 def progress_data(counts: ItemCounts) -> dict[str, int]:
@@ -123,6 +125,7 @@ async def store_item_result(
         item.key,
         content=result.content,
         error=result.error,
+        usage=result.usage,
         now=datetime.now(UTC),
         lease_seconds=lease_seconds,
     )

@@ -21,6 +21,7 @@ from shared.db.liveness import WorkFacts
 from shared.db.turns import Standing
 from shared.domain import (
     ItemCounts,
+    ItemDetail,
     ItemKey,
     ItemPage,
     ItemRow,
@@ -41,6 +42,8 @@ class FakeItem:
     attempts: int = 0
     error: str | None = None
     content: Any = None
+    usage: dict[str, int] | None = None
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(slots=True)
@@ -157,6 +160,23 @@ class FakeItems:
         ]
         return ItemPage(owner_id=task.owner_id, seq=task.seq, items=rows)
 
+    async def one(self, task_id: UUID, key: ItemKey) -> ItemDetail | None:
+        state = self._s.tasks.get(task_id)
+        item = next((i for i in self._s.items.get(task_id, []) if i.key == key), None)
+        if state is None or item is None:
+            return None
+        row = ItemRow(
+            item.position,
+            key.concept_id,
+            item.title,
+            key.content_type,
+            item.status,
+            item.attempts,
+            item.error,
+            item.updated_at,
+        )
+        return ItemDetail(state.owner_id, row, item.content, item.usage)
+
     async def next_pending(self, task_id: UUID) -> PendingItem | None:
         for i in self._s.items.get(task_id, []):
             if i.status == "pending":
@@ -179,6 +199,7 @@ class FakeItems:
         error: str | None,
         now: datetime,
         lease_seconds: float,
+        usage: dict[str, int] | None = None,
     ) -> Stored | None:
         state = self._s.tasks.get(lease.task_id)
         if state is None:
@@ -192,6 +213,8 @@ class FakeItems:
             item.status = "failed" if error is not None else "completed"
             item.attempts, item.error = item.attempts + 1, error
             item.content = content if error is None else None
+            item.usage = usage if error is None else None
+            item.updated_at = now
         counts = await self.counts(lease.task_id) if item is not None else None
         following = await self.next_pending(lease.task_id)
         return Stored(state, fenced_out=False, counts=counts, following=following)

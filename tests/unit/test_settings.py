@@ -132,7 +132,12 @@ def test_the_contract_names_its_variables_and_defaults() -> None:
     assert "TASKRELAY_CONTENT_GENERATOR" in variables
     assert variables["TASKRELAY_ALLOWED_ORIGINS"] == ()
     assert variables["TASKRELAY_WS_MAX_SOCKETS_PER_USER"] == 32
-    others = set(variables) - {"DATABASE_URL", "AMQP_URL", "REDIS_URL"}
+    assert variables["TASKRELAY_MODEL_MAX_IN_FLIGHT"] == 16
+    assert {"TASKRELAY_MODEL", "TASKRELAY_MODEL_TIMEOUT_SECONDS", "TASKRELAY_PROMPTS"} <= set(
+        variables
+    )
+    sdk = {"OPENAI_BASE_URL", "OPENAI_API_KEY"}  # the openai SDK's own names (CONTRACT §3)
+    others = set(variables) - {"DATABASE_URL", "AMQP_URL", "REDIS_URL", *sdk}
     assert all(name.startswith("TASKRELAY_") for name in others)
 
 
