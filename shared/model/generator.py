@@ -150,9 +150,8 @@ class ModelGenerator:
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             record("server_error")
             cause = exc.__cause__ or exc
-            return Fault(
-                "server_error", "connection failed", self._scrub(str(cause) or type(cause).__name__)
-            )
+            detail = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+            return Fault("server_error", "connection failed", self._scrub(detail))
         try:
             answer = read_answer(text)
         except Malformed as exc:

@@ -51,10 +51,16 @@ class InFlightLimit:
     """At most `limit` holders at once across the deployment; build one per event loop."""
 
     def __init__(
-        self, client: aioredis.Redis, limit: int, slot_seconds: float, key: str = SLOTS_KEY
+        self,
+        client: aioredis.Redis,
+        limit: int,
+        slot_seconds: float,
+        *,
+        key: str = SLOTS_KEY,
+        margin: float = MARGIN_SECONDS,
     ) -> None:
         self._client, self._limit, self._key = client, limit, key
-        self._slot_ms = int((slot_seconds + MARGIN_SECONDS) * 1000)
+        self._slot_ms = max(1, int((slot_seconds + margin) * 1000))
         self._take = client.register_script(_TAKE)
 
     @contextlib.asynccontextmanager
