@@ -66,6 +66,7 @@ class ModelStub:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
 
     @property
@@ -83,6 +84,7 @@ class ModelStub:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     def requests_for(self, marker: str) -> list[Seen]:
         with self._lock:
@@ -95,9 +97,14 @@ class ModelStub:
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        for connection in self._connections:
+            connection.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        this = asyncio.current_task()
+        assert this is not None
+        self._connections.add(this)
         try:
             while True:
                 request = await _read_request(reader)
@@ -109,6 +116,7 @@ class ModelStub:
             return
         finally:
             writer.close()
+            self._connections.discard(this)
 
     async def _answer(
         self,

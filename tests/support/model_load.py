@@ -1,0 +1,32 @@
+"""Many items generated at once by one process through the `openai` generator, for the tests
+and the benchmark that check the deployment-wide in-flight cap from several processes.
+
+`python -m tests.support.model_load N` reads the settings from the environment (as a worker
+does), generates N items concurrently, and prints one JSON line: how many succeeded and failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from shared.content import ContentRequest
+from shared.model import select_generator
+from shared.settings import Settings
+
+
+async def generate_many(count: int, prefix: str) -> dict[str, int]:
+    generator = select_generator(Settings.from_env())
+    requests = [
+        ContentRequest("task", "load", f"{prefix}{i}", f"Load {prefix}{i}", "quiz", 1)
+        for i in range(count)
+    ]
+    results = await asyncio.gather(*(generator(r) for r in requests), return_exceptions=True)
+    failed = sum(1 for r in results if isinstance(r, BaseException))
+    return {"ok": len(results) - failed, "failed": failed}
+
+
+if __name__ == "__main__":
+    count, prefix = int(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "item")
+    print(json.dumps(asyncio.run(generate_many(count, prefix))))
