@@ -4,6 +4,8 @@
 // task's concept order within each group; completed items start collapsed. A group draws at
 // most `shown` rows (100 more per click), and drawing waits for the next animation frame, so
 // 3,000 items and a frame every few milliseconds cost one small redraw per screen refresh.
+// A completed item opens (a <details>) to show its content, fetched through the item API only
+// when first opened and written as text (textContent), never as HTML: it is a model's output.
 
 const GROUPS = ["failed", "pending", "completed"];
 const PAGE = 100;
@@ -13,10 +15,11 @@ const WAITING_STEP = "content_generation_waiting";
 const keyOf = (conceptId, type) => `${conceptId}\u0000${type}`;
 
 export class ItemList {
-  constructor(section, i18n, fetchPage) {
+  constructor(section, i18n, fetchPage, fetchItem) {
     this.section = section;
     this.i18n = i18n;
     this.fetchPage = fetchPage; // (cursor) => Promise<{items, next, seq}>
+    this.fetchItem = fetchItem; // (conceptId, contentType) => Promise<item with content, usage>
     this.byKey = new Map();
     this.groups = { failed: [], pending: [], completed: [] };
     this.shown = { failed: PAGE, pending: PAGE, completed: PAGE };
@@ -214,6 +217,7 @@ export class ItemList {
       span("item-state", item.generating ? i18n.t("item_generating") : i18n.itemStatus(item.status)),
     );
     li.append(head);
+    if (item.status === "completed") li.append(this.contentView(item));
     if (item.status === "failed") {
       if (item.attempts) head.append(span("item-attempts", i18n.t("attempts", { n: item.attempts })));
       if (item.error) {
@@ -224,6 +228,41 @@ export class ItemList {
       }
     }
     return li;
+  }
+
+  // A closed <details> whose body is filled from the item API the first time it opens.
+  contentView(item) {
+    const { i18n } = this;
+    const details = document.createElement("details");
+    details.className = "item-content";
+    const summary = document.createElement("summary");
+    summary.textContent = i18n.t("show_content");
+    const body = document.createElement("pre");
+    body.className = "content-text";
+    const usage = document.createElement("p");
+    usage.className = "content-usage";
+    usage.hidden = true;
+    details.append(summary, body, usage);
+    let asked = false;
+    details.addEventListener("toggle", async () => {
+      if (!details.open || asked) return;
+      asked = true;
+      body.textContent = i18n.t("content_loading");
+      try {
+        const full = await this.fetchItem(item.concept_id, item.content_type);
+        const content = full.content;
+        body.textContent = typeof content === "string" ? content : JSON.stringify(content, null, 2);
+        if (full.usage) {
+          usage.textContent = i18n.t("content_usage", {
+            prompt: full.usage.prompt_tokens, completion: full.usage.completion_tokens });
+          usage.hidden = false;
+        }
+      } catch {
+        asked = false; // closing and opening again tries again
+        body.textContent = i18n.t("content_unavailable");
+      }
+    });
+    return details;
   }
 
   empty() {

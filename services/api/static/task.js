@@ -39,6 +39,11 @@ const items = new ItemList($("items"), i18n, async (cursor) => {
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   const page = await response.json();
   return { ...page, seq: Number(response.headers.get("X-Task-Seq") || "0") };
+}, async (conceptId, contentType) => {
+  const path = `/items/${encodeURIComponent(conceptId)}/${encodeURIComponent(contentType)}`;
+  const response = await api("GET", path);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.json();
 });
 
 // ---- applying what the server says ----------------------------------------------------------
