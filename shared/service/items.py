@@ -59,10 +59,21 @@ async def get_item(
 ) -> dict[str, Any]:
     """One item of the caller's task with `content` and `usage`; NotFound when the task is not
     theirs or has no such item (the same answer, so a probe learns nothing)."""
+    if not (_storable(concept_id) and _storable(content_type)):
+        raise NotFound(f"no such item in task {task_id}")  # no stored text can hold it
     detail = await uow.items.one(task_id, ItemKey(concept_id, content_type))
     if detail is None or detail.owner_id != owner_id:
         raise NotFound(f"no item {concept_id}/{content_type} in task {task_id}")
     return {**_public(detail.row), "content": detail.content, "usage": detail.usage}
+
+
+def _storable(text: str) -> bool:
+    """Text PostgreSQL could hold: UTF-8 without NUL (a path can carry either)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _public(row: ItemRow) -> dict[str, Any]:

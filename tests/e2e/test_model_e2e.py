@@ -152,6 +152,7 @@ async def test_another_users_item_and_an_unknown_item_are_404(system: System) ->
     assert (await system.client.get(f"{path}/owned/quiz", headers=other)).status_code == 404
     assert (await system.client.get(f"{path}/owned/tutorial")).status_code == 404
     assert (await system.client.get(f"{path}/nobody/quiz")).status_code == 404
+    assert (await system.client.get(f"{path}/owned%00/quiz")).status_code == 404
 
 
 async def test_the_key_is_in_no_log_no_metric_and_no_error(system: System) -> None:

@@ -66,6 +66,8 @@ async def test_another_users_task_or_an_unknown_item_is_not_found(db: FakeDataba
             (OWNER, task_id, "c9", "tutorial"),
             (OWNER, task_id, "c1", "poem"),
             (OWNER, uuid4(), "c1", "tutorial"),
+            (OWNER, task_id, "c1\x00", "tutorial"),
+            (OWNER, task_id, "c1", "\udc80"),
         ]:
             with pytest.raises(NotFound):
                 await get_item(uow, owner, task, concept, content_type)
