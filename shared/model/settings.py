@@ -49,13 +49,11 @@ class ModelSettings:
         parse=str,
         shown="none",
     )
-    base_url: str | None = setting(
-        None,
+    base_url: str = setting(
+        "https://api.openai.com/v1",
         "OPENAI_BASE_URL",
         "The chat-completions endpoint's base URL, e.g. `http://127.0.0.1:11434/v1` for a "
-        "local server; unset, the SDK's own (`https://api.openai.com/v1`).",
-        parse=str,
-        shown="the SDK's",
+        "local server (OpenAI's own by default, as in the SDK).",
     )
     api_key: Secret | None = setting(  # noqa: RUF009 (a field(), as on every other line)
         None,
