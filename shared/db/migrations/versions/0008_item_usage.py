@@ -4,8 +4,8 @@
 `openai` generator completed, NULL otherwise (a plain generator reports none). Nullable and
 without a default, so adding it rewrites no row.
 
-Revision ID: 0007_item_usage
-Revises: 0006_item_counters
+Revision ID: 0008_item_usage
+Revises: 0007_fair_turns
 Create Date: 2026-12-05
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0007_item_usage"
-down_revision: str | None = "0006_item_counters"
+revision: str = "0008_item_usage"
+down_revision: str | None = "0007_fair_turns"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
