@@ -26,7 +26,7 @@ from yarl import URL
 from services.relay.outbox_sql import OutboxRow
 from shared.dependencies import RABBITMQ, redact
 from shared.driver_errors import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
-from shared.messaging import COMMITTED_AT_HEADER
+from shared.messaging import COMMITTED_AT_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 from shared.topology import declare_topology
 
 
@@ -164,7 +164,10 @@ class Publisher:
         body = row.payload.encode()
         if len(body) > self._max_bytes:
             raise ValueError(f"message too large: {len(body)} bytes > {self._max_bytes}")
-        headers: dict[str, Any] = {"x-task-id": str(row.task_id)}
+        headers: dict[str, Any] = {
+            "x-task-id": str(row.task_id),
+            SCHEMA_VERSION_HEADER: SCHEMA_VERSION,
+        }
         if row.seq is not None:
             headers["x-seq"] = row.seq
         if row.traceparent:

@@ -27,7 +27,7 @@ from shared.backoff import Backoff
 from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
-from shared.messaging import GENERATE_CONTENT
+from shared.messaging import GENERATE_CONTENT, unknown_schema_version
 from shared.topology import declare_topology
 from shared.tracing import traced
 
@@ -47,6 +47,9 @@ class JobMessage:
 
 
 def parse_job_message(message: AbstractIncomingMessage) -> JobMessage:
+    if (unknown := unknown_schema_version(message.headers)) is not None:
+        # A shape this worker cannot read (a newer relay's): dead-lettered, kept for one that can.
+        raise UnhandleableMessage(unknown)
     try:
         message_id = UUID(str(message.message_id))
     except ValueError:

@@ -33,6 +33,7 @@ def _row(row_id: int, task_id: UUID, seq: int | None, **overrides: object) -> Ou
         "seq": seq,
         "traceparent": None,
         "attempts": 0,
+        "committed_at": 1_764_000_000.123456,
     }
     fields.update(overrides)
     return OutboxRow(**fields)  # type: ignore[arg-type]
@@ -62,16 +63,53 @@ async def test_messages_carry_the_contract_properties(
     finally:
         await ledger.close()
     first, second = ledger.deliveries
-    assert first.message_id == str(rows[0].message_id)
-    assert first.content_type == "application/json"
-    assert first.delivery_mode == 2
-    assert first.headers["x-task-id"] == str(task_id)
-    assert first.headers["x-seq"] == 1
-    assert isinstance(first.headers["x-seq"], int)
-    assert first.headers["traceparent"] == parent
-    assert "traceparent" not in second.headers
+    # Every property and header, exactly: an outside consumer relies on each (CONTRACT §11).
+    persistent = {"content_type": "application/json", "delivery_mode": 2}
+    assert first.properties == {**persistent, "message_id": str(rows[0].message_id)}
+    assert second.properties == {**persistent, "message_id": str(rows[1].message_id)}
+    committed = round(rows[0].committed_at * 1_000_000)
+    assert first.headers == {
+        "x-task-id": str(task_id),
+        "x-seq": 1,
+        "x-schema-version": 1,
+        "traceparent": parent,
+        "x-committed-at-us": committed,
+    }
+    assert second.headers == {
+        "x-task-id": str(task_id),
+        "x-seq": 2,
+        "x-schema-version": 1,
+        "x-committed-at-us": committed,
+    }
+    for header in ("x-seq", "x-schema-version", "x-committed-at-us"):
+        assert type(first.headers[header]) is int, header
     assert first.body == {"task_id": str(task_id), "seq": 1}
     assert [d.seq for d in ledger.deliveries] == [1, 2]
+
+
+async def test_a_job_message_carries_the_schema_version_and_no_seq(
+    resources: Resources, publisher: Publisher
+) -> None:
+    task_id = uuid4()
+    ledger = await Ledger().open(resources.amqp_url, binding="job.#")
+    row = _row(3, task_id, None)
+    try:
+        assert (await publisher.publish([row])).confirmed == [3]
+        await wait_until(lambda: _job_of(ledger, task_id), what="the job message")
+    finally:
+        await ledger.close()
+    (job,) = [d for d in ledger.deliveries if d.task_id == str(task_id)]
+    assert job.routing_key == "job.generate_content"
+    assert job.properties == {
+        "content_type": "application/json",
+        "delivery_mode": 2,
+        "message_id": str(row.message_id),
+    }
+    assert job.headers == {
+        "x-task-id": str(task_id),
+        "x-schema-version": 1,
+        "x-committed-at-us": round(row.committed_at * 1_000_000),
+    }
 
 
 async def test_unroutable_notification_counts_as_published(publisher: Publisher) -> None:
@@ -110,3 +148,7 @@ async def test_an_oversized_row_fails_alone_and_holds_back_its_task(
 
 async def _count(ledger: Ledger, wanted: int) -> bool:
     return len(ledger.deliveries) >= wanted
+
+
+async def _job_of(ledger: Ledger, task_id: UUID) -> bool:
+    return any(d.task_id == str(task_id) for d in ledger.deliveries)

@@ -91,6 +91,25 @@ class Delivery:
     headers: dict[str, Any]
     content_type: str | None
     delivery_mode: int | None
+    properties: dict[str, Any] = field(default_factory=dict)
+    """Every AMQP basic property the message was published with (headers aside), unset ones
+    left out."""
+
+
+PROPERTIES = (
+    "content_type",
+    "content_encoding",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
 
 
 @dataclass
@@ -126,6 +145,13 @@ class Ledger:
                 headers=headers,
                 content_type=message.content_type,
                 delivery_mode=int(message.delivery_mode) if message.delivery_mode else None,
+                properties={
+                    name: value
+                    for name in PROPERTIES
+                    # aio-pika reports an unset priority as 0, the broker's default
+                    if (value := getattr(message, name)) is not None
+                    and (name, value) != ("priority", 0)
+                },
             )
         )
 

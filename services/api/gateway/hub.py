@@ -18,7 +18,11 @@ from aiormq.abc import DeliveredMessage
 
 from services.api.gateway.link import BrokerLink
 from shared.logging import get_logger
-from shared.messaging import COMMITTED_AT_HEADER, notification_routing_key
+from shared.messaging import (
+    COMMITTED_AT_HEADER,
+    notification_routing_key,
+    unknown_schema_version,
+)
 from shared.settings import BrokerSettings
 
 log = get_logger(__name__)
@@ -86,6 +90,11 @@ class NotificationHub:
 
     async def on_message(self, message: DeliveredMessage) -> None:
         properties = message.header.properties
+        headers = properties.headers or {}
+        if (unknown := unknown_schema_version(headers)) is not None:
+            # A shape this instance cannot read (a newer relay's): skipped, never sent half-read.
+            log.warning("gateway_unknown_schema", message_id=properties.message_id, error=unknown)
+            return
         try:
             body = self._decoder.decode(message.body)
         except msgspec.DecodeError as exc:
@@ -101,7 +110,7 @@ class NotificationHub:
         if topic is None or not topic.subscribers:
             return  # arrived just after the last watcher left
         frame = self._encoder.encode({"type": "progress", **body}).decode()
-        stamp = (properties.headers or {}).get(COMMITTED_AT_HEADER)
+        stamp = headers.get(COMMITTED_AT_HEADER)
         committed_at = stamp / 1_000_000 if isinstance(stamp, int) else None
         for subscriber in list(topic.subscribers):
             subscriber.deliver(seq, frame, committed_at)

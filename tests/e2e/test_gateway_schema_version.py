@@ -1,0 +1,66 @@
+"""The gateway meets a notification shape it does not know (CONTRACT §11): it logs it and
+skips it, sends no frame for it, and keeps delivering the next notification. A real API
+process; the real notification is published by the relay's own publisher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import aio_pika
+import pytest
+
+from shared.auth import issue_token
+from shared.db import UnitOfWorkFactory
+from tests.support import tasks
+from tests.support.processes import Process, start_api
+from tests.support.republish import notification_rows, publish
+from tests.support.resources import SECRET, Resources
+from tests.support.wait import wait_until
+from tests.support.ws import Watch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(name="api")
+def api_fixture(resources: Resources) -> Iterator[Process]:
+    with start_api(resources.env(), name="api-schema-version") as proc:
+        yield proc
+
+
+async def test_an_unknown_version_is_skipped_and_the_next_one_delivered(
+    api: Process, resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+    task_id = await tasks.new_task(uow_factory, "schema")
+    watch = await Watch.open(base_url, task_id, issue_token(SECRET, "schema", 600))
+    await watch.wait_frames(1)  # the snapshot: the task's routing key is bound
+    # A newer relay's shape, claiming seq 1: were it read, the real seq 1 would be dropped.
+    newer = {"task_id": str(task_id), "seq": 1, "step": "v2", "message": "from the future"}
+    connection = await aio_pika.connect(resources.amqp_url)
+    try:
+        exchange = await (await connection.channel()).get_exchange("taskrelay")
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(newer).encode(),
+                headers={"x-schema-version": 2, "x-task-id": str(task_id), "x-seq": 1},
+            ),
+            routing_key=f"notification.{task_id}",
+        )
+    finally:
+        await connection.close()
+    await wait_until(
+        lambda: _logged(api, "gateway_unknown_schema"), within=10, what="the skip logged"
+    )
+
+    seq = await tasks.start(uow_factory, task_id)
+    await publish(resources.amqp_url, [(await notification_rows(uow_factory, task_id))[seq]])
+    await watch.wait_seq(seq)
+    assert watch.progress_seqs == [seq] == [1]
+    assert watch.frames[1]["step"] != "v2"
+    assert api.alive()
+    await watch.close()
+
+
+async def _logged(proc: Process, event: str) -> bool:
+    return f'"{event}"' in proc.output()
