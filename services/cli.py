@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from services.admin.parser import add_admin_parser
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.metrics import DEFAULT_METRICS_PORT
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -123,6 +124,12 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from services.admin.commands import run_admin
+
+    return run_admin(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskrelay",
@@ -190,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime in seconds (default: TASKRELAY_TOKEN_TTL_SECONDS, else 86400)",
     )
     p.set_defaults(run=cmd_token)
+
+    add_admin_parser(sub, cmd_admin)
     return parser
 
 

@@ -48,6 +48,10 @@ class Housekeeping:
         self._url = url
         """Named (without its password) when PostgreSQL cannot be reached."""
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def backlog(self) -> Backlog:
         with translated(POSTGRES, self._url, "backlog", any_error=True):
             async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:

@@ -63,6 +63,31 @@ FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(id, error, delay)
 WHERE o.id = f.id AND o.published_at IS NULL
 """
 
+PARKED = """
+SELECT id, task_id, kind, message_id, attempts, last_error,
+       extract(epoch FROM clock_timestamp() - parked_at)::float8 AS parked_seconds
+FROM outbox WHERE parked_at IS NOT NULL AND published_at IS NULL
+ORDER BY id LIMIT $1
+"""
+"""The parked rows, oldest first (`outbox_parked_idx`): what `taskrelay admin outbox` lists."""
+
+PARKED_OF_TASKS = """
+SELECT id, task_id FROM outbox
+WHERE parked_at IS NOT NULL AND published_at IS NULL
+  AND task_id IN (SELECT task_id FROM outbox WHERE id = ANY($1::bigint[]))
+ORDER BY id
+FOR UPDATE
+"""
+"""Every parked row of the tasks these rows belong to, locked until the replay commits."""
+
+REPLAY_PARKED = """
+UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = NULL
+WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL AND published_at IS NULL
+RETURNING id, task_id
+"""
+"""MARK_FAILED's parking undone: the rows are due again, claimed in id order like any other
+(`last_error` is kept until the next attempt, for the record)."""
+
 EXACT_BACKLOG_LIMIT = 10_000
 """Up to this many pending rows the backlog is counted exactly; beyond, it is estimated."""
 

@@ -27,7 +27,9 @@ from shared.domain import (
     ItemPage,
     JobDispatch,
     Notification,
+    TaskFilter,
     TaskState,
+    TaskSummary,
 )
 
 
@@ -39,6 +41,7 @@ class AbstractTaskRepository(Protocol):
     async def lock_owned(self, task_id: UUID, owner_id: str) -> TaskState | None: ...
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None: ...
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None: ...
+    async def overview(self, wanted: TaskFilter) -> list[TaskSummary]: ...
 
 
 class AbstractItemRepository(Protocol):

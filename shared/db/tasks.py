@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.db.sql import Connection
-from shared.domain import ItemCounts, Status, TaskState
+from shared.domain import ItemCounts, Status, TaskFilter, TaskState, TaskSummary
 
 STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
@@ -34,6 +34,16 @@ _VIEW = (
     "WHERE task_id = t.task_id GROUP BY content_type, status) AS c), '[]') AS item_counts "
     "FROM roadmap_tasks AS t WHERE t.task_id = $1"
 )
+
+_OVERVIEW = (
+    "SELECT t.task_id, t.owner_id, t.status, "
+    "extract(epoch FROM now() - t.created_at)::float8 AS age_seconds, t.items_total, "
+    "t.items_completed, t.items_failed, coalesce(l.recoveries, 0) AS recoveries, "
+    "t.error_message FROM roadmap_tasks AS t LEFT JOIN task_leases AS l USING (task_id) "
+    "WHERE t.status = ANY($1::text[]) AND t.created_at <= now() - make_interval(secs => $2) "
+    "AND ($3::text IS NULL OR t.owner_id = $3) ORDER BY t.created_at, t.task_id LIMIT $4"
+)
+"""An operator's listing, oldest first; rare enough that walking the tasks is fine."""
 
 
 def task_state(row: Any) -> TaskState:
@@ -90,6 +100,17 @@ class TaskRepository:
         """Like `lock`, but None at once if another transaction holds the row."""
         row = await self._conn.fetchrow(_LOCK_UNLESS_BUSY, task_id)
         return task_state(row) if row else None
+
+    async def overview(self, wanted: TaskFilter) -> list[TaskSummary]:
+        """The tasks `wanted` selects, oldest first, as an operator's listing shows them."""
+        rows = await self._conn.fetch(
+            _OVERVIEW,
+            [s.value for s in wanted.statuses],
+            wanted.older_than_seconds,
+            wanted.owner_id,
+            wanted.limit,
+        )
+        return [TaskSummary(**dict(row)) for row in rows]
 
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         """Every column of the task and its item counts, in one round trip; None if unknown."""

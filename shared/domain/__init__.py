@@ -20,6 +20,7 @@ from shared.domain.model import (
     TaskState,
     clip_error,
 )
+from shared.domain.overview import ATTENTION, TaskFilter, TaskSummary
 from shared.domain.state_machine import (
     FINAL,
     TRANSITIONS,
@@ -31,6 +32,7 @@ from shared.domain.state_machine import (
 )
 
 __all__ = [
+    "ATTENTION",
     "CONTENT_TYPES",
     "FINAL",
     "MAX_ERROR_CHARS",
@@ -48,7 +50,9 @@ __all__ = [
     "Notification",
     "Rule",
     "Status",
+    "TaskFilter",
     "TaskState",
+    "TaskSummary",
     "clip_error",
     "decode_cursor",
     "encode_cursor",

@@ -29,7 +29,9 @@ from shared.domain import (
     JobDispatch,
     Notification,
     Status,
+    TaskFilter,
     TaskState,
+    TaskSummary,
 )
 
 
@@ -99,6 +101,31 @@ class FakeTasks:
 
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
+
+    async def overview(self, wanted: TaskFilter) -> list[TaskSummary]:
+        """No creation instants here: every task is 0 s old, so `older_than` > 0 lists none."""
+        if wanted.older_than_seconds > 0:
+            return []
+        found = []
+        for task in self._s.tasks.values():
+            if task.status not in wanted.statuses or wanted.owner_id not in (None, task.owner_id):
+                continue
+            counts = await FakeItems(self._s).counts(task.task_id)
+            lease = self._s.leases.get(task.task_id)
+            found.append(
+                TaskSummary(
+                    task.task_id,
+                    task.owner_id,
+                    task.status.value,
+                    0.0,
+                    counts.total,
+                    counts.completed,
+                    counts.failed,
+                    lease.recoveries if lease else 0,
+                    task.error_message,
+                )
+            )
+        return found[: wanted.limit]
 
     async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
         task = self._s.tasks.get(task_id)
