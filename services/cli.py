@@ -253,7 +253,10 @@ def _positive(raw: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     if (parent := announced_parent()) is not None:
         die_with_parent(parent)  # a child of `taskrelay run` dies with it
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser (`admin` says it in one line)
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = Settings.from_env()
         run: Command = args.run

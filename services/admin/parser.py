@@ -74,7 +74,7 @@ def add_admin_parser(sub: Any, run: Any) -> None:
         description="Exit status: 0 done, 1 a dependency is down (named), 2 bad input.",
     )
     admin.error = OneLineParser.error.__get__(admin)  # one line, like its subcommands
-    admin.set_defaults(run=run)
+    admin.set_defaults(run=run, parser=admin)
     what = admin.add_subparsers(
         dest="admin_command", required=True, metavar="WHAT", parser_class=OneLineParser
     )

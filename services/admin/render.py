@@ -18,7 +18,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty:
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
     for line in (list(headers), *cells):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        cells_of_line = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print("  ".join(cells_of_line).rstrip())
 
 
 def age(seconds: float | None) -> str:

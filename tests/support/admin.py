@@ -26,6 +26,11 @@ class Ran:
         """The JSON log lines on stderr (TASKRELAY_LOG_FORMAT=json)."""
         return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
 
+    @property
+    def actions(self) -> list[dict[str, Any]]:
+        """The log lines of what the command changed (`admin_*`), in order."""
+        return [line for line in self.logged if str(line.get("event")).startswith("admin_")]
+
 
 def admin(env: dict[str, str], *args: str, stdin: str | None = None) -> Ran:
     done = subprocess.run(
