@@ -40,6 +40,7 @@ from opentelemetry.trace import (
     SpanKind,
     TraceFlags,
 )
+from opentelemetry.util.types import AttributeValue
 
 from shared.errors import ConfigurationError
 from shared.logging import bound_context
@@ -80,7 +81,7 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
     line inside. A class, not a generator: it is entered for every request, message and job.
     """
 
-    __slots__ = ("_carrier", "_kind", "_logged", "_name", "_otel", "_token")
+    __slots__ = ("_attributes", "_carrier", "_kind", "_logged", "_name", "_otel", "_token")
 
     def __init__(
         self,
@@ -88,8 +89,11 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
         carrier: Mapping[str, object] | None = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         self._name, self._carrier, self._kind = name, carrier, kind
+        self._attributes = attributes
+        """The span's attributes, when an SDK records it (`shared.spans` names them)."""
         self._otel: AbstractContextManager[str] | None = None
 
     def __enter__(self) -> str:
@@ -105,7 +109,7 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
             self._logged = bound_context(trace_id=trace_id)
             self._logged.__enter__()
             return trace_id
-        self._otel = _otel_traced(self._name, texts, self._kind)
+        self._otel = _otel_traced(self._name, texts, self._kind, self._attributes)
         return self._otel.__enter__()
 
     def __exit__(
@@ -122,7 +126,12 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
 
 
 @contextmanager
-def _otel_traced(name: str, texts: dict[str, str], kind: SpanKind) -> Iterator[str]:
+def _otel_traced(
+    name: str,
+    texts: dict[str, str],
+    kind: SpanKind,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[str]:
     """`traced()` through OpenTelemetry's context and propagators (an SDK, a `tracestate` or
     `baggage`, other propagators)."""
     # Nothing to extract from an empty carrier: extract() would return an empty context.
@@ -133,7 +142,7 @@ def _otel_traced(name: str, texts: dict[str, str], kind: SpanKind) -> Iterator[s
     try:
         # Without an SDK no span is recorded: the work runs in the parent's context as it is.
         with (
-            _tracer.start_as_current_span(name, kind=kind)
+            _tracer.start_as_current_span(name, kind=kind, attributes=attributes)
             if _recording()
             else nullcontext(trace.get_current_span(parent))
         ) as span:
@@ -206,6 +215,11 @@ def trace_id_of(traceparent: str | None) -> str | None:
     """The trace id in a `traceparent` value, or None when it is not a valid one."""
     parsed = _parse_traceparent(traceparent) if traceparent else None
     return parsed[0] if parsed else None
+
+
+def recording() -> bool:
+    """Whether spans are recorded (an SDK is installed): `shared.spans` asks before any work."""
+    return _recording()
 
 
 def _recording() -> bool:

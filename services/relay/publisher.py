@@ -21,12 +21,19 @@ from typing import Any, cast
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from opentelemetry.trace import Span
 from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
+from shared import spans
 from shared.dependencies import RABBITMQ, redact
 from shared.driver_errors import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
-from shared.messaging import COMMITTED_AT_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+from shared.messaging import (
+    COMMITTED_AT_HEADER,
+    EXCHANGE,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_HEADER,
+)
 from shared.topology import declare_topology
 
 
@@ -113,12 +120,13 @@ class Publisher:
             return outcome
         sending: list[tuple[OutboxRow, asyncio.Task[Any]]] = []
         broken_tasks: set[Any] = set()
+        traced = spans.recording()  # a span per row only when an SDK records them
         for row in rows:
             if row.task_id in broken_tasks:
                 outcome.held_back.append(row.id)
                 continue
             try:
-                body, properties = self._message(row)
+                body, properties, span = self._message(row, traced)
             except ValueError as exc:
                 broken_tasks.add(row.task_id)
                 outcome.failed.append((row, str(exc)))
@@ -137,6 +145,8 @@ class Publisher:
             )
             sent = asyncio.ensure_future(publish)
             sent.add_done_callback(partial(_stamp, outcome.confirmed_at, row.id))
+            if span is not None:
+                sent.add_done_callback(partial(_confirmed, span))
             sending.append((row, sent))
         await asyncio.gather(*(t for _, t in sending), return_exceptions=True)
         for row, task in sending:
@@ -158,32 +168,53 @@ class Publisher:
         else:
             outcome.failed.append((row, _describe(error)))
 
-    def _message(self, row: OutboxRow) -> tuple[bytes, aiormq.spec.Basic.Properties]:
-        """The body and AMQP properties of a row's message, built directly: an
-        `aio_pika.Message` would check a lock on each of its 28 attribute sets, once a row."""
+    def _message(
+        self, row: OutboxRow, traced: bool = False
+    ) -> tuple[bytes, aiormq.spec.Basic.Properties, Span | None]:
+        """The body and AMQP properties of a row's message, built directly (an
+        `aio_pika.Message` would check a lock on each of its 28 attribute sets, once a row),
+        and when `traced`, the row's publish span, whose context the message carries on."""
         body = row.payload.encode()
         if len(body) > self._max_bytes:
             raise ValueError(f"message too large: {len(body)} bytes > {self._max_bytes}")
+        traceparent, span = row.traceparent, None
+        if traced:
+            span = spans.start_publish(
+                row.traceparent,
+                exchange=EXCHANGE,
+                routing_key=row.routing_key,
+                message_id=str(row.message_id),
+                task_id=str(row.task_id),
+                body_size=len(body),
+            )
+            traceparent = spans.traceparent_of(span)
         headers: dict[str, Any] = {
             "x-task-id": str(row.task_id),
             SCHEMA_VERSION_HEADER: SCHEMA_VERSION,
         }
         if row.seq is not None:
             headers["x-seq"] = row.seq
-        if row.traceparent:
-            headers["traceparent"] = row.traceparent
+        if traceparent:
+            headers["traceparent"] = traceparent
         if row.committed_at:
             headers[COMMITTED_AT_HEADER] = round(row.committed_at * 1_000_000)
-        return body, aiormq.spec.Basic.Properties(
+        properties = aiormq.spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(row.message_id),
             headers=headers,
         )
+        return body, properties, span
 
 
 def _stamp(confirmed_at: dict[int, float], row_id: int, _: object) -> None:
     confirmed_at[row_id] = time.time()
+
+
+def _confirmed(span: Span, sent: asyncio.Future[Any]) -> None:
+    """End a row's publish span when its confirm (or its failure) arrives."""
+    error = None if sent.cancelled() else sent.exception()
+    spans.end(span, None if error is None else _describe(error))
 
 
 def _describe(error: BaseException) -> str:

@@ -23,12 +23,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import SpanKind
 
 from services.worker.enqueue import JobQueue
+from shared import spans
 from shared.backoff import Backoff
 from shared.db.abstract import AbstractUnitOfWorkFactory
 from shared.errors import DependencyUnavailable
 from shared.logging import bound_context, get_logger
 from shared.messaging import GENERATE_CONTENT, unknown_schema_version
-from shared.topology import declare_topology
+from shared.topology import JOB_QUEUE, declare_topology
 from shared.tracing import traced
 
 log = get_logger(__name__)
@@ -116,7 +117,12 @@ class JobConsumer:
         # The message's `traceparent` becomes the context of its work: the RQ job carries it on.
         with (
             bound_context(message_id=str(message.message_id)),
-            traced("job_message", message.headers, kind=SpanKind.CONSUMER),
+            traced(
+                f"process {JOB_QUEUE}",
+                message.headers,
+                kind=SpanKind.CONSUMER,
+                attributes=_span_attributes(message) if spans.recording() else None,
+            ),
         ):
             try:
                 job = parse_job_message(message)
@@ -160,3 +166,9 @@ class JobConsumer:
             await uow.inbox.record(job.message_id, job.task_id, job_id)
             await uow.commit()
         return "enqueued"
+
+
+def _span_attributes(message: AbstractIncomingMessage) -> dict[str, spans.AttributeValue]:
+    """The messaging attributes of the consumer's span (recorded with an SDK only)."""
+    routing_key = message.routing_key or ""
+    return spans.consumer_attributes(JOB_QUEUE, routing_key, message.message_id, len(message.body))

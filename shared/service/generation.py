@@ -58,6 +58,7 @@ from shared.service.progress import (
     start_task,
     store_item_result,
 )
+from shared.spans import item_span
 
 log = get_logger(__name__)
 
@@ -375,8 +376,10 @@ class ContentJob:
             attempt=item.attempts + 1,
         )
         try:
-            async with asyncio.timeout(self._item_timeout):
-                content = await self._call(request)
+            # The span of this item, under the job's (with an SDK; nothing without one).
+            with item_span(request):
+                async with asyncio.timeout(self._item_timeout):
+                    content = await self._call(request)
         except TimeoutError:
             return ItemResult(error=f"generation timed out after {self._item_timeout:g} s")
         except Exception as exc:  # the generator's own failure: the item fails, the job goes on

@@ -10,6 +10,7 @@ decoded and encoded once, then handed to every watcher of its task without await
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import msgspec
 from aiormq.abc import DeliveredMessage
 
 from services.api.gateway.link import BrokerLink
+from shared import spans
 from shared.logging import get_logger
 from shared.messaging import (
     COMMITTED_AT_HEADER,
@@ -91,29 +93,45 @@ class NotificationHub:
     async def on_message(self, message: DeliveredMessage) -> None:
         properties = message.header.properties
         headers = properties.headers or {}
+        if not spans.recording():
+            self._deliver(message, headers)
+            return
+        span = spans.received(
+            headers, message.routing_key or "", properties.message_id, len(message.body)
+        )
+        try:
+            span.set_attribute("taskrelay.gateway.sockets", self._deliver(message, headers))
+        finally:
+            spans.end(span)
+
+    def _deliver(self, message: DeliveredMessage, headers: Mapping[str, Any]) -> int:
+        """Hand the notification to each watcher of its task; how many it reached."""
+        properties = message.header.properties
         if (unknown := unknown_schema_version(headers)) is not None:
             # A shape this instance cannot read (a newer relay's): skipped, never sent half-read.
             log.warning("gateway_unknown_schema", message_id=properties.message_id, error=unknown)
-            return
+            return 0
         try:
             body = self._decoder.decode(message.body)
         except msgspec.DecodeError as exc:
             log.warning(
                 "gateway_bad_notification", message_id=properties.message_id, error=str(exc)
             )
-            return
+            return 0
         task_id, seq = body.get("task_id"), body.get("seq")
         if not isinstance(task_id, str) or not isinstance(seq, int):
             log.warning("gateway_bad_notification", message_id=properties.message_id)
-            return
+            return 0
         topic = self._topics.get(task_id)
         if topic is None or not topic.subscribers:
-            return  # arrived just after the last watcher left
+            return 0  # arrived just after the last watcher left
         frame = self._encoder.encode({"type": "progress", **body}).decode()
         stamp = headers.get(COMMITTED_AT_HEADER)
         committed_at = stamp / 1_000_000 if isinstance(stamp, int) else None
-        for subscriber in list(topic.subscribers):
+        subscribers = list(topic.subscribers)
+        for subscriber in subscribers:
             subscriber.deliver(seq, frame, committed_at)
+        return len(subscribers)
 
     async def on_link_up(self) -> None:
         """Rebind every watched task, then resync its watchers from fresh snapshots."""

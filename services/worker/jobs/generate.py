@@ -15,6 +15,7 @@ from uuid import UUID
 from rq import get_current_job
 
 from services.worker.jobs.context import installed, trace_of
+from shared import spans
 from shared.db import UnitOfWorkFactory
 from shared.logging import bound_context, get_logger
 from shared.service.generation import ContentJob, Pace
@@ -25,6 +26,13 @@ log = get_logger(__name__)
 
 async def generate_content(task_id: str) -> dict[str, Any]:
     """The RQ job: generate the task's pending items (see shared.service.generation)."""
+    try:
+        return await _generate(task_id)
+    finally:
+        spans.flush()  # the work horse ends with os._exit: its spans go out now or never
+
+
+async def _generate(task_id: str) -> dict[str, Any]:
     context = installed()
     job = get_current_job()
     holder = job.id if job is not None else f"local-{task_id}"
