@@ -5,6 +5,12 @@ query key `token` to the server that reads it (keys are percent-decoded), so it 
 the redactor too. A key is secret when, decoded and lower-cased, it contains `token` or
 `password`; its value is replaced by `***` whatever it holds.
 
+In free text everything after the first `?` is read as query pairs, split on `&`, `;` and
+whitespace: no character a client may put in a query (`"`, `'`, `<`, `>`, `#`, `?`, a tab ...)
+ends the query early and lets a later `token=` pair through, and words after the query that are
+not `key=value` stay as they are. (The price: a `...token...=value` word in prose after a `?`
+is masked too.)
+
 `RedactSecrets` applies this to every stdlib log record (uvicorn logs each WebSocket's path
 and query) and `redact_event` to every structlog event, so no log line carries either.
 """
@@ -19,23 +25,23 @@ from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_KEY_PARTS = ("token", "password")
-_QUERY_IN_TEXT = re.compile(r"\?([^\s\"'<>#]*)")
+_SEPARATORS = re.compile(r"([&;\s]+)")
 
 
 def redact_query(query: str) -> str:
     """The query string with the value of every secret key masked."""
-    pairs = []
-    for pair in query.split("&"):
-        key, sep, _ = pair.partition("=")
-        pairs.append(f"{key}={MASK}" if sep and _is_secret(key) else pair)
-    return "&".join(pairs)
+    parts = _SEPARATORS.split(query)  # pairs at even indexes, their separators between
+    for i in range(0, len(parts), 2):
+        key, sep, _ = parts[i].partition("=")
+        if sep and _is_secret(key):
+            parts[i] = f"{key}={MASK}"
+    return "".join(parts)
 
 
 def redact_text(text: str) -> str:
-    """Free text (a log message, a URL) with every query string in it redacted."""
-    if "?" not in text:
-        return text
-    return _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), text)
+    """Free text (a log message, a URL) with every secret pair after its first `?` masked."""
+    head, mark, rest = text.partition("?")
+    return f"{head}?{redact_query(rest)}" if mark else text
 
 
 def redact_url(url: str) -> str:
@@ -71,17 +77,16 @@ def _is_secret(raw_key: str) -> bool:
 
 
 class RedactSecrets(logging.Filter):
-    """Redacts query strings in a log record's message and arguments; never drops a record."""
+    """Redacts a stdlib record's whole message, its arguments formatted in (whatever their
+    type: a path, a header, an object whose text holds a URL); never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_text(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {
-                k: redact_text(v) if isinstance(v, str) else v for k, v in record.args.items()
-            }
-        if isinstance(record.msg, str):
-            record.msg = redact_text(record.msg)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep as is
+            return True
+        if "?" in message:
+            record.msg, record.args = redact_text(message), None
         return True
 
 
