@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -20,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
-from tests.support import tasks
+from tests.support import raw_ws, tasks
 from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy
 from tests.support.resources import SECRET, Resources
@@ -171,3 +172,37 @@ async def test_garbage_frames_get_an_error_frame_not_a_crash(
     assert watch.close_code is None
     await watch.close()
     assert "Task exception was never retrieved" not in api.proc.output()
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+FLOOD_BYTES = 48 * 2**20
+
+
+async def test_a_ping_flood_that_never_reads_holds_the_server_to_a_bound(
+    api: Api, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Pings at line rate, no read: the server stops reading once its unsent pongs pass a
+    bound, so the client cannot push more than the kernels' buffers hold (on the old code it
+    pushed all 48 MiB and the server buffered every pong)."""
+    task_id = await tasks.new_task(uow_factory, "frank")
+    port = int(api.url.rsplit(":", 1)[1])
+    target = f"/ws/tasks/{task_id}?token={token_for('frank')}"
+    sock, head = raw_ws.open_raw(port, target, rcvbuf=65536)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    before = rss_bytes(api.proc.pid)
+    chunk = raw_ws.masked_frame(raw_ws.PING, b"p" * 125) * 8192
+    try:
+        sent = await asyncio.to_thread(raw_ws.send_until_stalled, sock, chunk, FLOOD_BYTES, 3.0)
+        grown = rss_bytes(api.proc.pid) - before
+    finally:
+        sock.close()
+    print(f"ping flood: {sent / 2**20:.1f} MiB sent, API RSS grew {grown / 2**20:.1f} MiB")
+    assert sent < FLOOD_BYTES // 2, sent
+    assert grown < 16 * 2**20, grown
+    await no_sockets(api)
