@@ -37,12 +37,18 @@ def issue_token(secret: str, user_id: str, ttl_seconds: int) -> str:
 
 def verify_token(secret: str, token: str) -> str:
     """The user id the token was issued for; Unauthorized when missing, forged or expired."""
+    return verify_token_until(secret, token)[0]
+
+
+def verify_token_until(secret: str, token: str) -> tuple[str, float]:
+    """The user id and the expiry (epoch seconds) of a valid token; Unauthorized otherwise.
+    (A socket outlives its handshake: the gateway closes it when the token expires.)"""
     if not token:
         raise Unauthorized("a bearer token is required")
     subject, expires = _verified(secret, token)
     if expires <= time.time():
         raise Unauthorized("the token has expired")
-    return subject
+    return subject, expires
 
 
 @functools.lru_cache(maxsize=4096)

@@ -85,6 +85,13 @@ class ApiSettings:
         "Open WebSockets one user may hold on one API instance; the next is closed with 4429.",
         floor=POSITIVE,
     )
+    ws_connects_per_second: int = setting(
+        10,
+        "TASKRELAY_WS_CONNECTS_PER_SECOND",
+        "WebSocket connects one user (without a valid token: one address) may make per second "
+        "on one API instance; the rest are closed with 4429 before any database or broker work.",
+        floor=POSITIVE,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,4 +206,57 @@ async def test_a_ping_flood_that_never_reads_holds_the_server_to_a_bound(
     print(f"ping flood: {sent / 2**20:.1f} MiB sent, API RSS grew {grown / 2**20:.1f} MiB")
     assert sent < FLOOD_BYTES // 2, sent
     assert grown < 16 * 2**20, grown
+    await no_sockets(api)
+
+
+CONNECTS_PER_SECOND = 5
+
+
+@pytest.fixture(name="paced_api", scope="module")
+def paced_api_fixture(resources: Resources) -> Iterator[str]:
+    env = resources.env(TASKRELAY_WS_CONNECTS_PER_SECOND=str(CONNECTS_PER_SECOND))
+    proc = start_api(env, name="api-paced-ws")
+    try:
+        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+    finally:
+        proc.stop()
+
+
+async def burst(url: str, task_id: object, token: str | None, count: int) -> list[Watch]:
+    return list(await asyncio.gather(*(Watch.open(url, task_id, token) for _ in range(count))))
+
+
+async def test_connects_past_the_budget_are_closed_4429(
+    paced_api: str, uow_factory: UnitOfWorkFactory
+) -> None:
+    """30 connects in a burst from one user: at most two one-second windows' worth (10) are
+    served, the rest closed 4429 with no frame; as many anonymous ones from one address are
+    4429 past the budget, not 4401; another user is served meanwhile."""
+    task_id = await tasks.new_task(uow_factory, "henry")
+    watches = await burst(paced_api, task_id, token_for("henry"), 30)
+    anonymous = await burst(paced_api, task_id, None, 30)
+    other = await Watch.open(paced_api, await tasks.new_task(uow_factory, "ivy"), token_for("ivy"))
+    await other.wait_frames(1)
+
+    async def all_answered() -> bool:
+        return all(w.frames or w.close_code for w in [*watches, *anonymous])
+
+    await wait_until(all_answered, within=30, what="a snapshot or a close on every socket")
+    served = sum(1 for w in watches if w.frames)
+    assert all(w.close_code == 4429 for w in watches if not w.frames)
+    refused = Counter([await watch.closed(within=10) for watch in anonymous])
+    for watch in [*watches, other]:
+        await watch.close()
+    assert 0 < served <= 2 * CONNECTS_PER_SECOND, served
+    assert set(refused) == {4401, 4429}, refused
+    assert refused[4401] <= 2 * CONNECTS_PER_SECOND, refused
+
+
+async def test_a_socket_is_closed_4401_when_its_token_expires(
+    api: Api, uow_factory: UnitOfWorkFactory
+) -> None:
+    task_id = await tasks.new_task(uow_factory, "jack")
+    watch = await Watch.open(api.url, task_id, issue_token(SECRET, "jack", 2))
+    await watch.wait_frames(1)
+    assert await watch.closed(within=15) == 4401
     await no_sockets(api)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -97,7 +98,7 @@ def test_admission_close_codes() -> None:
     assert _refusal(token="garbage") == CloseCode.UNAUTHORIZED
     assert _refusal(origin="http://evil.example") == CloseCode.FORBIDDEN_ORIGIN == 4403
     assert _refusal(task_id="not-a-uuid") == CloseCode.NOT_FOUND == 4404
-    user, task = admit(
+    admitted = admit(
         origin="http://api:8000",
         host="api:8000",
         token=issue_token(SECRET, "u1", 60),
@@ -105,8 +106,9 @@ def test_admission_close_codes() -> None:
         secret=SECRET,
         allowed_origins=(),
     )
-    assert user == "u1"
-    assert str(task) == "3f1c0f34-6a3e-4c2b-9d7e-2a6f1f7e9a10"
+    assert admitted.user_id == "u1"
+    assert str(admitted.task_id) == "3f1c0f34-6a3e-4c2b-9d7e-2a6f1f7e9a10"
+    assert time.time() + 55 < admitted.expires <= time.time() + 60
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from services.api.gateway.connects import ConnectBudget
 from services.api.gateway.primitives import Flag, Mailbox
 
 
@@ -100,3 +101,13 @@ async def test_a_getter_cancelled_while_waiting_takes_nothing() -> None:
     box.put_nowait("y")
     assert box.qsize() == 1
     assert await box.get() == "y"
+
+
+def test_the_connect_budget_is_per_client_and_per_second() -> None:
+    now = [100.2]
+    budget = ConnectBudget(3, clock=lambda: now[0])
+    assert [budget.admit("user:a") for _ in range(4)] == [True, True, True, False]
+    assert budget.admit("addr:10.0.0.1")  # others have their own
+    assert budget.admit("user:b")
+    now[0] = 101.0  # the next second: a fresh budget
+    assert budget.admit("user:a")

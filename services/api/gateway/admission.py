@@ -11,11 +11,12 @@ log line, however the query spells its key.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from services.api.gateway.close_codes import CloseCode
-from shared.auth import verify_token
+from shared.auth import verify_token_until
 from shared.errors import Unauthorized
 
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
@@ -25,6 +26,14 @@ class Refused(Exception):
     def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    user_id: str
+    task_id: UUID
+    expires: float
+    """When the token expires (epoch seconds): the socket is closed with 4401 then."""
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -55,15 +64,15 @@ def admit(
     task_id: str,
     secret: str,
     allowed_origins: tuple[str, ...],
-) -> tuple[str, UUID]:
-    """The user id and task id of an acceptable request, or Refused with its close code."""
+) -> Admitted:
+    """The user, task and token expiry of an acceptable request, or Refused with its code."""
     if not origin_allowed(origin, host, allowed_origins):
         raise Refused(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
     try:
-        user_id = verify_token(secret, token or "")
+        user_id, expires = verify_token_until(secret, token or "")
     except Unauthorized as exc:
         raise Refused(CloseCode.UNAUTHORIZED, str(exc)) from None
     try:
-        return user_id, UUID(task_id)
+        return Admitted(user_id, UUID(task_id), expires)
     except ValueError:
         raise Refused(CloseCode.NOT_FOUND, "task not found") from None

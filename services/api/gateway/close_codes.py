@@ -31,7 +31,8 @@ class CloseCode(IntEnum):
     NOT_FOUND = 4404
     """An unknown task, or another user's."""
     TOO_MANY = 4429
-    """The user already holds `TASKRELAY_WS_MAX_SOCKETS_PER_USER` sockets on this instance."""
+    """The user already holds `TASKRELAY_WS_MAX_SOCKETS_PER_USER` sockets on this instance, or
+    connected more than `TASKRELAY_WS_CONNECTS_PER_SECOND` times in this second."""
 
 
 CLIENT_GONE: Final = 0
@@ -42,6 +43,7 @@ REASONS: Final[dict[int, str]] = {
     CloseCode.TRY_AGAIN: "try again later",
     CloseCode.TOO_SLOW: "too slow: reconnect and resync",
     CloseCode.NOT_FOUND: "task not found",
+    CloseCode.UNAUTHORIZED: "the token has expired",
     CloseCode.TOO_MANY: "too many sockets: close one first",
 }
 """The reason sent with a code the endpoint closes with (admission's refusals carry their own)."""

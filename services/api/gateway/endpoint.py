@@ -1,8 +1,10 @@
 """`/ws/tasks/{task_id}`: admit the socket, subscribe, read the snapshot, then stream.
 
-A socket costs no broker work before it is known to be wanted: the token, the user's socket
-count on this instance (`ws_max_sockets_per_user`, else 4429) and the task's owner (else 4404)
-are checked before it subscribes. Then the order is the whole point (CONTRACT §7): subscribe
+A socket costs no broker work before it is known to be wanted: the token, the client's connects
+this second (`ws_connects_per_second`, per user, or per address without a valid token; else
+4429), the user's socket count on this instance (`ws_max_sockets_per_user`, else 4429) and the
+task's owner (else 4404) are checked before it subscribes. A socket is closed with 4401 when its
+token expires. Then the order is the whole point (CONTRACT §7): subscribe
 first (the hub returns once the task's routing key is bound), then read the snapshot from
 PostgreSQL, so every notification committed after the snapshot is already on its way to this
 socket's mailbox; the `Watcher` drops those the snapshot covers. One reader task answers the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -23,8 +26,9 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from prometheus_client import CollectorRegistry
 
-from services.api.gateway.admission import Refused, admit
+from services.api.gateway.admission import Admitted, Refused, admit
 from services.api.gateway.close_codes import CLIENT_GONE, REASONS, CloseCode, metric_label
+from services.api.gateway.connects import ConnectBudget
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.watcher import SlowConsumer, Watcher, WatchLimits
@@ -55,6 +59,7 @@ class Gateway:
         self._watchers: set[Watcher] = set()
         self._per_user: dict[str, int] = {}
         """Open sockets of each user on this instance."""
+        self._connects = ConnectBudget(settings.ws_connects_per_second)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -73,7 +78,7 @@ class Gateway:
     async def serve(self, socket: WebSocket[Any, Any, Any], task_id: str) -> None:
         await socket.accept()
         try:
-            user_id, task_uuid = admit(
+            admitted = admit(
                 origin=_header(socket, b"origin"),
                 host=_header(socket, b"host"),
                 token=socket.query_params.get("token"),
@@ -81,21 +86,28 @@ class Gateway:
                 secret=self._secret,
                 allowed_origins=self._settings.allowed_origins,
             )
+            if not self._connects.admit(f"user:{admitted.user_id}"):
+                raise Refused(CloseCode.TOO_MANY, "too many connects: slow down")
         except Refused as refused:
-            self._ended(refused.code)
-            await socket.close(refused.code, refused.reason)
+            code: int = refused.code
+            reason = refused.reason
+            if code == CloseCode.UNAUTHORIZED and not self._connects.admit(_address(socket)):
+                code, reason = CloseCode.TOO_MANY, "too many connects: slow down"
+            self._ended(code)
+            await socket.close(code, reason)
             return
-        with bound_context(task_id=str(task_uuid)):
-            code = await self._stream(socket, user_id, task_uuid)
+        with bound_context(task_id=str(admitted.task_id)):
+            code = await self._stream(socket, admitted)
         self._ended(code)
         if code != CLIENT_GONE:
-            log.info("gateway_socket_closing", code=code, task_id=str(task_uuid))
+            log.info("gateway_socket_closing", code=code, task_id=str(admitted.task_id))
             # Bounded: a peer that reads nothing would keep the close (and this task) waiting.
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await socket.close(code, REASONS.get(code))
 
-    async def _stream(self, socket: WebSocket[Any, Any, Any], user_id: str, task_id: UUID) -> int:
+    async def _stream(self, socket: WebSocket[Any, Any, Any], admitted: Admitted) -> int:
+        user_id, task_id = admitted.user_id, admitted.task_id
         held = self._per_user.get(user_id, 0)
         if held >= self._settings.ws_max_sockets_per_user:
             return CloseCode.TOO_MANY
@@ -105,6 +117,9 @@ class Gateway:
         self._watchers.add(watcher)
         self._idle.clear()
         reader = asyncio.create_task(self._read(socket, watcher))
+        expiry = asyncio.get_running_loop().call_later(
+            max(admitted.expires - time.time(), 0.0), watcher.close, CloseCode.UNAUTHORIZED
+        )
         try:
             await self._require_owner(user_id, task_id)  # before any broker work
             await self._hub.subscribe(key, watcher)
@@ -123,6 +138,7 @@ class Gateway:
             log.error("gateway_socket_failed", error=repr(exc))
             return CloseCode.INTERNAL
         finally:
+            expiry.cancel()
             reader.cancel()
             self._metrics.resyncs.inc(watcher.resyncs)
             await self._hub.unsubscribe(key, watcher)
@@ -182,6 +198,12 @@ def _header(socket: WebSocket[Any, Any, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
+
+
+def _address(socket: WebSocket[Any, Any, Any]) -> str:
+    """The connect-budget key of a client without a valid token: its peer address."""
+    client = socket.scope.get("client")
+    return f"addr:{client[0] if client else 'unknown'}"
 
 
 def _answer(data: str | bytes) -> str:
