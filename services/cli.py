@@ -188,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("token", help="print a bearer token for a user")
-    p.add_argument("user_id", metavar="USER_ID", type=_user_id, help="1-255 printable characters")
+    p.add_argument(
+        "user_id",
+        metavar="USER_ID",
+        type=_user_id,
+        help="1-255 printable characters, no whitespace at either end",
+    )
     p.add_argument(
         "--ttl",
         type=int,
@@ -232,7 +237,9 @@ def _user_id(raw: str) -> str:
     from shared.auth import valid_user_id
 
     if not valid_user_id(raw):
-        raise argparse.ArgumentTypeError("a user id is 1 to 255 printable characters")
+        raise argparse.ArgumentTypeError(
+            "a user id is 1 to 255 printable characters, not starting or ending with whitespace"
+        )
     return raw
 
 

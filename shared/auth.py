@@ -18,18 +18,24 @@ MAX_USER_ID_CHARS = 255
 
 
 def valid_user_id(user_id: object) -> bool:
-    """1-255 printable characters (CONTRACT §6): the id is stored, logged and used in keys, so
-    a NUL, a control character or a 10,000-character id is refused as a bad token."""
+    """1-255 printable characters, none of them whitespace at either end (CONTRACT §6): the id
+    is stored, logged and used in keys, so a NUL, a control character or a 10,000-character id
+    is refused as a bad token, and so are " " and " alice" (a user no one can tell from
+    "alice" in a log line or a listing)."""
     return (
         isinstance(user_id, str)
         and 1 <= len(user_id) <= MAX_USER_ID_CHARS
         and user_id.isprintable()
+        and not user_id[0].isspace()
+        and not user_id[-1].isspace()
     )
 
 
 def issue_token(secret: str, user_id: str, ttl_seconds: int) -> str:
     if not valid_user_id(user_id):
-        raise ValueError("a user id is 1 to 255 printable characters")
+        raise ValueError(
+            "a user id is 1 to 255 printable characters, not starting or ending with whitespace"
+        )
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds, "iss": ISSUER}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -74,7 +80,10 @@ def _verified(secret: str, token: str) -> tuple[str, float]:
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("the token names no user")
     if not valid_user_id(subject):
-        raise Unauthorized("the token's user id is not 1 to 255 printable characters")
+        raise Unauthorized(
+            "the token's user id is not 1 to 255 printable characters without whitespace at "
+            "either end"
+        )
     return subject, float(claims["exp"])
 
 

@@ -94,6 +94,7 @@ def test_a_body_cut_short_is_no_server_error(api: Process) -> None:
 
 
 BAD_SUBJECTS = ["a\x00b", "x" * 256, "x" * 10_000, "bell\x07", "tab\there", "line\nbreak", ""]
+BAD_SUBJECTS += [" ", " alice", "alice ", "\u3000alice", "alice\u00a0"]  # whitespace at an end
 
 
 @pytest.mark.parametrize("sub", BAD_SUBJECTS, ids=lambda s: repr(s[:12]))
