@@ -56,6 +56,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_config=None,
+        # Trust no proxy unless told which (uvicorn would trust X-Forwarded-For from 127.0.0.1).
+        proxy_headers=settings.api.proxy_headers and bool(settings.api.forwarded_allow_ips),
+        forwarded_allow_ips=settings.api.forwarded_allow_ips or "",
         timeout_graceful_shutdown=25,
         server_header=False,
         ws=GatewayWebSocketProtocol,  # uvicorn's websockets-sansio, holding less per socket

@@ -18,6 +18,20 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o for o in (part.strip().rstrip("/") for part in raw.split(",")) if o)
 
 
+def flag(raw: str) -> bool:
+    """`true`/`false` (also 1/0, yes/no, on/off): `bool("false")` would be True."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"true or false, got {raw!r}")
+
+
+def _addresses(raw: str) -> str:
+    return ",".join(a for a in (part.strip() for part in raw.split(",")) if a)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     """The HTTP API, WebSocket gateway and task page."""
@@ -47,6 +61,23 @@ class ApiSettings:
         "TASKRELAY_API_RATE_LIMIT_PER_SECOND",
         "HTTP requests one client (a token's user, else an address) may make per second on one "
         "API instance; beyond it the answer is 429 with `Retry-After`. 0 turns the limit off.",
+    )
+    proxy_headers: bool = setting(
+        False,
+        "TASKRELAY_API_PROXY_HEADERS",
+        "`true` to take the client's address and scheme from `X-Forwarded-For` and "
+        "`X-Forwarded-Proto`, but only from the proxies in `TASKRELAY_API_FORWARDED_ALLOW_IPS`. "
+        "Off: the address is the socket's, whoever sends the headers.",
+        parse=flag,
+        shown="false",
+    )
+    forwarded_allow_ips: str = setting(
+        "",
+        "TASKRELAY_API_FORWARDED_ALLOW_IPS",
+        "Comma-separated addresses or networks of the reverse proxies to trust (`*`: any; "
+        "empty: none), used only with `TASKRELAY_API_PROXY_HEADERS`.",
+        parse=_addresses,
+        shown="empty",
     )
     broker_heartbeat_seconds: int = setting(
         10,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
@@ -19,7 +20,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
-from services.api.health import health
+from services.api.health import DatabaseProbe, database_answers, health
 from services.api.observability import PROBE_HANDLERS, ApiMetrics, RequestObserver
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         app.state.uow_factory = uow_factory = UnitOfWorkFactory(settings.database)
+        app.state.database_probe = DatabaseProbe(partial(database_answers, uow_factory))
         try:
             yield
         finally:

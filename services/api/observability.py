@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from services.api.gateway.metrics import GatewayMetrics
-from services.api.health import database_answers
+from services.api.health import DatabaseProbe
 from shared.logging import get_logger, lines_held
 from shared.redaction import redact_query
 from shared.tracing import propagated_fields, traced
@@ -130,7 +130,8 @@ def livez() -> str:
 async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
     """200 when this instance can serve: PostgreSQL answers and the gateway's broker link is up."""
     reasons = []
-    if not await database_answers(request.app.state.uow_factory):
+    probe: DatabaseProbe = request.app.state.database_probe
+    if not await probe.answers():
         reasons.append("PostgreSQL is unreachable")
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.broker_connected:

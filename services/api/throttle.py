@@ -6,7 +6,18 @@ rate-limiting middleware counts each client's HTTP requests per one-second windo
 (with `Retry-After`, services/api/errors.py), before any guard, body or database work. A client
 is the user of a valid token (header or `?token=`), so users behind one proxy address each get
 their own budget; without a valid token it is the peer address. WebSockets are bounded
-separately, per user (`TASKRELAY_WS_MAX_SOCKETS_PER_USER`); bodies by `max_body_bytes`.
+separately, per user (`TASKRELAY_WS_MAX_SOCKETS_PER_USER`, `TASKRELAY_WS_CONNECTS_PER_SECOND`);
+bodies by `max_body_bytes`.
+
+Probes (`/livez`, `/readyz`, `/health`, `/metrics`) and the page's static assets are not
+counted at all: they share an address with every anonymous client behind the same proxy, so a
+flood of anonymous requests would otherwise answer the load balancer's probes and the task
+page's script 429. They are cheap by construction: the probes answer from a result at most 1 s
+old (`services.api.health.DatabaseProbe`), the assets are a few small files.
+
+The peer address is the socket's, unless the operator names the proxies to trust
+(`TASKRELAY_API_PROXY_HEADERS`, `TASKRELAY_API_FORWARDED_ALLOW_IPS`, passed to uvicorn): by
+default no `X-Forwarded-For` is believed, so a client cannot pick its own address.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ from shared.errors import Unauthorized
 from shared.settings import Settings
 
 STORE = "rate_limit"
+UNCOUNTED = ["^/livez$", "^/readyz$", "^/health$", "^/metrics$", "^/static/"]
+"""Paths no client's budget covers (Litestar matches them against the request's path)."""
 PURGE_SECONDS = 60.0
 """How often counters of clients gone quiet are dropped (the store keeps them until read)."""
 
@@ -40,6 +53,7 @@ def rate_limit(settings: Settings) -> list[DefineMiddleware]:
         rate_limit=("second", per_second),
         identifier_for_request=client_identity,
         store=STORE,
+        exclude=UNCOUNTED,
     )
     return [config.middleware]
 

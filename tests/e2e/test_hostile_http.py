@@ -185,3 +185,35 @@ async def test_a_flood_from_one_client_leaves_the_api_to_everyone_else(throttled
     assert by_address[429] > 0, by_address
     assert set(by_address) <= {401, 429}, by_address
     assert bystander_codes == [201, 201, 201]
+
+
+async def test_a_flood_of_anonymous_requests_leaves_probes_and_assets_alone(
+    throttled_api: str,
+) -> None:
+    """150 anonymous `/livez` at once (5 a second allowed here) while a load balancer probes and
+    a browser loads the page's assets from the same address: none of those is 429."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=throttled_api, timeout=60, limits=limits) as http:
+        flood = [http.get("/livez") for _ in range(150)]
+        wanted = ["/readyz", "/health", "/metrics", "/static/task.js", "/static/task.css"] * 4
+        answers = await asyncio.gather(*flood, *(http.get(path) for path in wanted))
+        after = await asyncio.gather(*(http.get(path) for path in wanted))
+    codes = Counter(r.status_code for r in [*answers, *after])
+    assert set(codes) == {200}, codes
+
+
+async def test_a_forwarded_for_header_buys_no_budget_by_default(throttled_api: str) -> None:
+    """No proxy is trusted unless named: a client that makes up a new `X-Forwarded-For` for
+    each request is still one address, and is answered 429 past its budget."""
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=throttled_api, timeout=60, limits=limits) as http:
+        answers = await asyncio.gather(
+            *(
+                http.get(
+                    f"/api/v1/tasks/{uuid.uuid4()}", headers={"X-Forwarded-For": f"10.9.0.{i}"}
+                )
+                for i in range(40)
+            )
+        )
+    codes = Counter(r.status_code for r in answers)
+    assert codes[429] > 0, codes
