@@ -84,12 +84,14 @@ def _children(
     fd = api_socket.fileno()
     api = [*cli, "api", "--host", options.host, "--port", str(options.port), "--fd", str(fd)]
     worker = ["worker"] + (["--processes", str(options.processes)] if options.processes else [])
+    relay = [*cli, "relay", "--health-port", str(options.health_port)]
+    # Only the API signs or checks tokens: the relay and the worker (and the content generator
+    # the worker runs, third-party code) never see the secret.
+    no_secret = {name: value for name, value in env.items() if name != "TASKRELAY_SECRET"}
     return [
         Child("api", api, env, streams.write, pass_fds=[fd]),
-        Child(
-            "relay", [*cli, "relay", "--health-port", str(options.health_port)], env, streams.write
-        ),
-        Child("worker", [*cli, *worker], env, streams.write),
+        Child("relay", relay, no_secret, streams.write),
+        Child("worker", [*cli, *worker], no_secret, streams.write),
     ]
 
 

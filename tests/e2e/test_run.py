@@ -58,6 +58,11 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _secret_in_environment(pid: int) -> bool:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return any(entry.startswith(b"TASKRELAY_SECRET=") for entry in environ)
+
+
 @pytest.fixture(name="system")
 def system_fixture(resources: Resources, tmp_path: Path) -> Any:
     env = resources.env(XDG_RUNTIME_DIR=str(tmp_path))
@@ -87,6 +92,8 @@ def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
     assert stat.S_IMODE((state_dir / "run.json").stat().st_mode) == 0o600
     token = re.search(r"token\s+(\S+)", proc.output())
     assert token, proc.output()[-2000:]
+    secrets = {name: _secret_in_environment(pid) for name, pid in started_children(proc).items()}
+    assert secrets == {"api": True, "relay": False, "worker": False}  # only where it is used
     created = _call(
         f"{base}/api/v1/tasks",
         token.group(1),

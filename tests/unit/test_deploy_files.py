@@ -35,7 +35,11 @@ def test_every_command_parses_with_the_cli(compose: dict[str, Any], name: str) -
     args = build_parser().parse_args(service["command"])
     assert args.command == service["command"][0]
     assert service["build"] == "."
-    assert service["environment"]["TASKRELAY_SECRET"].startswith("${TASKRELAY_SECRET:?")
+    secret = service["environment"].get("TASKRELAY_SECRET")
+    if name == "api":  # the one process that checks tokens (and mints them for `exec`)
+        assert secret.startswith("${TASKRELAY_SECRET:?"), secret
+    else:  # the relay and the worker (and its content generator) never sign or check one
+        assert secret is None, (name, secret)
 
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
@@ -115,3 +119,73 @@ def test_the_build_context_leaves_out_what_the_image_does_not_need() -> None:
     assert {".git", ".venv", "tests", "**/__pycache__"} <= ignored
     for needed in ("pyproject.toml", "README.md", "requirements-runtime.lock"):
         assert needed not in ignored
+
+
+BACKING = ("postgres", "rabbitmq", "redis")
+
+
+def test_backing_services_take_their_passwords_from_the_environment(
+    compose: dict[str, Any],
+) -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    for weak in ("guest:guest", "postgres:postgres", "POSTGRES_PASSWORD: postgres"):
+        assert weak not in text, weak
+    services = compose["services"]
+    required = {
+        "postgres": services["postgres"]["environment"]["POSTGRES_PASSWORD"],
+        "rabbitmq": services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"],
+        "redis": services["redis"]["environment"]["REDISCLI_AUTH"],
+    }
+    for name, value in required.items():
+        assert re.fullmatch(r"\$\{[A-Z_]+_PASSWORD:\?[^}]+\}", value), (name, value)
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_USER"] != "guest"
+    for name in TASKRELAY_SERVICES:
+        env = services[name]["environment"]
+        for variable, scheme in (
+            ("DATABASE_URL", "postgresql://postgres:${POSTGRES_PASSWORD:?"),
+            ("AMQP_URL", "amqp://taskrelay:${RABBITMQ_PASSWORD:?"),
+            ("REDIS_URL", "redis://:${REDIS_PASSWORD:?"),
+        ):
+            assert env[variable].startswith(scheme), (name, variable)
+
+
+def test_redis_requires_its_password_without_showing_it(compose: dict[str, Any]) -> None:
+    """The password reaches redis-server in a file, never on its command line (which the
+    host's process list shows every local user), and the image's entrypoint still drops to the
+    redis user."""
+    redis = compose["services"]["redis"]
+    shell, flag, script = redis["command"]
+    assert (shell, flag) == ("sh", "-c")
+    assert "requirepass %s" in script
+    assert '"$$REDISCLI_AUTH" > /tmp/redis.conf' in script
+    assert script.startswith("umask 077 && ")
+    start = script.rsplit("exec ", 1)[1].split()
+    assert start[:3] == ["docker-entrypoint.sh", "redis-server", "/tmp/redis.conf"], start
+    assert "REDIS_PASSWORD" not in " ".join(start)
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]  # REDISCLI_AUTH
+
+
+def test_redis_is_not_older_than_its_last_fix(compose: dict[str, Any]) -> None:
+    version = compose["services"]["redis"]["image"].split(":")[1].split("-")[0]
+    assert tuple(map(int, version.split("."))) >= (7, 4, 6)  # CVE-2025-49844
+
+
+def test_only_the_api_is_published_and_the_backend_is_internal(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"api"}
+    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert compose["networks"]["backend"] == {"internal": True}
+    for name in BACKING:
+        assert services[name]["networks"] == ["backend"], name
+    for name, service in services.items():
+        assert "backend" in service["networks"], name
+        assert service["networks"] == ["backend"] or name == "api", name
+        assert "network_mode" not in service, name
+
+
+def test_the_local_ports_overlay_only_adds_ports_on_localhost() -> None:
+    overlay = yaml.safe_load((ROOT / "deploy" / "compose.local-ports.yaml").read_text())
+    for name, service in overlay["services"].items():
+        assert set(service) == {"networks", "ports"}, name
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"]), name
