@@ -67,6 +67,12 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class TooMuchOpenWork(DomainError):
+    """The user's unfinished tasks already hold their limit of items (CONTRACT §3)."""
+
+    status_code = 429
+
+
 class TransitionRefused(Conflict):
     """The state machine has no transition from the task's status to the one asked for."""
 

@@ -62,6 +62,13 @@ class ApiSettings:
         "HTTP requests one client (a token's user, else an address) may make per second on one "
         "API instance; beyond it the answer is 429 with `Retry-After`. 0 turns the limit off.",
     )
+    max_open_items_per_user: int = setting(
+        20000,
+        "TASKRELAY_API_MAX_OPEN_ITEMS_PER_USER",
+        "Items still to generate in one user's unfinished tasks; a create or retry that would "
+        "pass it is answered 429 with a `detail` saying how many are open.",
+        floor=POSITIVE,
+    )
     proxy_headers: bool = setting(
         False,
         "TASKRELAY_API_PROXY_HEADERS",

@@ -67,7 +67,9 @@ _MEANINGS = {
     413: "The body is too large.",
     415: "The body is not application/json.",
     422: "This Idempotency-Key was used for a different request.",
-    429: "Too many requests from this client: retry after `Retry-After` seconds.",
+    429: "Too many requests from this client (retry after `Retry-After` seconds), or, for a "
+    "create or retry, the user's unfinished tasks already hold their limit of items "
+    "(`TASKRELAY_API_MAX_OPEN_ITEMS_PER_USER`).",
 }
 
 
@@ -124,7 +126,7 @@ class TaskController(Controller):
             user_id,
             msgspec.json.encode(data),
             201,
-            lambda uow: create_task(uow, user_id, new),
+            lambda uow: create_task(uow, user_id, new, max_open_items=_max_open_items(request)),
         )
 
     @get("/{task_id:uuid}", responses=READ_ERRORS)
@@ -185,7 +187,14 @@ class TaskController(Controller):
     async def retry(self, request: Request[Any, Any, Any], task_id: UUID) -> Response[RetryView]:
         """Retry every item that is not completed; answered after the commit."""
         user_id = caller(request)
-        return await _run(request, user_id, b"", 202, lambda uow: retry_task(uow, user_id, task_id))
+        limit = _max_open_items(request)
+        return await _run(
+            request,
+            user_id,
+            b"",
+            202,
+            lambda uow: retry_task(uow, user_id, task_id, max_open_items=limit),
+        )
 
 
 async def _run(
@@ -209,6 +218,11 @@ async def _run(
         await uow.commit()
     # Encoded here, once: the result is plain data (dicts, lists, a dataclass of them).
     return Response(msgspec.json.encode(result), status_code=status_code, media_type=MediaType.JSON)
+
+
+def _max_open_items(request: Request[Any, Any, Any]) -> int:
+    settings: Settings = request.app.state.settings
+    return settings.api.max_open_items_per_user
 
 
 def _uow_factory(request: Request[Any, Any, Any]) -> UnitOfWorkFactory:

@@ -24,6 +24,11 @@ _LOCK_OWNED = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 AND owner_i
 waited for), so another user who learns a task id cannot hold its lock against the worker."""
 _OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
 _EXISTS = "SELECT task_id FROM roadmap_tasks WHERE task_id = $1"
+_LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtextextended('taskrelay.open_items:' || $1, 0))"
+_OPEN_ITEMS = (
+    "SELECT coalesce(sum(items_total - items_completed - items_failed), 0) FROM roadmap_tasks "
+    "WHERE owner_id = $1 AND status IN ('pending', 'processing')"
+)
 _ADD = (
     "INSERT INTO roadmap_tasks (task_id, roadmap_id, owner_id, status, current_step, seq, "
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
@@ -84,6 +89,13 @@ class TaskRepository:
         """Who the task belongs to (None if unknown), read without taking any lock."""
         owner: str | None = await self._conn.fetchval(_OWNER, task_id)
         return owner
+
+    async def open_items(self, owner_id: str) -> int:
+        """Items still pending in the owner's unfinished tasks, read under a per-owner advisory
+        lock held to the transaction's end (two statements: the count's snapshot must be taken
+        after the lock is granted)."""
+        await self._conn.execute(_LOCK_OWNER, owner_id)
+        return int(await self._conn.fetchval(_OPEN_ITEMS, owner_id))
 
     async def lock(self, task_id: UUID) -> TaskState | None:
         """Read the task and lock its row until the transaction ends."""

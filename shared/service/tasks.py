@@ -17,6 +17,7 @@ from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
 from shared.errors import InvalidInput, NotFound
 from shared.logging import get_logger
 from shared.messaging import GENERATE_CONTENT
+from shared.service.quotas import check_open_items
 from shared.service.transitions import transition
 
 log = get_logger(__name__)
@@ -42,9 +43,14 @@ class RetryResult:
     recovery_type: str
 
 
-async def create_task(uow: AbstractUnitOfWork, owner_id: str, new: NewTask) -> dict[str, Any]:
-    """The task, its items and the generation job dispatch, in one transaction."""
+async def create_task(
+    uow: AbstractUnitOfWork, owner_id: str, new: NewTask, *, max_open_items: int | None = None
+) -> dict[str, Any]:
+    """The task, its items and the generation job dispatch, in one transaction; refused past
+    the owner's `max_open_items` (`shared.service.quotas`)."""
     _validate(new)
+    adding = len(new.concepts) * len(new.content_types)
+    await check_open_items(uow, owner_id, adding, max_open_items)
     now = datetime.now(UTC)
     state = TaskState(uuid4(), new.roadmap_id, owner_id, Status.PENDING, "queued", None, None, 0)
     items = [
@@ -85,14 +91,18 @@ async def cancel_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> 
     return view
 
 
-async def retry_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> RetryResult:
-    """Reset every item not completed to pending, go back to processing, dispatch the job.
+async def retry_task(
+    uow: AbstractUnitOfWork, owner_id: str, task_id: UUID, *, max_open_items: int | None = None
+) -> RetryResult:
+    """Reset every item not completed to pending, go back to processing, dispatch the job;
+    refused past the owner's `max_open_items` (`shared.service.quotas`).
 
     A task with nothing left to generate (a cancel that lost the race with its last items) is
     retried all the same: its job finds nothing pending and finishes it `completed`."""
     state = await _lock_owned(uow, owner_id, task_id)
     rule_for(state.status, Status.PROCESSING, Kind.RETRY)  # refuses early, before reading items
     keys = await uow.items.reset_unfinished(task_id, datetime.now(UTC))
+    await check_open_items(uow, owner_id, len(keys), max_open_items)
     per_type: dict[str, int] = {}
     for key in keys:
         per_type[key.content_type] = per_type.get(key.content_type, 0) + 1

@@ -28,6 +28,7 @@ from tests.support.resources import SECRET, Resources
 
 BODY = {"roadmap_id": "hostile", "concepts": [{"concept_id": "c1", "title": "One"}]}
 CONCEPT = b'{"concept_id": "c1", "title": "One"}'
+THREE_ITEMS = {**BODY, "content_types": ["tutorial", "resources", "quiz"]}
 
 
 def user() -> str:
@@ -217,3 +218,59 @@ async def test_a_forwarded_for_header_buys_no_budget_by_default(throttled_api: s
         )
     codes = Counter(r.status_code for r in answers)
     assert codes[429] > 0, codes
+
+
+@pytest.fixture(name="quota_api", scope="module")
+def quota_api_fixture(resources: Resources) -> Iterator[str]:
+    proc = start_api(resources.env(TASKRELAY_API_MAX_OPEN_ITEMS_PER_USER="10"), name="api-quota")
+    try:
+        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+    finally:
+        proc.stop()
+
+
+async def test_unfinished_items_per_user_are_limited(quota_api: str) -> None:
+    """10 open items per user here: three 3-item tasks fit, a fourth is 429 with a detail that
+    says why, for creates and retries alike; another user is not held back; a cancel frees
+    room. (No worker runs: every task stays pending.)"""
+    hoarder, other = auth(user()), auth(user())
+    async with httpx.AsyncClient(base_url=quota_api, timeout=30) as http:
+        created = [
+            await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=hoarder) for _ in range(3)
+        ]
+        assert [r.status_code for r in created] == [201, 201, 201]
+        refused = await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=hoarder)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["status_code"] == 429
+        assert "9 items waiting" in refused.json()["detail"]
+        assert "limit of 10" in refused.json()["detail"]
+        keyed = {**hoarder, "Idempotency-Key": "full"}
+        assert (
+            await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=keyed)
+        ).status_code == 429
+        assert (
+            await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=other)
+        ).status_code == 201
+
+        first, second = (r.json()["task_id"] for r in created[:2])
+        for task_id in (first, second):
+            cancelled = await http.post(f"/api/v1/tasks/{task_id}/cancel", headers=hoarder)
+            assert cancelled.status_code == 200
+        # 3 open now: a retry of `first` (3) fits, then a retry of `second` (3 more) fits too,
+        # and a create after them (3 more: 12) does not.
+        assert (await http.post(f"/api/v1/tasks/{first}/retry", headers=hoarder)).status_code == 202
+        assert (
+            await http.post(f"/api/v1/tasks/{second}/retry", headers=hoarder)
+        ).status_code == 202
+        again = await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=hoarder)
+        assert again.status_code == 429, again.text
+        await http.post(f"/api/v1/tasks/{first}/cancel", headers=hoarder)
+        over = await http.post(f"/api/v1/tasks/{second}/cancel", headers=hoarder)
+        assert over.status_code == 200
+        await http.post("/api/v1/tasks", json=THREE_ITEMS, headers=hoarder)  # 6 open
+        retried = await http.post(f"/api/v1/tasks/{first}/retry", headers=hoarder)  # 9: fits
+        assert retried.status_code == 202
+        refused_retry = await http.post(f"/api/v1/tasks/{second}/retry", headers=hoarder)
+        assert refused_retry.status_code == 429, refused_retry.text
+        view = await http.get(f"/api/v1/tasks/{second}", headers=hoarder)
+        assert view.json()["status"] == "cancelled"  # the refused retry changed nothing

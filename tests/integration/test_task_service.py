@@ -3,6 +3,7 @@ its notification and its job dispatch, or none of them exists."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,11 @@ import pytest
 from shared.db import UnitOfWorkFactory
 from shared.db.outbox import OutboxWriter
 from shared.domain import JobDispatch, Notification, Status, TaskState
-from shared.errors import Conflict, NotFound
-from shared.service import cancel_task, retry_task
+from shared.errors import Conflict, NotFound, TooMuchOpenWork
+from shared.service import NewTask, cancel_task, create_task, retry_task
 from shared.settings import Settings
 from tests.support import tasks
+from tests.support.wait import wait_until
 
 
 class InjectedFailure(RuntimeError):
@@ -179,3 +181,45 @@ async def test_another_users_task_is_not_found(uow_factory: UnitOfWorkFactory) -
     with pytest.raises(NotFound):
         async with uow_factory() as uow:
             await retry_task(uow, owner(), task_id)
+
+
+async def test_two_creates_of_one_user_cannot_share_the_room_for_one(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    """Limit 10, two 6-item creates at once: the first holds its transaction open until the
+    second has either finished or is waiting for the per-user lock; exactly one passes
+    (without the lock both read 0 open items and both are created)."""
+    user = owner()
+    six = NewTask("r", [(f"c{i}", f"C{i}") for i in range(2)], ["tutorial", "resources", "quiz"])
+    first_in, second_done = asyncio.Event(), asyncio.Event()
+    watcher = await asyncpg.connect(settings.database.asyncpg_dsn)
+
+    async def second_blocked_or_done() -> bool:
+        waiting = await watcher.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return second_done.is_set() or waiting > 0
+
+    async def create(first: bool) -> str:
+        async with uow_factory() as uow:
+            try:
+                await create_task(uow, user, six, max_open_items=10)
+            except TooMuchOpenWork:
+                return "refused"
+            finally:
+                if not first:
+                    second_done.set()
+            if first:
+                first_in.set()
+                await wait_until(second_blocked_or_done, within=10, what="the second create")
+            await uow.commit()
+            return "created"
+
+    try:
+        first = asyncio.create_task(create(True))
+        await first_in.wait()
+        outcomes = await asyncio.gather(first, create(False))
+    finally:
+        await watcher.close()
+    assert sorted(outcomes) == ["created", "refused"]

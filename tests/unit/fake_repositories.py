@@ -92,6 +92,14 @@ class FakeTasks:
         task = self._s.tasks.get(task_id)
         return task.owner_id if task else None
 
+    async def open_items(self, owner_id: str) -> int:
+        open_ids = [
+            t.task_id
+            for t in self._s.tasks.values()
+            if t.owner_id == owner_id and t.status in (Status.PENDING, Status.PROCESSING)
+        ]
+        return sum([(await FakeItems(self._s).counts(i)).pending for i in open_ids])
+
     async def lock(self, task_id: UUID) -> TaskState | None:
         return self._s.tasks.get(task_id)
 
