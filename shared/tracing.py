@@ -18,6 +18,12 @@ validation, the same header out). That is the case of every request and job unle
 installed, and it costs a fraction of building, attaching and injecting an OpenTelemetry
 context (~15 us of the API's CPU per request, in bench/api_retry.py's profile). A carrier
 with a `tracestate` or `baggage` goes through OpenTelemetry as before.
+
+What a client sends is copied into every outbox row, AMQP message and RQ job of its work (3,000
+items: thousands of copies), so the carrier is bounded first (`bounded_carrier`): `traceparent`
+is kept (it is validated to its 55 characters), `tracestate` is kept up to 512 characters
+(whole entries dropped from its end past that, as W3C trace context allows), and a `baggage`
+over `MAX_BAGGAGE_BYTES` (512) is dropped whole: cut, it would carry a half-entry on.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ from shared.errors import ConfigurationError
 from shared.logging import bound_context
 
 TRACEPARENT = "traceparent"
+MAX_BAGGAGE_BYTES = 512
+"""A longer `baggage` header is dropped, not carried into every row, message and job."""
+MAX_TRACESTATE_CHARS = 512
+"""What W3C trace context asks a vendor to carry on at least; entries past it are dropped."""
 W3C_FIELDS = frozenset({TRACEPARENT, "tracestate", "baggage"})
 """What OpenTelemetry's default propagators (trace context, then baggage) read and write."""
 _tracer = trace.get_tracer("taskrelay")
@@ -98,11 +108,13 @@ class traced:  # lower case: used as a function, `with traced(name, carrier) as 
 
     def __enter__(self) -> str:
         fields = propagated_fields()
-        texts = {
-            field: _text(value)
-            for key, value in (self._carrier or {}).items()
-            if isinstance(value, str | bytes) and (field := key.lower()) in fields
-        }
+        texts = bounded_carrier(
+            {
+                field: _text(value)
+                for key, value in (self._carrier or {}).items()
+                if isinstance(value, str | bytes) and (field := key.lower()) in fields
+            }
+        )
         if _light() and texts.keys() <= {TRACEPARENT}:
             trace_id, traceparent = _carried_on(texts.get(TRACEPARENT))
             self._token = _light_headers.set({TRACEPARENT: traceparent})
@@ -199,6 +211,25 @@ def propagated_fields() -> frozenset[str]:
     needs no other (`traceparent`, `tracestate` and `baggage` by default). The propagators
     are set when OpenTelemetry is imported (`OTEL_PROPAGATORS`), so this is asked once."""
     return frozenset(field.lower() for field in propagate.get_global_textmap().fields)
+
+
+def bounded_carrier(texts: dict[str, str]) -> dict[str, str]:
+    """The carrier without a `baggage` over 512 bytes and with `tracestate` cut to whole
+    entries within 512 characters (the rest, `traceparent` first, is kept as it is)."""
+    baggage = texts.get("baggage")
+    if baggage is not None and len(baggage.encode("utf-8", "surrogateescape")) > MAX_BAGGAGE_BYTES:
+        del texts["baggage"]
+    state = texts.get("tracestate")
+    if state is not None and len(state) > MAX_TRACESTATE_CHARS:
+        kept: list[str] = []
+        for entry in state.split(","):
+            if len(",".join([*kept, entry])) > MAX_TRACESTATE_CHARS:
+                break
+            kept.append(entry)
+        texts["tracestate"] = ",".join(kept)
+        if not kept:
+            del texts["tracestate"]
+    return texts
 
 
 def trace_headers() -> dict[str, str]:

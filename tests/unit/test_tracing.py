@@ -99,3 +99,26 @@ def test_the_trace_id_of_a_header() -> None:
     assert trace_id_of(CARRIED_ON[-1]) == TRACE_ID
     assert [trace_id_of(value) for value in REPLACED] == [None] * len(REPLACED)
     assert trace_id_of(None) is None
+
+
+BIG_BAGGAGE = ",".join(f"key{i:03d}={'v' * 70}" for i in range(100))  # 7.7 kB, 100 valid pairs
+LONG_STATE = ",".join(f"v{i:02d}={'s' * 60}" for i in range(20))  # 1.3 kB, 20 valid entries
+
+
+def test_a_large_baggage_is_not_carried_into_the_work() -> None:
+    """A client's 7.7 kB `baggage` would be copied into every row, message and job of its
+    work: it is dropped; `traceparent` and a small `tracestate` stay."""
+    trace_id, headers = carried(
+        {"traceparent": VALID, "tracestate": "vendor=value", "baggage": BIG_BAGGAGE}
+    )
+    assert trace_id == TRACE_ID
+    assert headers == {"traceparent": VALID, "tracestate": "vendor=value"}
+
+
+def test_a_small_baggage_is_kept_and_a_long_tracestate_is_cut_to_whole_entries() -> None:
+    _, headers = carried({"traceparent": VALID, "tracestate": LONG_STATE, "baggage": "a=b"})
+    assert headers["baggage"] == "a=b"
+    assert headers["traceparent"] == VALID
+    assert len(headers["tracestate"]) <= 512
+    assert LONG_STATE.startswith(headers["tracestate"] + ",")
+    assert len(headers["tracestate"].split(",")) == 7  # 64 + 1 characters an entry
