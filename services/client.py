@@ -1,7 +1,9 @@
 """A small client of taskrelay's HTTP API, for `taskrelay run` and `taskrelay demo`.
 
 It speaks the public API only (CONTRACT §6), as any outside program would; blocking urllib
-calls run in a thread so the callers' event loops keep going.
+calls run in a thread so the callers' event loops keep going. The base URL may carry a password
+(`--url http://user:pw@host`): every text meant for a person (`shown_url`, `page_url`, an
+unreachable API's message) shows it as `***` (CONTRACT §3).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import urllib.request
 from typing import Any
 
 from shared.errors import DependencyUnavailable, TaskRelayError
+from shared.redaction import redact_url, scrub
 
 
 class ApiError(TaskRelayError):
@@ -24,10 +27,19 @@ class ApiError(TaskRelayError):
 class ApiClient:
     def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)
+        """The base URL to print: its password, if any, masked."""
         self._token = token
 
     def page_url(self, task_id: str) -> str:
-        return f"{self.base_url}/tasks/{task_id}?token={self._token}"
+        """The task page's URL, to print (the base URL's password masked)."""
+        return f"{self.shown_url}/tasks/{task_id}?token={self._token}"
+
+    def unreachable(self, reason: str, hint: str) -> DependencyUnavailable:
+        """The error to raise when the API does not answer; it names no password."""
+        return DependencyUnavailable(
+            "the taskrelay API", self.shown_url, scrub(reason, self.base_url), hint
+        )
 
     def ws_url(self, task_id: str) -> str:
         scheme, rest = self.base_url.split("://", 1)
@@ -62,9 +74,7 @@ class ApiClient:
         try:
             return await asyncio.to_thread(_request, method, self.base_url + path, body, headers)
         except urllib.error.URLError as exc:
-            raise DependencyUnavailable(
-                "the taskrelay API", self.base_url, str(exc.reason), "Start it with: taskrelay run"
-            ) from exc
+            raise self.unreachable(str(exc.reason), "Start it with: taskrelay run") from exc
 
 
 def _request(

@@ -20,7 +20,6 @@ from services.client import ApiClient
 from services.demo.generator import DEMO_ROADMAP, demo_concepts
 from shared.auth import issue_token
 from shared.domain import FINAL
-from shared.errors import DependencyUnavailable
 
 
 @dataclass
@@ -56,9 +55,7 @@ async def run_demo(api_url: str, secret: str, give_up_after: float) -> int:
     console = Console(soft_wrap=True)
     client = ApiClient(api_url, issue_token(secret, "demo", 3600))
     if not await client.ready():
-        raise DependencyUnavailable(
-            "the taskrelay API", api_url, "no answer", "Start the system with: taskrelay run"
-        )
+        raise client.unreachable("no answer", "Start the system with: taskrelay run")
     task = await client.create_task(DEMO_ROADMAP, demo_concepts(), ["tutorial"])
     task_id = task["task_id"]
     console.print(f"created task {task_id}: 21 items, 10 of them fail on their first attempt")

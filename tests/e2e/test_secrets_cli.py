@@ -102,6 +102,21 @@ def test_no_broker_or_redis_password_is_printed(
     assert "Pw" not in line
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://demo:Pw9-userinfo@127.0.0.1:{CLOSED}",
+        f"http://demo:Pw10%40encoded@127.0.0.1:{CLOSED}/",
+        f"http://127.0.0.1:{CLOSED}/?password=Pw11-query",
+    ],
+)
+def test_no_api_password_is_printed_by_demo(resources: Resources, url: str) -> None:
+    """`taskrelay demo --url` with a password, the API down: one line, the password masked."""
+    line = one_line_failure(taskrelay(resources.env(), "demo", "--url", url), "demo")
+    assert "Pw" not in line
+    assert "***" in line
+
+
 def _run_state_dir(base: Path) -> Path:
     return base / f"taskrelay-{os.getuid()}"
 
