@@ -3,6 +3,12 @@
 The relay and the worker need a few read-only GET routes, not a web framework. It runs in the
 process's own event loop, so every answer reflects the live state. Each connection gets one
 answer and is closed. No route needs a token: none carries user data (CONTRACT §10).
+
+Whoever can reach the port is not trusted to behave: a connection has `timeout` seconds (5) to
+send its request and as long again to take the answer (a `/metrics` body is tens of kilobytes:
+a peer that never reads would otherwise hold it, and the connection, for ever), then it is
+aborted; and at most `max_connections` (32) are served at once, a connection past that closed
+at once, so memory stays bounded whatever a peer does.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ Answer = tuple[int, str, bytes]
 Route = Callable[[], Answer]
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+MAX_CONNECTIONS = 32
+TIMEOUT_SECONDS = 5.0
 
 
 def probe_routes(ready: Callable[[], str | None], registry: CollectorRegistry) -> dict[str, Route]:
@@ -38,10 +46,20 @@ def probe_routes(ready: Callable[[], str | None], registry: CollectorRegistry) -
 
 
 class ProbeServer:
-    def __init__(self, routes: Mapping[str, Route], host: str, port: int) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        host: str,
+        port: int,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
         self._routes = dict(routes)
         self._host, self._port = host, port
+        self._max_connections, self._timeout = max_connections, timeout
         self._server: asyncio.Server | None = None
+        self.open_connections = 0
 
     @property
     def where(self) -> str:
@@ -57,8 +75,14 @@ class ProbeServer:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= self._max_connections:
+            writer.transport.abort()  # past the cap: no answer, nothing held
+            return
+        self.open_connections += 1
+        finished = False
         try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            async with asyncio.timeout(self._timeout):
+                request = await reader.readuntil(b"\r\n\r\n")
             method, path = _request_line(request)
             status, content_type, body = self._answer(method, path)
             head = (
@@ -68,11 +92,17 @@ class ProbeServer:
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
+            async with asyncio.timeout(self._timeout):
+                await writer.drain()
+            finished = True
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             pass
         finally:
-            writer.close()
+            self.open_connections -= 1
+            if finished:
+                writer.close()
+            else:  # close() would wait for a peer that reads nothing to take the rest
+                writer.transport.abort()
 
     def _answer(self, method: str, path: str) -> Answer:
         if method not in ("GET", "HEAD"):
