@@ -97,10 +97,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging("run", settings.logging)
     # A short secret is refused here, not by each child in turn; a generated one's private
     # directory is made (or refused) before anything starts.
-    if settings.auth.checked_secret() is None:
-        state.prepare()
+    if settings.auth.checked_secret() is None and (notice := state.prepare()) is not None:
+        print(f"taskrelay run: {notice}", file=sys.stderr)
     options = RunOptions(args.host, args.port, args.health_port, args.processes)
-    return run_system(settings, options)
+    try:
+        return run_system(settings, options)
+    finally:
+        state.remove(os.getpid())  # a fallback directory too, even when start-up failed
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

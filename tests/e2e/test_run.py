@@ -136,6 +136,41 @@ def test_run_serves_demo_and_stops_cleanly(system: Any) -> None:
     assert not [pid for pid in children if _alive(pid)]
 
 
+def test_run_keeps_its_state_privately_beside_a_planted_directory(
+    resources: Resources, tmp_path: Path
+) -> None:
+    """Another user made `taskrelay-<uid>` first (0777): `run` still starts, keeps the
+    generated secret in a private `mkdtemp` directory beside it, `demo`'s lookup finds it
+    there, and it is gone once `run` stops."""
+    planted = tmp_path / f"taskrelay-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)
+    env = resources.env(XDG_RUNTIME_DIR=str(tmp_path))
+    del env["TASKRELAY_SECRET"]
+    args = ["run", "--port", str(free_port()), "--health-port", str(free_port())]
+    proc = Process([*args, "--processes", "1"], env, "run-fallback")
+    try:
+        wait_until_sync(
+            lambda: "demo task" in proc.output() or not proc.alive(), within=90, what="the banner"
+        )
+        assert proc.alive(), proc.output()[-3000:]
+        [fallback] = tmp_path.glob(f"taskrelay-{os.getuid()}-*")
+        assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+        assert stat.S_IMODE((fallback / "run.json").stat().st_mode) == 0o600
+        assert list(planted.iterdir()) == []
+        found = subprocess.run(
+            [sys.executable, "-c", "from services.run import state; print(state.load().api_url)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert found.stdout.startswith("http://127.0.0.1:"), found.stdout + found.stderr
+    finally:
+        assert proc.stop(timeout=40) == 0, proc.output()[-3000:]
+    assert not list(tmp_path.glob(f"taskrelay-{os.getuid()}-*"))
+
+
 @pytest.mark.parametrize(
     ("variable", "service", "start"),
     [

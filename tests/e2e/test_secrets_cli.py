@@ -121,23 +121,39 @@ def _run_state_dir(base: Path) -> Path:
     return base / f"taskrelay-{os.getuid()}"
 
 
-def _run(resources: Resources, base: Path) -> subprocess.CompletedProcess[str]:
-    env = resources.env(XDG_RUNTIME_DIR=str(base))
-    del env["TASKRELAY_SECRET"]  # run generates one and must keep it private
+def _run_unreachable(resources: Resources, base: Path) -> subprocess.CompletedProcess[str]:
+    """`run` with a generated secret that stops at its first check (PostgreSQL unreachable),
+    after it decided where its state goes."""
+    env = resources.env(
+        XDG_RUNTIME_DIR=str(base), DATABASE_URL=f"postgresql://u@127.0.0.1:{CLOSED}/x"
+    )
+    del env["TASKRELAY_SECRET"]
     return taskrelay(env, "run", "--port", str(free_port()), "--health-port", str(free_port()))
 
 
-def test_run_refuses_a_state_directory_open_to_others(resources: Resources, tmp_path: Path) -> None:
+def _fell_back(done: subprocess.CompletedProcess[str], planted: Path, why: str) -> None:
+    """`run` was not stopped by the planted directory: one line says why it is not used and
+    where the state goes instead; nothing was written in it; the fallback went with `run`."""
+    assert done.returncode == 1, done.stderr
+    notice, failure = done.stderr.splitlines()
+    assert notice.startswith(f"taskrelay run: refusing {planted}"), notice
+    assert why in notice
+    assert f"keeping this run's state in {planted}-" in notice
+    assert failure.startswith("taskrelay run: PostgreSQL is unreachable"), failure
+    assert not list(planted.parent.glob(f"{planted.name}-*"))  # removed at the end
+
+
+def test_run_does_not_use_a_state_directory_open_to_others(
+    resources: Resources, tmp_path: Path
+) -> None:
     planted = _run_state_dir(tmp_path)
     planted.mkdir(mode=0o777)
     planted.chmod(0o777)  # as another local user would leave it for us
-    line = one_line_failure(_run(resources, tmp_path), "run")
-    assert f"refusing {planted}" in line
-    assert "open to other users (0o777)" in line
+    _fell_back(_run_unreachable(resources, tmp_path), planted, "open to other users (0o777)")
     assert list(planted.iterdir()) == []
 
 
-def test_run_refuses_a_state_directory_of_another_user(
+def test_run_does_not_use_a_state_directory_of_another_user(
     resources: Resources, tmp_path: Path
 ) -> None:
     if os.getuid() != 0:
@@ -145,8 +161,7 @@ def test_run_refuses_a_state_directory_of_another_user(
     planted = _run_state_dir(tmp_path)
     planted.mkdir(mode=0o700)
     os.chown(planted, 65534, 65534)
-    line = one_line_failure(_run(resources, tmp_path), "run")
-    assert "belongs to uid 65534, not to you" in line
+    _fell_back(_run_unreachable(resources, tmp_path), planted, "belongs to uid 65534, not to you")
     assert list(planted.iterdir()) == []
 
 
@@ -155,7 +170,7 @@ def test_run_never_follows_a_symlinked_state_directory(
 ) -> None:
     elsewhere = tmp_path / "attacker-readable"
     elsewhere.mkdir(mode=0o700)
-    _run_state_dir(tmp_path).symlink_to(elsewhere)
-    line = one_line_failure(_run(resources, tmp_path), "run")
-    assert "is not a plain directory" in line
+    planted = _run_state_dir(tmp_path)
+    planted.symlink_to(elsewhere)
+    _fell_back(_run_unreachable(resources, tmp_path), planted, "is not a plain directory")
     assert list(elsewhere.iterdir()) == []
