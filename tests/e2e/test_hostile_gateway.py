@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
+import aio_pika
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.auth import issue_token
 from shared.db import UnitOfWorkFactory
+from shared.messaging import EXCHANGE
 from tests.support import raw_ws, tasks
 from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy
@@ -260,3 +262,54 @@ async def test_a_socket_is_closed_4401_when_its_token_expires(
     await watch.wait_frames(1)
     assert await watch.closed(within=15) == 4401
     await no_sockets(api)
+
+
+async def publish_notification(amqp_url: str, routing_key: str, body: dict[str, object]) -> None:
+    """What anyone allowed to publish to the exchange can send: any key, any body."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE)
+        await exchange.publish(
+            aio_pika.Message(json.dumps(body).encode(), content_type="application/json"),
+            routing_key=routing_key,
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_notification_goes_only_to_the_task_its_routing_key_names(
+    api: Api, resources: Resources, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Mallory publishes under her own task's key a body naming Alice's task, then the genuine
+    notification of Alice's task follows: Alice's socket gets the genuine one (on the old code
+    the forged frame took its `seq`, and the genuine one was dropped as a duplicate)."""
+    alice_task = await tasks.new_task(uow_factory, "alice-rk")
+    mallory_task = await tasks.new_task(uow_factory, "mallory-rk")
+    alice = await Watch.open(api.url, alice_task, token_for("alice-rk"))
+    mallory = await Watch.open(api.url, mallory_task, token_for("mallory-rk"))
+    await alice.wait_frames(1)
+    await mallory.wait_frames(1)  # both tasks' keys are bound on this instance now
+
+    def frame(message: str) -> dict[str, object]:
+        return {
+            "task_id": str(alice_task),
+            "seq": 1,
+            "step": "processing",
+            "status": "processing",
+            "message": message,
+            "data": {},
+        }
+
+    await publish_notification(resources.amqp_url, f"notification.{mallory_task}", frame("forged"))
+    await publish_notification(resources.amqp_url, f"notification.{alice_task}", frame("genuine"))
+
+    async def progressed() -> bool:
+        return bool(alice.progress_seqs)
+
+    await wait_until(progressed, within=10, what="alice's progress frame")
+    assert [f["message"] for f in alice.frames if f["type"] == "progress"] == ["genuine"]
+    assert mallory.progress_seqs == []
+    for watch in (alice, mallory):
+        await watch.close()
+    assert "gateway_misrouted_notification" in api.proc.output()

@@ -5,6 +5,11 @@ unbound after its last leaves, so each instance receives only the notifications 
 need. `subscribe` returns only once the binding is in place: a watcher reads its snapshot
 after that, so nothing committed after the snapshot can be missed. Each notification is
 decoded and encoded once, then handed to every watcher of its task without awaiting any.
+
+The task is the one the routing key names (CONTRACT §11), and the body must name the same one:
+a message published under one task's key with another's `task_id` in its body (by anyone who
+may publish to the exchange) would otherwise reach the other task's watchers. It is dropped
+and logged.
 """
 
 from __future__ import annotations
@@ -121,6 +126,13 @@ class NotificationHub:
         task_id, seq = body.get("task_id"), body.get("seq")
         if not isinstance(task_id, str) or not isinstance(seq, int):
             log.warning("gateway_bad_notification", message_id=properties.message_id)
+            return 0
+        if message.routing_key != notification_routing_key(task_id):
+            log.warning(
+                "gateway_misrouted_notification",
+                message_id=properties.message_id,
+                routing_key=message.routing_key,
+            )
             return 0
         topic = self._topics.get(task_id)
         if topic is None or not topic.subscribers:
