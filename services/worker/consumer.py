@@ -4,8 +4,10 @@ Manual acks under a prefetch limit. For each message: deduplicate by its AMQP `m
 (the `job_inbox` table), enqueue the RQ job (its id derived from the `message_id`, enqueued
 with `unique=True`), record it in the inbox, and only then ack. A crash anywhere before the ack
 means a redelivery, which finds the job already enqueued or recorded. A message that can never
-be handled (not JSON, no `message_id`, an unknown job or task) is rejected without requeue, so
-the broker dead-letters it to `taskrelay.jobs.dead`, and its error is logged. While PostgreSQL
+be handled (not JSON, nested past the parser's recursion limit, not UTF-8, not an object, no
+`message_id`, an unknown job or task) is rejected without requeue, so the broker dead-letters it
+to `taskrelay.jobs.dead`, and its error is logged: no body makes the consumer raise and leave the
+message unacked. While PostgreSQL
 or Redis is unreachable, the message is held and retried with backoff rather than requeued in a
 loop that would burn through the queue's delivery limit.
 """
@@ -51,18 +53,31 @@ def parse_job_message(message: AbstractIncomingMessage) -> JobMessage:
     if (unknown := unknown_schema_version(message.headers)) is not None:
         # A shape this worker cannot read (a newer relay's): dead-lettered, kept for one that can.
         raise UnhandleableMessage(unknown)
+    return parse_job(message.message_id, message.body)
+
+
+def parse_job(message_id: object, raw: bytes) -> JobMessage:
+    """The job a message asks for, or UnhandleableMessage whatever its body holds."""
     try:
-        message_id = UUID(str(message.message_id))
+        checked_id = UUID(str(message_id))
     except ValueError:
-        raise UnhandleableMessage(f"message_id {message.message_id!r} is not a UUID") from None
+        raise UnhandleableMessage(f"message_id {message_id!r} is not a UUID") from None
     try:
-        body: Any = json.loads(message.body)
+        body: Any = json.loads(raw)
         job, task_id = body["job"], UUID(str(body["task_id"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UnhandleableMessage(f"body is not a job dispatch: {exc!r}") from None
+    except RecursionError:  # `[[[[...` deeper than the parser's recursion limit
+        raise UnhandleableMessage("body is not a job dispatch: nested too deep") from None
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise UnhandleableMessage(f"body is not a job dispatch: {_short(exc)}") from None
     if job != GENERATE_CONTENT:
-        raise UnhandleableMessage(f"unknown job {job!r}")
-    return JobMessage(message_id, task_id)
+        raise UnhandleableMessage(f"unknown job {_short(job)}")
+    return JobMessage(checked_id, task_id)
+
+
+def _short(value: object) -> str:
+    """A hostile body's piece as logged: its repr, cut (a 1 MB key would be a 1 MB line)."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class JobConsumer:

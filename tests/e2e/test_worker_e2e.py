@@ -218,18 +218,29 @@ async def test_a_job_that_raises_fails_its_task_through_the_failure_callback(
     assert (await item_counts(uow_factory, task_id))["pending"] > 0
 
 
+UNHANDLEABLE = {
+    "an unknown task": (
+        json.dumps({"task_id": str(uuid4()), "job": "generate_content", "items": []}).encode(),
+        "does not exist",
+    ),
+    # json.loads raised RecursionError: the message stayed unacked, never dead-lettered.
+    "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNHANDLEABLE))
 async def test_a_message_that_cannot_be_handled_is_dead_lettered(
-    resources: Resources, relay: Process
+    resources: Resources, relay: Process, case: str
 ) -> None:
+    body, reason = UNHANDLEABLE[case]
     message_id = str(uuid4())
     with start_worker(worker_env(resources), name="worker-dead-letter") as worker:
         connection = await aio_pika.connect(resources.amqp_url)
         try:
             channel = await connection.channel()
             exchange = await channel.get_exchange("taskrelay")
-            body = json.dumps({"task_id": str(uuid4()), "job": "generate_content", "items": []})
             await exchange.publish(
-                aio_pika.Message(body.encode(), message_id=message_id),
+                aio_pika.Message(body, message_id=message_id),
                 routing_key="job.generate_content",
             )
             dead = await channel.get_queue(DEAD_JOB_QUEUE)
@@ -245,7 +256,7 @@ async def test_a_message_that_cannot_be_handled_is_dead_lettered(
             await connection.close()
         errors = [line for line in log_lines(worker) if line.get("message_id") == message_id]
     assert any(line.get("event") == "job_message_dead_lettered" for line in errors)
-    assert "does not exist" in str(errors[-1].get("error"))
+    assert reason in str(errors[-1].get("error"))
 
 
 @pytest.mark.parametrize(
