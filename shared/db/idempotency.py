@@ -1,7 +1,9 @@
 """The `idempotency_keys` repository: stored responses of POSTs made with an `Idempotency-Key`.
 
 A request takes a transaction-scoped advisory lock on (owner, key): a concurrent repeat finds it
-taken and is refused (409) instead of waiting; the lock dies with the transaction, so a crash
+taken and is refused (409) instead of waiting (the lock's name gives the owner's length first,
+so no other (owner, key) pair spells the same name: user `a:b`'s key `c` is not user `a`'s key
+`b:c`); the lock dies with the transaction, so a crash
 never leaves a key stuck. The response is stored in the same transaction as the work it
 answers, so a stored response always matches what was committed. Plain prepared SQL
 (`shared.db.sql`) on the unit of work's asyncpg connection.
@@ -41,12 +43,17 @@ class StoredResponse:
     body: Any
 
 
+def lock_name(owner_id: str, key: str) -> str:
+    """The advisory lock's name for (owner, key): one name per pair, whatever ':' they hold."""
+    return f"idempotency:{len(owner_id)}:{owner_id}:{key}"
+
+
 class IdempotencyRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def try_lock(self, owner_id: str, key: str) -> bool:
-        return bool(await self._conn.fetchval(_TRY_LOCK, f"idempotency:{owner_id}:{key}"))
+        return bool(await self._conn.fetchval(_TRY_LOCK, lock_name(owner_id, key)))
 
     async def find(self, owner_id: str, key: str, not_before: datetime) -> StoredResponse | None:
         row = await self._conn.fetchrow(_FIND, owner_id, key, not_before)

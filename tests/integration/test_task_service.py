@@ -13,10 +13,12 @@ import asyncpg
 import pytest
 
 from shared.db import UnitOfWorkFactory
+from shared.db.idempotency import lock_name
 from shared.db.outbox import OutboxWriter
 from shared.domain import JobDispatch, Notification, Status, TaskState
-from shared.errors import Conflict, NotFound, TooMuchOpenWork
+from shared.errors import Conflict, IdempotencyConflict, NotFound, TooMuchOpenWork
 from shared.service import NewTask, cancel_task, create_task, retry_task
+from shared.service.idempotency import claim
 from shared.settings import Settings
 from tests.support import tasks
 from tests.support.wait import wait_until
@@ -223,3 +225,23 @@ async def test_two_creates_of_one_user_cannot_share_the_room_for_one(
     finally:
         await watcher.close()
     assert sorted(outcomes) == ["created", "refused"]
+
+
+async def test_an_idempotency_key_is_locked_per_user_whatever_their_ids_hold(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """User `a:b` holds key `c` (its request still runs): user `a`'s key `b:c` is another key
+    of another user, not 409 (the old lock name `idempotency:a:b:c` was the same for both)."""
+    base = owner()
+    async with uow_factory() as holder:
+        assert await claim(holder, f"{base}:b", "c", "f1", 60) is None
+        async with uow_factory() as other:
+            assert await claim(other, base, "b:c", "f2", 60) is None
+        async with uow_factory() as repeat:  # the control: the same user and key is held
+            with pytest.raises(IdempotencyConflict):
+                await claim(repeat, f"{base}:b", "c", "f1", 60)
+
+
+def test_lock_names_of_different_pairs_differ() -> None:
+    pairs = [("a:b", "c"), ("a", "b:c"), ("a", ":b:c"), ("a:b:", "c"), ("", "a:b:c")]
+    assert len({lock_name(user, key) for user, key in pairs}) == len(pairs)
