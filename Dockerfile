@@ -1,16 +1,21 @@
 # taskrelay: one slim image for every process (migrate, api, relay, worker).
-# Dependencies come from requirements-runtime.lock, so an image rebuilt later is the same image.
+# Dependencies come from requirements-runtime.lock, so an image rebuilt later is the same image:
+# every file pip installs is checked against the lock's sha256 hashes (--require-hashes), and
+# the project's own wheel is built offline by a hash-checked setuptools (requirements-build.lock)
+# in a venv of its own, so no unpinned build dependency is fetched and none reaches the image.
 
 FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/taskrelay
+RUN python -m venv /opt/taskrelay && python -m venv /opt/build
 WORKDIR /src
-COPY requirements-runtime.lock ./
-RUN /opt/taskrelay/bin/pip install --no-deps -r requirements-runtime.lock
+COPY requirements-runtime.lock requirements-build.lock ./
+RUN /opt/taskrelay/bin/pip install --require-hashes --no-deps -r requirements-runtime.lock \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN /opt/taskrelay/bin/pip install --no-deps .
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/taskrelay/bin/pip install --no-deps --no-index /wheels/taskrelay-*.whl
 
 FROM python:3.11.13-slim-bookworm
 ENV PATH=/opt/taskrelay/bin:$PATH \

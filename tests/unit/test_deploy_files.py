@@ -117,7 +117,12 @@ def test_processes_run_under_an_init_and_rabbitmq_keeps_its_node_name(
 def test_the_build_context_leaves_out_what_the_image_does_not_need() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", "**/__pycache__"} <= ignored
-    for needed in ("pyproject.toml", "README.md", "requirements-runtime.lock"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "requirements-runtime.lock",
+        "requirements-build.lock",
+    ):
         assert needed not in ignored
 
 
@@ -189,3 +194,40 @@ def test_the_local_ports_overlay_only_adds_ports_on_localhost() -> None:
     for name, service in overlay["services"].items():
         assert set(service) == {"networks", "ports"}, name
         assert all(port.startswith("127.0.0.1:") for port in service["ports"]), name
+
+
+def _requirements(text: str) -> dict[str, str]:
+    """`name` (normalised) -> the whole requirement (its line and the continuation lines)."""
+    entries: dict[str, str] = {}
+    for block in re.split(r"\n(?=[A-Za-z])", "\n" + text):
+        first = block.strip().split("\n", 1)[0]
+        if first and not first.startswith("#"):
+            name = re.split(r"[=<> \\]", first, maxsplit=1)[0]
+            entries[name.lower().replace("_", "-")] = block
+    return entries
+
+
+@pytest.mark.parametrize("lock", ["requirements-runtime.lock", "requirements-build.lock"])
+def test_every_image_dependency_is_pinned_with_its_hashes(lock: str) -> None:
+    entries = _requirements((ROOT / lock).read_text())
+    assert entries, lock
+    for name, block in entries.items():
+        assert re.match(rf"^\s*{re.escape(name)}==\S+ \\$", block.lower().replace("_", "-"), re.M)
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", block), (lock, name)
+
+
+def test_the_image_installs_only_hash_checked_files() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"pip install[^\n&]*", dockerfile)
+    assert installs, dockerfile
+    for install in installs:  # each from a hashed lock, or the wheel just built, offline
+        assert "--require-hashes" in install or "--no-index" in install, install
+    assert "--no-build-isolation" in dockerfile  # no unpinned build backend fetched
+
+
+def test_the_runtime_lock_pins_what_the_dev_lock_pins() -> None:
+    runtime = _requirements((ROOT / "requirements-runtime.lock").read_text())
+    dev = (ROOT / "requirements.lock").read_text().lower().replace("_", "-")
+    for name, block in runtime.items():
+        version = block.split("==", 1)[1].split()[0]
+        assert re.search(rf"^{re.escape(name)}=={re.escape(version)}$", dev, re.M), name
