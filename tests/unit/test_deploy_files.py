@@ -183,10 +183,14 @@ def test_only_the_api_is_published_and_the_backend_is_internal(compose: dict[str
     assert compose["networks"]["backend"] == {"internal": True}
     for name in BACKING:
         assert services[name]["networks"] == ["backend"], name
+    # The API joins the network its port is published on; the worker one with a way out to a
+    # model endpoint (no port published there). Every other service is on `backend` only.
+    outside = {"api": ["backend", "frontend"], "worker": ["backend", "egress"]}
     for name, service in services.items():
-        assert "backend" in service["networks"], name
-        assert service["networks"] == ["backend"] or name == "api", name
+        assert service["networks"] == outside.get(name, ["backend"]), name
         assert "network_mode" not in service, name
+    for name in set(compose["networks"]) - {"backend"}:
+        assert "internal" not in compose["networks"][name], name
 
 
 def test_the_local_ports_overlay_only_adds_ports_on_localhost() -> None:
