@@ -41,6 +41,12 @@ EMIT = (  # the task row and its two outbox rows in one statement, as OutboxWrit
     "VALUES ($5, $1, $6, 'notification', $7, $8::jsonb, '{}'::jsonb), "
     "($9, $1, $6, 'job', 'job.generate_content', $10::jsonb, '{}'::jsonb)"
 )
+OPEN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('taskrelay.open_items:' || $1, 0))"
+OPEN_ITEMS = (  # the open-items limit's two statements, as TaskRepository.open_items
+    "SELECT coalesce(sum(items_total - items_completed - items_failed), 0) FROM roadmap_tasks "
+    "WHERE owner_id = $1 AND status IN ('pending', 'processing')"
+)
+MAX_OPEN_ITEMS = 20000
 VIEW = (
     "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
     "FROM (SELECT content_type, status, count(*) AS n FROM content_items "
@@ -62,6 +68,9 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
         items = sorted(await conn.fetch(RESET, task_id, now), key=lambda r: r["position"])
         if not items:
             return Response({"detail": "nothing to retry"}, status_code=409)
+        await conn.execute(OPEN_LOCK, task["owner_id"])
+        if await conn.fetchval(OPEN_ITEMS, task["owner_id"]) + len(items) > MAX_OPEN_ITEMS:
+            return Response({"detail": "too many unfinished items"}, status_code=429)
         seq = task["seq"] + 1
         message = f"Retrying {len(items)} failed content items"
         note = {
