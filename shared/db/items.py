@@ -176,20 +176,7 @@ class ItemRepository:
             rows = await self._conn.fetch(_PAGE_BY_STATUS, task_id, after, limit, status)
         if not rows:
             return None
-        items = [
-            ItemRow(
-                position=r["position"],
-                concept_id=r["concept_id"],
-                title=r["concept_title"],
-                content_type=r["content_type"],
-                status=r["status"],
-                attempts=r["attempts"],
-                error=r["last_error"],
-                updated_at=r["updated_at"],
-            )
-            for r in rows
-            if r["position"] is not None
-        ]
+        items = [_item_row(r) for r in rows if r["position"] is not None]
         return ItemPage(owner_id=rows[0]["owner_id"], seq=rows[0]["seq"], items=items)
 
     async def one(self, task_id: UUID, key: ItemKey) -> ItemDetail | None:
@@ -197,17 +184,7 @@ class ItemRepository:
         r = await self._conn.fetchrow(_ONE, task_id, key.concept_id, key.content_type)
         if r is None:
             return None
-        row = ItemRow(
-            position=r["position"],
-            concept_id=r["concept_id"],
-            title=r["concept_title"],
-            content_type=r["content_type"],
-            status=r["status"],
-            attempts=r["attempts"],
-            error=r["last_error"],
-            updated_at=r["updated_at"],
-        )
-        return ItemDetail(r["owner_id"], row, r["content"], r["usage"])
+        return ItemDetail(r["owner_id"], _item_row(r), r["content"], r["usage"])
 
     async def next_pending(self, task_id: UUID) -> PendingItem | None:
         """The first pending item in generation order, or None when nothing is pending."""
@@ -264,6 +241,19 @@ class ItemRepository:
         else:
             following = None if row["concept_id"] is None else _pending(row)
         return Stored(state, fenced_out=False, counts=counts, following=following)
+
+
+def _item_row(r: Any) -> ItemRow:
+    return ItemRow(
+        position=r["position"],
+        concept_id=r["concept_id"],
+        title=r["concept_title"],
+        content_type=r["content_type"],
+        status=r["status"],
+        attempts=r["attempts"],
+        error=r["last_error"],
+        updated_at=r["updated_at"],
+    )
 
 
 def _pending(row: Any) -> PendingItem:
