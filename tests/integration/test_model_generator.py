@@ -25,7 +25,7 @@ from shared.db.tables import content_items
 from shared.errors import GenerationFailed
 from shared.model import select_generator
 from shared.model.limiter import InFlightLimit
-from shared.service.generation import ContentJob
+from shared.service.generation import ContentJob, Pace
 from shared.settings import Settings
 from tests.support import tasks
 from tests.support.model_stub import ModelStub, Reply
@@ -194,7 +194,7 @@ async def test_a_job_stores_the_content_with_its_usage(
     task_id = await tasks.new_task(uow_factory, "model-tests", ["usage-a", "always-500"], ["quiz"])
     await ContentJob(
         uow_factory, generator, task_id=task_id, holder="test-usage", item_timeout=30,
-        lease_seconds=30,
+        lease_seconds=30, pace=Pace(in_line=False),  # on its own, outside any line
     ).run()  # fmt: skip
     async with uow_factory() as uow:
         query = select(content_items).where(content_items.c.task_id == task_id)
