@@ -34,8 +34,10 @@ CONNECTION_LOST = (
 )
 """The driver's and the pool's ways of saying the server, or the link to it, went away."""
 
-DRIVER_ERRORS = (*CONNECTION_LOST, asyncpg.PostgresError, DBAPIError)
-"""Everything the driver, or SQLAlchemy around it, raises."""
+DRIVER_ERRORS = (*CONNECTION_LOST, asyncpg.PostgresError, asyncpg.InternalClientError, DBAPIError)
+"""Everything the driver, or SQLAlchemy around it, raises. `InternalClientError` ("cannot
+switch to state 12; another operation is in progress") is a connection whose protocol was left
+mid-statement, as when the server shut down under it: unusable, like a closed one."""
 
 
 def connection_lost(exc: BaseException | None) -> bool:

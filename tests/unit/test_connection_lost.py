@@ -80,6 +80,15 @@ def test_while_connecting_any_driver_error_means_postgres_is_not_there() -> None
     assert not postgres_unreachable(ValueError("a bug"), any_error=True)
 
 
+def test_a_connection_left_mid_statement_is_dropped_by_a_session() -> None:
+    """The relay's session met this when PostgreSQL shut down under a statement: its next
+    statement found the protocol mid-way. It must reconnect, not crash the relay."""
+    stuck = asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert postgres_unreachable(stuck, any_error=True)
+
+
 @pytest.mark.parametrize(
     ("service", "outage", "own_error"),
     [
