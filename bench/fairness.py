@@ -1,4 +1,4 @@
-"""Generation at the speed of the model, shared fairly: the figures of CONTRACT §8b in one run.
+"""Generation at the speed of the model, shared fairly: the figures of protocol §8b in one run.
 
 Usage: .venv/bin/python -m bench.fairness [--processes 2] [--bulk-tasks 6] [--bulk-items 400]
 

@@ -1,4 +1,4 @@
-"""Time to recover from each fault of CONTRACT §8a, with the worker's DEFAULT settings.
+"""Time to recover from each fault of docs/protocol.md §8a, with the worker's DEFAULT settings.
 
 `tests/e2e/test_nothing_stuck.py` proves every task finishes by itself, with short leases so the
 suite stays quick; this measures what an operator gets out of the box (lease 30 s, stale after

@@ -10,7 +10,7 @@ A fresh database, vhost and Redis db hold the run (removed after it).
   spacing of its `content_item_completed` frames as they reach the socket, from the `--skip`th
   item on (start-up excluded): (last arrival - first arrival) / items between them, counted by
   `data.completed_items`. A 30-item task runs first to warm the processes up.
-- Floor: what any implementation of the contract must do per item, with the processes stopped,
+- Floor: what any implementation of docs/protocol.md must do per item, with the processes stopped,
   on the same database: ONE transaction on one asyncpg connection with prepared statements that
   marks the item completed, bumps the task's `seq` and inserts one notification row into the
   real `outbox` (whose statement trigger NOTIFYs). Per item = wall time / items.
@@ -89,7 +89,7 @@ class ItemSpacing:
 
 
 def task_body(items: int) -> dict[str, object]:
-    """`items` items as concepts x 3 types (as the contract's largest task: 1,000 x 3)."""
+    """`items` items as concepts x 3 types (as protocol §6's largest task: 1,000 x 3)."""
     types = TYPES if items % len(TYPES) == 0 else TYPES[:1]
     count = items // len(types)
     concepts = [{"concept_id": f"c{i}", "title": f"Concept {i}"} for i in range(count)]

@@ -1,4 +1,4 @@
-"""`taskrelay`: the one command line of every process (CONTRACT §2).
+"""`taskrelay`: the one command line of every process (docs/protocol.md §2).
 
 Each subcommand reads the settings once, then hands them to its process's composition root.
 A dependency that cannot be reached at start-up ends the process with one line and status 1.

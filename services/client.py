@@ -1,9 +1,9 @@
 """A small client of taskrelay's HTTP API, for `taskrelay run` and `taskrelay demo`.
 
-It speaks the public API only (CONTRACT §6), as any outside program would; blocking urllib
+It speaks the public API only (docs/protocol.md §6), as any outside program would; blocking urllib
 calls run in a thread so the callers' event loops keep going. The base URL may carry a password
 (`--url http://user:pw@host`): every text meant for a person (`shown_url`, `page_url`, an
-unreachable API's message) shows it as `***` (CONTRACT §3).
+unreachable API's message) shows it as `***` (docs/protocol.md §3).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ MAX_USER_ID_CHARS = 255
 
 
 def valid_user_id(user_id: object) -> bool:
-    """1-255 printable characters, none of them whitespace at either end (CONTRACT §6): the id
+    """1-255 printable characters, none of them whitespace at either end (protocol §6): the id
     is stored, logged and used in keys, so a NUL, a control character or a 10,000-character id
     is refused as a bad token, and so are " " and " alice" (a user no one can tell from
     "alice" in a log line or a listing)."""

@@ -1,4 +1,4 @@
-"""The content generator seam (CONTRACT §9) and the built-in generator.
+"""The content generator seam (docs/protocol.md §9) and the built-in generator.
 
 A deployment names its generator with `TASKRELAY_CONTENT_GENERATOR=module:callable`; the worker
 calls it once per content item with a `ContentRequest`. It may be a plain or a coroutine
@@ -47,7 +47,7 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """Content with what it cost: the item stores both (CONTRACT §9, the item view's `usage`)."""
+    """Content with what it cost: the item stores both (protocol §9, the item view's `usage`)."""
 
     content: str | dict[str, Any]
     usage: Usage | None = None

@@ -68,7 +68,7 @@ class Conflict(DomainError):
 
 
 class TooMuchOpenWork(DomainError):
-    """The user's unfinished tasks already hold their limit of items (CONTRACT §3)."""
+    """The user's unfinished tasks already hold their limit of items (docs/protocol.md §3)."""
 
     status_code = 429
 

@@ -1,4 +1,4 @@
-"""The broker topology outside consumers rely on (CONTRACT §11): names only, no connection."""
+"""The broker topology outside consumers rely on (protocol §11): names only, no connection."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ SCHEMA_VERSION_HEADER = "x-schema-version"
 """AMQP header: the version of the message's shape (integer). A change of shape publishes the
 new version beside the old until every consumer reads it (docs/operations.md)."""
 SCHEMA_VERSION = 1
-"""The version the relay publishes today (CONTRACT §11)."""
+"""The version the relay publishes today (docs/protocol.md §11)."""
 KNOWN_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 """The versions taskrelay's own consumers (the gateway, the worker) know how to read."""
 

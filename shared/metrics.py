@@ -1,4 +1,4 @@
-"""Figures that work horses produce and their `taskrelay worker` serves (CONTRACT §10).
+"""Figures that work horses produce and their `taskrelay worker` serves (docs/protocol.md §10).
 
 Items are generated in RQ work horses, short-lived forks of the RQ worker processes, while
 `/metrics` is served by the worker's supervisor. They meet through prometheus-client's

@@ -2,7 +2,7 @@
 
 The relay and the worker need a few read-only GET routes, not a web framework. It runs in the
 process's own event loop, so every answer reflects the live state. Each connection gets one
-answer and is closed. No route needs a token: none carries user data (CONTRACT §10).
+answer and is closed. No route needs a token: none carries user data (docs/protocol.md §10).
 
 Whoever can reach the port is not trusted to behave: a connection has `timeout` seconds (5) to
 send its request and as long again to take the answer (a `/metrics` body is tens of kilobytes:

@@ -218,8 +218,8 @@ class WorkerSettings:
     content_generator: str = setting(
         DEFAULT_GENERATOR,
         "TASKRELAY_CONTENT_GENERATOR",
-        "`module:callable` of the content generator (CONTRACT §9); `run` and compose use the "
-        "demo generator, the placeholder except for the demo's roadmap.",
+        "`module:callable` of the content generator (docs/protocol.md §9); `run` and compose "
+        "use the demo generator, the placeholder except for the demo's roadmap.",
     )
     item_timeout_seconds: float = setting(
         120.0,

@@ -39,7 +39,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskrelay"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MIN_SECRET_CHARS = 32
-"""An HS256 key shorter than this can be guessed offline from one token (CONTRACT §3)."""
+"""An HS256 key shorter than this can be guessed offline from one token (docs/protocol.md §3)."""
 MAINTENANCE_DATABASE = "postgres"
 """The database every PostgreSQL server has: where `CREATE DATABASE` is issued from."""
 POSITIVE = Floor.POSITIVE
@@ -106,7 +106,7 @@ class DatabaseSettings:
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """RabbitMQ: where the relay publishes and the worker and gateway consume. The exchange is
-    `taskrelay`, fixed by CONTRACT §11 (`shared.messaging.EXCHANGE`)."""
+    `taskrelay`, fixed by docs/protocol.md §11 (`shared.messaging.EXCHANGE`)."""
 
     url: str = setting(
         DEFAULT_AMQP_URL, "AMQP_URL", "RabbitMQ; its virtual host separates deployments."

@@ -1,4 +1,4 @@
-"""Declare the broker topology idempotently (CONTRACT §11).
+"""Declare the broker topology idempotently (docs/protocol.md §11).
 
 - `taskrelay`: the durable topic exchange every outbox row is published to.
 - `taskrelay.jobs`: the project's durable quorum work queue, bound to `job.#`; a message the

@@ -1,4 +1,4 @@
-"""Trace context across every process (CONTRACT §10a), through OpenTelemetry's API.
+"""Trace context across every process (docs/protocol.md §10a), through OpenTelemetry's API.
 
 A request's W3C `traceparent` (or a new trace when it brings none) becomes the current context
 while its work runs; the outbox writer stores it in each row's headers, the relay sends it as

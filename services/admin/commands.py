@@ -1,4 +1,4 @@
-"""What each `taskrelay admin` subcommand does, and its exit status (CONTRACT §2).
+"""What each `taskrelay admin` subcommand does, and its exit status (docs/protocol.md §2).
 
 0 when done; 1 when PostgreSQL or RabbitMQ cannot be reached (DependencyUnavailable, printed by
 `taskrelay` in one line naming it); 2 for bad input, in one line: an unknown id, a row that is

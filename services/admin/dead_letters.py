@@ -55,7 +55,7 @@ class DeadLetter:
     queue: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        """One entry of `admin dead-letters --json` (CONTRACT §2)."""
+        """One entry of `admin dead-letters --json` (docs/protocol.md §2)."""
         return {
             "message_id": self.message_id,
             "routing_key": self.routing_key,

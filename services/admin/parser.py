@@ -121,7 +121,7 @@ def add_admin_parser(sub: Any, run: Any) -> None:
 
 
 def _json_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON document (CONTRACT §2)")
+    p.add_argument("--json", action="store_true", help="one JSON document (docs/protocol.md §2)")
 
 
 def refuse(prog: str, message: str) -> int:

@@ -1,4 +1,4 @@
-"""The JSON body a handler reads: UTF-8, and nested no deeper than 32 levels (CONTRACT §6).
+"""The JSON body a handler reads: UTF-8, and nested no deeper than 32 levels (docs/protocol.md §6).
 
 Litestar decodes a body with msgspec only when the handler's `data` is extracted; msgspec
 raises `RecursionError` past the interpreter's recursion limit (a body of 100,000 `[`) and

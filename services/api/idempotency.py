@@ -1,4 +1,4 @@
-"""The `Idempotency-Key` header of the POST routes (CONTRACT §6): read, and documented.
+"""The `Idempotency-Key` header of the POST routes (docs/protocol.md §6): read, and documented.
 
 It is read from the request's raw headers (`idempotency_key`) and put in each POST route's
 OpenAPI operation by hand (`KeyedOperation`), not declared as a Litestar header parameter: a

@@ -6,7 +6,7 @@ brought, or a new one), is counted by route template and status with its duratio
 one `http_request` log line with its trace id. The lines a request logs are written together,
 in one write(2), once it has been answered (`shared.logging.lines_held`). Query strings are
 logged with every token and password masked (`shared.redaction`). `/livez`, `/readyz` and
-`/metrics` need no token (CONTRACT §10).
+`/metrics` need no token (docs/protocol.md §10).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The task routes of CONTRACT §6. Each handler commits before it answers.
+"""The task routes of docs/protocol.md §6. Each handler commits before it answers.
 
 A POST runs in one unit of work: claim its `Idempotency-Key` (if any), run the service, store
 the response with the work, commit, and only then answer.

@@ -1,4 +1,4 @@
-"""The HTTP API's request and response shapes (CONTRACT §6), as msgspec structs.
+"""The HTTP API's request and response shapes (docs/protocol.md §6), as msgspec structs.
 
 Structural rules (types, lengths, counts) live here so that malformed input is refused with a
 400 before a handler runs; rules that need the whole request (unique concept ids) live in the

@@ -1,4 +1,4 @@
-"""The relay's port: `/health` (CONTRACT §10), `/livez`, `/readyz` and `/metrics`.
+"""The relay's port: `/health` (docs/protocol.md §10), `/livez`, `/readyz` and `/metrics`.
 
 Served by the shared probe responder in the relay's own loop, so the answers always reflect its
 live state. Ready means both dependencies answer: a standby is ready (it takes over at once).

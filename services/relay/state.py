@@ -1,4 +1,4 @@
-"""What the relay knows about itself, for `/health` (CONTRACT §10) and Prometheus `/metrics`.
+"""What the relay knows about itself, for `/health` (protocol §10) and Prometheus `/metrics`.
 
 The loops write here; the health server only reads. Each dependency keeps the reason it is
 down, so an operator sees which one failed and why, not only that something did.

@@ -38,7 +38,7 @@ log = get_logger(__name__)
 
 DEMO_GENERATOR = "services.demo.generator:demo_generator"
 STOP_GRACE = 25.0
-"""Seconds each child gets after SIGTERM; all stop together, well within CONTRACT §2's 30 s."""
+"""Seconds each child gets after SIGTERM; all stop together, well within protocol §2's 30 s."""
 READY_TIMEOUT = 90.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -1,4 +1,4 @@
-"""`/metrics`, `/livez` and `/readyz` of `taskrelay worker` (CONTRACT §10), on --metrics-port.
+"""`/metrics`, `/livez` and `/readyz` of `taskrelay worker` (protocol §10), on --metrics-port.
 
 The supervisor counts what it does itself (job messages acked or dead-lettered, tasks the
 reconciler recovered) on a registry of its own, and adds what its RQ work horses wrote under

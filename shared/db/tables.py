@@ -1,6 +1,6 @@
 """The tables, as SQLAlchemy Core metadata; the migrations create them, the repositories use them.
 
-`roadmap_tasks` is read by outside tools (CONTRACT §4). The outbox is designed for the relay:
+`roadmap_tasks` is read by outside tools (protocol §4). The outbox is designed for the relay:
 rows of one task are inserted under that task's row lock, so their `id` order is their commit
 order; unpublished rows are found through a partial index; every row carries a stable
 `message_id` that the relay sends on every publication of it.

@@ -2,7 +2,7 @@
 
 A task waits from the moment a job dispatch is written for it (`roadmap_tasks.waiting_since`,
 set by the outbox writer in the same statement) until a job takes it (`take`). Capacity is
-shared round-robin over users, not tasks (CONTRACT §8b): the next turn belongs to the waiting
+shared round-robin over users, not tasks (protocol §8b): the next turn belongs to the waiting
 user whose last turn (`user_turns`) is the oldest, a user who never had one first. A job whose
 task is not that user's gives its turn away (`defer`, with a new dispatch through the outbox);
 every worker of the deployment reads the same rows, so the choice holds across machines. Why

@@ -28,11 +28,11 @@ class ItemStatus(StrEnum):
 
 
 ContentType = Literal["tutorial", "resources", "quiz"]
-"""The content types a task can ask for (CONTRACT §6), in generation order: the one list."""
+"""The content types a task can ask for (docs/protocol.md §6), in generation order: the one list."""
 CONTENT_TYPES: tuple[ContentType, ...] = get_args(ContentType)
 
 MAX_ERROR_CHARS = 1000
-"""Error texts are cut to this before they are stored or sent (CONTRACT §7)."""
+"""Error texts are cut to this before they are stored or sent (docs/protocol.md §7)."""
 
 
 def clip_error(text: str) -> str:
@@ -74,7 +74,7 @@ class ItemKey:
         return {"concept_id": self.concept_id, "content_type": self.content_type}
 
     def result(self, error: str | None) -> dict[str, str | None]:
-        """`data.item` of the item's notification (CONTRACT §7): failed when there is an error."""
+        """`data.item` of the item's notification (protocol §7): failed when there is an error."""
         status = ItemStatus.FAILED if error is not None else ItemStatus.COMPLETED
         return {**self.as_dict(), "status": status.value, "error": error}
 
@@ -90,7 +90,7 @@ class ItemCounts:
     by_type: dict[str, ItemCounts] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """The `items` part of the task view (CONTRACT §6)."""
+        """The `items` part of the task view (docs/protocol.md §6)."""
         view = self._flat()
         view["by_type"] = {t: c._flat() for t, c in sorted(self.by_type.items())}
         return view
@@ -122,7 +122,7 @@ _SLOTS = {ItemStatus.COMPLETED.value: 0, ItemStatus.FAILED.value: 1, ItemStatus.
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """What a task change tells its watchers: the `progress` frame of CONTRACT §7."""
+    """What a task change tells its watchers: the `progress` frame of docs/protocol.md §7."""
 
     task_id: UUID
     seq: int
@@ -132,7 +132,7 @@ class Notification:
     data: dict[str, Any]
 
     def as_body(self) -> dict[str, Any]:
-        """The broker message body: the progress frame without `type` (CONTRACT §11)."""
+        """The broker message body: the progress frame without `type` (docs/protocol.md §11)."""
         return {
             "task_id": str(self.task_id),
             "seq": self.seq,

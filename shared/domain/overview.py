@@ -1,7 +1,7 @@
 """Tasks as an operator looks over them: which wait too long, fail, or keep being recovered.
 
 `TaskFilter` says which tasks `taskrelay admin tasks` lists; `TaskSummary` is one of them, in
-the shape CONTRACT §2 fixes for `--json`. Reading them is the task repository's `overview`.
+the shape docs/protocol.md §2 fixes for `--json`. Reading them is the task repository's `overview`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class TaskSummary:
     error_message: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        """One entry of `admin tasks --json` (CONTRACT §2)."""
+        """One entry of `admin tasks --json` (docs/protocol.md §2)."""
         pending = max(self.items_total - self.items_completed - self.items_failed, 0)
         return {
             "task_id": str(self.task_id),

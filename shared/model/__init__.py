@@ -1,4 +1,4 @@
-"""The built-in `openai` content generator (CONTRACT §9), and the choice of a generator.
+"""The built-in `openai` content generator (docs/protocol.md §9), and the choice of a generator.
 
 `select_generator(settings)` is what a worker calls at start-up: `TASKRELAY_CONTENT_GENERATOR`
 names either `module:callable` (`shared.content.load_generator`) or `openai`, which builds a

@@ -2,7 +2,7 @@
 
 `TASKRELAY_CONTENT_GENERATOR=openai` makes the worker build a `ModelGenerator` from the settings
 (`shared.model.select_generator`); its `generate` is the coroutine function the job calls per
-item (CONTRACT §9). It speaks the chat-completions API through the official SDK's AsyncOpenAI
+item (protocol §9). It speaks the chat-completions API through the official SDK's AsyncOpenAI
 client, with the SDK's own retries off (`max_retries=0`), so the policy is this module's:
 
 - every request holds one of the deployment's in-flight slots (`shared.model.limiter`), taken

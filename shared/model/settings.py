@@ -1,4 +1,4 @@
-"""The settings of the built-in `openai` generator (CONTRACT §9), read with all the others.
+"""The settings of the built-in `openai` generator (docs/protocol.md §9), read with all the others.
 
 A section of its own, so every process reads it (the API and relay ignore it) and
 docs/configuration.md lists it beside the rest. `OPENAI_BASE_URL` and `OPENAI_API_KEY` keep the

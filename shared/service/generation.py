@@ -1,7 +1,7 @@
 """Generating a task's content items: the body of the worker's RQ job.
 
 A job first decides whether it is its task's turn (capacity is shared round-robin over users,
-CONTRACT §8b, `shared.db.turns`): if another user waits whose turn is older, the job gives its
+protocol §8b, `shared.db.turns`): if another user waits whose turn is older, the job gives its
 turn away by writing a new dispatch for its task through the outbox, and ends. Otherwise it
 takes the task's lease and generates the task's *pending* items, up to `item_concurrency` at
 once. Each result is stored in ONE transaction with its notification (`seq` strictly rising,
@@ -99,7 +99,7 @@ class JobOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Pace:
-    """How a job shares its worker (CONTRACT §8b)."""
+    """How a job shares its worker (docs/protocol.md §8b)."""
 
     item_concurrency: int = 1
     """Items generated at once."""

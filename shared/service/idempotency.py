@@ -1,4 +1,4 @@
-"""`Idempotency-Key` semantics (CONTRACT §6), independent of HTTP.
+"""`Idempotency-Key` semantics (docs/protocol.md §6), independent of HTTP.
 
 Same user and key within the TTL: the stored response, nothing written. Same key with a
 different request: 422. Same key while the first request still runs: 409.

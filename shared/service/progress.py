@@ -4,7 +4,7 @@ Each function writes through the caller's unit of work and the state machine
 (`shared.service.transitions`), so a status change, an item result and its notification land in
 one transaction with the outbox rows they emit. `shared.service.generation` decides when to call
 them (the job loop); the reconciler (`shared.service.recovery`) finishes tasks through
-`finish_task` too. Counts in every notification are over ALL of the task's items (CONTRACT §7),
+`finish_task` too. Counts in every notification are over ALL of the task's items (protocol §7),
 read from the task's counters (`ItemRepository.counts`, or the store's own statement), which the
 statements that change item statuses keep exact: no scan of the items per item.
 """

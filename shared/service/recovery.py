@@ -1,4 +1,4 @@
-"""The one owner of "nothing stays stuck" (CONTRACT §8a): the reconciler's decisions.
+"""The one owner of "nothing stays stuck" (docs/protocol.md §8a): the reconciler's decisions.
 
 Every `pending` or `processing` task must have live work: a lease held by a live job, or a job
 dispatch on its way (in the outbox, in RabbitMQ, or queued in RQ). Whatever a fault took (the

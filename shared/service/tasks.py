@@ -145,7 +145,7 @@ async def _lock_owned(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> 
 
 
 async def _view(uow: AbstractUnitOfWork, task_id: UUID) -> tuple[str, dict[str, Any]]:
-    """(owner, the task view of CONTRACT §6): the view names no owner."""
+    """(owner, the task view of docs/protocol.md §6): the view names no owner."""
     found = await uow.tasks.view_row(task_id)
     if found is None:
         raise NotFound(f"task {task_id} not found")

@@ -1,4 +1,4 @@
-"""`taskrelay admin` against a running system (CONTRACT §2): a parked outbox row and a
+"""`taskrelay admin` against a running system (docs/protocol.md §2): a parked outbox row and a
 dead-lettered job message are put back through it, and their tasks complete; the `--json`
 shapes; exit statuses 2 (bad input, one line) and 1 (a dependency down, named)."""
 

@@ -1,4 +1,4 @@
-"""The HTTP API as a client sees it, against the real `taskrelay api` process (CONTRACT §6)."""
+"""The HTTP API as a client sees it, against the real `taskrelay api` process (protocol §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped under a real `taskrelay api`: 503 with Retry-After, never 500 (CONTRACT §6).
+"""PostgreSQL stopped under a real `taskrelay api`: 503 with Retry-After, never 500 (protocol §6).
 
 The API runs against a migrated database on a private PostgreSQL, which each test stops (fast
 or immediate shutdown) and starts again: during the outage every route answers 503 with a

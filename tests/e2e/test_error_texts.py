@@ -1,4 +1,4 @@
-"""Error texts are cut to 1,000 characters before they are stored or sent (CONTRACT §7).
+"""Error texts are cut to 1,000 characters before they are stored or sent (docs/protocol.md §7).
 
 A real relay, worker and API; the generator fails every item with a megabyte of exception text
 (with a NUL in it, which PostgreSQL cannot store). The client watches the task's WebSocket and

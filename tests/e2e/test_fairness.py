@@ -1,4 +1,4 @@
-"""Generation at the speed of the model, shared fairly (CONTRACT §8b), through the real system.
+"""Generation at the speed of the model, shared fairly (protocol §8b), through the real system.
 
 An API, a relay and a worker with 2 RQ processes and its default pace (8 items in flight per
 job, 2 s slices) on a database, vhost and Redis db of this module's own, with the `paced`
@@ -98,7 +98,7 @@ async def test_a_newcomer_and_a_small_user_are_not_kept_behind_bulk_work(
 
     await newcomer.wait_finished(60, status="completed")
     assert newcomer.first_item is not None
-    assert newcomer.first_item < 10  # CONTRACT §8b says 3 s; bench/fairness.py measures it
+    assert newcomer.first_item < 10  # docs/protocol.md §8b says 3 s; bench/fairness.py measures it
     assert sum(t.finished is None for t in bulk) >= 2
     await small.wait_finished(120, status="completed")
     assert sum(t.finished is None for t in bulk) >= 1

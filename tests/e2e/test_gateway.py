@@ -1,4 +1,4 @@
-"""The WebSocket gateway end to end (CONTRACT §7): real API and relay processes, real sockets.
+"""The WebSocket gateway end to end (protocol §7): real API and relay processes, real sockets.
 
 Task changes are made through the state machine (`tests/support/tasks.py`, as the worker
 makes them) and published by the real relay; sockets are opened with a real client.

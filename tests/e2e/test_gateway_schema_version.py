@@ -1,4 +1,4 @@
-"""The gateway meets a notification shape it does not know (CONTRACT §11): it logs it and
+"""The gateway meets a notification shape it does not know (docs/protocol.md §11): it logs it and
 skips it, sends no frame for it, and keeps delivering the next notification. A real API
 process; the real notification is published by the relay's own publisher."""
 

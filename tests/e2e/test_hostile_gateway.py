@@ -1,4 +1,4 @@
-"""Hostile WebSocket clients against a real `taskrelay api` (CONTRACT §7, docs/security.md).
+"""Hostile WebSocket clients against a real `taskrelay api` (docs/protocol.md §7, docs/security.md).
 
 The API reaches RabbitMQ through a TCP proxy that counts the bytes it sends, so a test can see
 whether a socket cost broker work (a binding). Sockets per user are capped at 3 here.

@@ -1,4 +1,4 @@
-"""Hostile HTTP clients against the real `taskrelay api` (CONTRACT §6, docs/security.md).
+"""Hostile HTTP clients against the real `taskrelay api` (docs/protocol.md §6, docs/security.md).
 
 Bad input is a 4xx, never a 5xx: JSON nested past 32 levels, bodies that are not UTF-8, tokens
 whose `sub` is not 1-255 printable characters. Another user's request takes no lock on a task

@@ -1,4 +1,4 @@
-"""`GET /api/v1/tasks/{task_id}/items` and the view's `last_message` (CONTRACT §6), over HTTP.
+"""`GET /api/v1/tasks/{task_id}/items` and the view's `last_message` (protocol §6), over HTTP.
 
 Paging walks every item once in a stable order, whatever changes between pages; a filter pages
 within one status; cursors are opaque and checked; limits outside 1-500 and unknown statuses

@@ -1,4 +1,4 @@
-"""A completed item's content on the task page, in a real browser (issue 25, CONTRACT §6).
+"""A completed item's content on the task page, in a real browser (issue 25, docs/protocol.md §6).
 
 The `openai` generator answers through the chat-completions stub, whose answer repeats the
 prompt: an item whose title is HTML comes back as content holding that HTML. Opening the item

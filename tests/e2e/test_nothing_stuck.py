@@ -1,4 +1,4 @@
-"""Nothing stays stuck (CONTRACT §8a): real faults on servers of the test's own, real processes.
+"""Nothing stays stuck (protocol §8a): real faults on servers of the test's own, real processes.
 
 Each test runs the api, relay and worker as an operator would, on a private PostgreSQL or Redis
 that it stops, restarts or empties while tasks generate, and then waits for every task to

@@ -1,4 +1,4 @@
-"""CONTRACT §10 and §10a end to end: real api, relay and worker processes do real work (a task
+"""Protocol §10 and §10a end to end: real api, relay and worker processes do real work (a task
 that partly fails, watched on a WebSocket, retried with a known `traceparent`), then:
 
 - an outside consumer bound to the exchange finds the trace id in the headers of the retry's job

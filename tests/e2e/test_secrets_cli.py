@@ -1,4 +1,4 @@
-"""Secrets as the command line handles them (CONTRACT §3, docs/security.md).
+"""Secrets as the command line handles them (docs/protocol.md §3, docs/security.md).
 
 A TASKRELAY_SECRET under 32 characters is refused by every command that needs it, in one line;
 no URL's password is printed, whatever form the URL gives it in; `taskrelay run` keeps its

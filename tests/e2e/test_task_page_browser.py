@@ -1,4 +1,4 @@
-"""The task page tells the whole story, in a real browser (issue 14, CONTRACT §6 and §7).
+"""The task page tells the whole story, in a real browser (issue 14, docs/protocol.md §6 and §7).
 
 Debian's headless Chromium (`/usr/bin/chromium`) against real API, relay and worker processes:
 - the seed's task (21 items, 10 failing their first try) lists the 10 failed items with their

@@ -1,4 +1,4 @@
-"""The task page tells a waiting user the truth (issue 23, CONTRACT §6 `waiting_since`), in a
+"""The task page tells a waiting user the truth (issue 23, protocol §6 `waiting_since`), in a
 real browser.
 
 One RQ process, held by another user's long task (6 s slices, so the wait is long enough to

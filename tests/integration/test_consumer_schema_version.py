@@ -1,4 +1,4 @@
-"""The worker's job consumer meets a message shape it does not know (CONTRACT §11): it
+"""The worker's job consumer meets a message shape it does not know (docs/protocol.md §11): it
 dead-letters it, with nothing left unacked, and goes on with the next message, which it reads.
 Real RabbitMQ, PostgreSQL and Redis; the consumer is the worker's own."""
 

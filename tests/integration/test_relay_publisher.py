@@ -63,7 +63,7 @@ async def test_messages_carry_the_contract_properties(
     finally:
         await ledger.close()
     first, second = ledger.deliveries
-    # Every property and header, exactly: an outside consumer relies on each (CONTRACT §11).
+    # Every property and header, exactly: an outside consumer relies on each (docs/protocol.md §11).
     persistent = {"content_type": "application/json", "delivery_mode": 2}
     assert first.properties == {**persistent, "message_id": str(rows[0].message_id)}
     assert second.properties == {**persistent, "message_id": str(rows[1].message_id)}

@@ -137,7 +137,7 @@ async def test_retry_with_nothing_left_dispatches_the_finish(
     uow_factory: UnitOfWorkFactory, settings: Settings
 ) -> None:
     """A cancel that lost the race with its last items: the retry is taken (0 items), the task
-    is processing and waits for a worker, whose job will finish it (CONTRACT §6)."""
+    is processing and waits for a worker, whose job will finish it (docs/protocol.md §6)."""
     user = owner()
     task_id = await tasks.new_task(uow_factory, user, 2)
     await tasks.move(uow_factory, task_id, Status.PROCESSING)

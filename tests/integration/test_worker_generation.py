@@ -100,7 +100,7 @@ async def test_the_seed_partial_failure_then_a_retry_completes(
     assert last_item[-1]["data"]["total_items"] == 21
     results = {(n["data"]["item"]["concept_id"], n["data"]["item"]["status"]) for n in last_item}
     assert results == {(c, "failed" if "fail" in c else "completed") for c in seed_concepts()}
-    assert last_item[0]["data"]["item"] == {  # data.item (CONTRACT §7)
+    assert last_item[0]["data"]["item"] == {  # data.item (docs/protocol.md §7)
         "concept_id": "c00",
         "content_type": "tutorial",
         "status": "completed",

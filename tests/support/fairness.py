@@ -1,4 +1,4 @@
-"""The scenarios of CONTRACT §8b against a running system, timed at a WebSocket as a user sees
+"""The scenarios of protocol §8b against a running system, timed at a WebSocket as a user sees
 them: for the e2e test (`tests/e2e/test_fairness.py`) and the benchmark (`bench/fairness.py`).
 
 Every task is made through the API by a user of its own token, with the `paced` generator

@@ -84,7 +84,7 @@ async def unbroken_line(request: ContentRequest) -> str:
 
 
 async def enormous_error(request: ContentRequest) -> str:
-    """Fails every item with a megabyte of exception text holding a NUL (CONTRACT §7's cut)."""
+    """Fails every item with a megabyte of exception text holding a NUL (protocol §7's cut)."""
     raise RuntimeError(f"{request.concept_id} failed\x00" + "E" * 1_000_000)
 
 

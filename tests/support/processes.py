@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def refused_in_one_line(args: Sequence[str], env: dict[str, str]) -> str:
     """Run `taskrelay ARGS` that must refuse to start: exit 1, nothing on stdout, ONE line on
-    stderr (the contract's start-up failure); that line."""
+    stderr (docs/protocol.md §2's start-up failure); that line."""
     done = subprocess.run([*TASKRELAY, *args], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout == ""

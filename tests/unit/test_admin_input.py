@@ -1,5 +1,5 @@
 """`taskrelay admin`'s input rules and output shapes, without any server: durations, ids, the
-one-line refusal with status 2, and the `--json` entries CONTRACT §2 fixes."""
+one-line refusal with status 2, and the `--json` entries docs/protocol.md §2 fixes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Who a token names: `sub` is 1-255 printable characters with no whitespace at either end
-(CONTRACT §6), checked on every token, not only on the ones `taskrelay token` issues."""
+(docs/protocol.md §6), checked on every token, not only on the ones `taskrelay token` issues."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One item with its content and usage (`get_item`, CONTRACT §6), on the in-memory unit of work:
+"""One item with its content and usage (`get_item`, protocol §6), on the in-memory unit of work:
 what a completed item shows, what a failed or pending one shows, and 404 for anyone else."""
 
 from __future__ import annotations

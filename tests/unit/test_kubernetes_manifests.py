@@ -116,7 +116,7 @@ def test_grace_periods_cover_each_process_drain(base: list[dict[str, Any]]) -> N
         p: deployment(base, p)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         for p in PROCESSES
     }
-    # Every process stops within 30 s of SIGTERM (CONTRACT §2); the API's preStop comes first.
+    # Every process stops within 30 s of SIGTERM (protocol §2); the API's preStop comes first.
     api = deployment(base, "api")["spec"]["template"]["spec"]["containers"][0]
     pre_stop = int(api["lifecycle"]["preStop"]["exec"]["command"][1])
     assert grace["api"] >= pre_stop + 25 + 5  # uvicorn's timeout_graceful_shutdown

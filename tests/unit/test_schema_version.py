@@ -1,4 +1,4 @@
-"""Which `x-schema-version` taskrelay's own consumers read (CONTRACT §11): 1, and a message
+"""Which `x-schema-version` taskrelay's own consumers read (docs/protocol.md §11): 1, and a message
 from before versions existed; anything else is named as unknown, never guessed at."""
 
 from __future__ import annotations

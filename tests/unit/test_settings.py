@@ -136,7 +136,7 @@ def test_the_contract_names_its_variables_and_defaults() -> None:
     assert {"TASKRELAY_MODEL", "TASKRELAY_MODEL_TIMEOUT_SECONDS", "TASKRELAY_PROMPTS"} <= set(
         variables
     )
-    sdk = {"OPENAI_BASE_URL", "OPENAI_API_KEY"}  # the openai SDK's own names (CONTRACT §3)
+    sdk = {"OPENAI_BASE_URL", "OPENAI_API_KEY"}  # the openai SDK's own names (docs/protocol.md §3)
     others = set(variables) - {"DATABASE_URL", "AMQP_URL", "REDIS_URL", *sdk}
     assert all(name.startswith("TASKRELAY_") for name in others)
 

@@ -1,4 +1,4 @@
-"""Every (from, to) pair of the six statuses against the one transition table (CONTRACT §5)."""
+"""Every (from, to) pair of the six statuses against the one transition table (protocol §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who may open a task's socket: the Origin check and the token (CONTRACT §7).
+"""Who may open a task's socket: the Origin check and the token (docs/protocol.md §7).
 
 Litestar's CORS middleware does not cover WebSockets, and a browser sends cookies and opens
 sockets cross-site freely, so the Origin is checked here: an Origin listed in

@@ -1,4 +1,4 @@
-"""The WebSocket close codes the gateway sends, defined once (CONTRACT §7 fixes the 44xx ones).
+"""The WebSocket close codes the gateway sends, defined once (protocol §7 fixes the 44xx ones).
 
 Admission refuses with them, the endpoint and the watcher end sockets with them, and the
 metrics pre-create one `taskrelay_gateway_disconnects_total{code}` series per code, so a new

@@ -4,7 +4,7 @@ A socket costs no broker work before it is known to be wanted: the token, the cl
 this second (`ws_connects_per_second`, per user, or per address without a valid token; else
 4429), the user's socket count on this instance (`ws_max_sockets_per_user`, else 4429) and the
 task's owner (else 4404) are checked before it subscribes. A socket is closed with 4401 when its
-token expires. Then the order is the whole point (CONTRACT §7): subscribe
+token expires. Then the order is the whole point (docs/protocol.md §7): subscribe
 first (the hub returns once the task's routing key is bound), then read the snapshot from
 PostgreSQL, so every notification committed after the snapshot is already on its way to this
 socket's mailbox; the `Watcher` drops those the snapshot covers. One reader task answers the

@@ -6,7 +6,7 @@ need. `subscribe` returns only once the binding is in place: a watcher reads its
 after that, so nothing committed after the snapshot can be missed. Each notification is
 decoded and encoded once, then handed to every watcher of its task without awaiting any.
 
-The task is the one the routing key names (CONTRACT §11), and the body must name the same one:
+The task is the one the routing key names (protocol §11), and the body must name the same one:
 a message published under one task's key with another's `task_id` in its body (by anyone who
 may publish to the exchange) would otherwise reach the other task's watchers. It is dropped
 and logged.

@@ -11,10 +11,10 @@ closing handshake, the 1012 on shutdown. uvicorn's wsproto protocol (35.3 kB per
 legacy websockets one (44.9 kB) both hold more than its sansio one (37.1 kB) in
 bench/ws_fanout.py; this one, with the gateway's own savings, holds about 23 kB.
 
-It also bounds what a client's control frames can make the server hold (CONTRACT §7): websockets
-answers every ping with a pong at once, and uvicorn writes it to the transport whether or not the
-peer reads, so a client that pings at line rate and never reads grew the transport's buffer
-without limit. Here, once the transport's write buffer passes its high-water mark
+It also bounds what a client's control frames can make the server hold (docs/protocol.md §7):
+websockets answers every ping with a pong at once, and uvicorn writes it to the transport whether
+or not the peer reads, so a client that pings at line rate and never reads grew the transport's
+buffer without limit. Here, once the transport's write buffer passes its high-water mark
 (`pause_writing`), reading from that socket stops until the buffer drains (`resume_writing`):
 the pings wait in the kernel, and the server holds at most the high-water mark (64 KiB) of
 unsent frames per socket. A peer that never reads then misses the server's own keepalive pongs

@@ -1,10 +1,10 @@
 """The per-socket ordering rule of the gateway: every `seq` once, in order, above the snapshot.
 
-Frames of one task can reach a socket late (buffered while the snapshot was read), twice (the
-relay publishes at least once) or with a hole (a message the broker never routed to us). The
-`Sequencer` turns that into the CONTRACT §7 stream: a frame goes out only when it is the next
-`seq`; an older one is dropped; a newer one waits until the hole fills or, past a grace, the
-socket is resynchronised from a fresh snapshot. It is pure: no I/O, no clock.
+Frames of one task can reach a socket late (buffered while the snapshot was read), twice (the relay
+publishes at least once) or with a hole (a message the broker never routed to us). The `Sequencer`
+turns that into the stream of docs/protocol.md §7: a frame goes out only when it is the next `seq`;
+an older one is dropped; a newer one waits until the hole fills or, past a grace, the socket is
+resynchronised from a fresh snapshot. It is pure: no I/O, no clock.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each content item's token usage, as the generator reported it (CONTRACT §6, §9).
+"""Each content item's token usage, as the generator reported it (docs/protocol.md §6, §9).
 
 `content_items.usage` is `{"prompt_tokens", "completion_tokens"}` for an item the built-in
 `openai` generator completed, NULL otherwise (a plain generator reports none). Nullable and
