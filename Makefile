@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint typecheck clean browser compose-check
+.PHONY: install run test test-fast lint typecheck clean browser compose-check
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(STAMP) browser
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The fast lane a developer runs on every change: unit and integration tests (no processes, no
+# browser, no faults); about 65 s here. `make test` is the whole suite, before a push.
+test-fast: $(STAMP)
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/pytest tests/unit tests/integration -q
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used);
 # a CJK font lets it draw the Chinese task page (and its screenshots) with real glyphs.
