@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support import fairness
@@ -67,21 +66,8 @@ async def test_a_waiting_task_says_so_then_shows_its_items_in_flight(
 
 
 async def test_a_cancel_that_lost_the_race_offers_to_finish(system: str, browser: Any) -> None:
-    racer = await fairness.ask(system, "racer", 8, 1.0, tag="r")
-    headers = {"Authorization": f"Bearer {fairness.token('racer')}"}
-    async with httpx.AsyncClient(base_url=system, headers=headers, timeout=30) as client:
-
-        async def in_flight() -> bool:
-            return any("in_flight" in f.get("data", {}) for f in racer.watch.frames)
-
-        await wait_until(in_flight, within=60, what="the items in flight")
-        assert (await client.post(f"/api/v1/tasks/{racer.task_id}/cancel")).status_code == 200
-
-        async def all_done() -> bool:
-            view = (await client.get(f"/api/v1/tasks/{racer.task_id}")).json()
-            return bool(view["items"]["completed"] == 8)
-
-        await wait_until(all_done, within=30, what="the items in flight to finish")
+    racer, cancel_status = await fairness.cancel_in_flight(system, "racer", 8)
+    assert cancel_status == 200
     page = await browser.new_page()
     expect = playwright.expect
     await page.goto(f"{system}/tasks/{racer.task_id}?token={fairness.token('racer')}")

@@ -4,23 +4,20 @@ Real RabbitMQ, PostgreSQL and Redis; the consumer is the worker's own."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from uuid import UUID, uuid4
 
 import aio_pika
 import pytest
-import redis
-from rq import Queue
 from sqlalchemy import select
 
-from services.worker.consumer import JobConsumer
-from services.worker.enqueue import JobQueue, job_id_for
+from services.worker.enqueue import job_id_for
 from shared.db import UnitOfWorkFactory
 from shared.db.tables import job_inbox
 from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE, JOB_QUEUE
 from tests.support import tasks
+from tests.support.consumer import own_consumer
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 
@@ -30,16 +27,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def test_an_unknown_version_is_dead_lettered_and_the_next_message_is_read(
     resources: Resources, settings: Settings, uow_factory: UnitOfWorkFactory
 ) -> None:
-    queue_name = f"test-schema-{uuid4().hex[:8]}"
-    local = dataclasses.replace(
-        settings, worker=dataclasses.replace(settings.worker, queue_name=queue_name)
-    )
-    client = redis.Redis.from_url(resources.redis_url)
-    connection = await aio_pika.connect_robust(resources.amqp_url)
     settled: list[str] = []
-    consumer = JobConsumer(uow_factory, JobQueue(client, local), prefetch=4, settled=settled.append)
-    try:
-        await consumer.start(await connection.channel())
+    async with own_consumer(resources, settings, uow_factory, settled.append) as own:
+        connection, consumer = own.connection, own.consumer
         task_id = await tasks.new_task(uow_factory, "schema-version", ("a",), types=("quiz",))
         body = json.dumps({"task_id": str(task_id), "job": "generate_content", "items": []})
         channel = await connection.channel()
@@ -68,15 +58,11 @@ async def test_an_unknown_version_is_dead_lettered_and_the_next_message_is_read(
         await consumer.stop(drain_seconds=5)
         assert letter.headers["x-schema-version"] == 2  # kept as sent, for a worker that reads it
         assert not await _recorded(uow_factory, newer)
-        assert Queue(queue_name, connection=client).job_ids == [job_id_for(known)]
+        assert own.rq_queue.job_ids == [job_id_for(known)]
         assert sorted(settled) == ["acked", "dead_lettered"]
         # Nothing held unacked: with the consumer gone, the work queue has nothing to give back.
         jobs = await channel.declare_queue(JOB_QUEUE, passive=True)
         assert jobs.declaration_result.message_count == 0
-    finally:
-        Queue(queue_name, connection=client).delete(delete_jobs=True)
-        client.close()
-        await connection.close()
 
 
 async def _recorded(uow_factory: UnitOfWorkFactory, message_id: UUID) -> bool:

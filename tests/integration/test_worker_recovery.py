@@ -8,7 +8,6 @@ real RQ job. The reconciler's sweep is driven directly, with a short `stale_afte
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import threading
 import time
@@ -23,8 +22,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import select, text, update
 
-from services.worker.consumer import JobConsumer
-from services.worker.enqueue import JobQueue, job_id_for
+from services.worker.enqueue import job_id_for
 from services.worker.reconciler import RqJobStates
 from shared.content import ContentRequest
 from shared.db import UnitOfWorkFactory
@@ -36,6 +34,7 @@ from shared.service.tasks import cancel_task
 from shared.settings import Settings
 from shared.topology import DEAD_JOB_QUEUE
 from tests.support import tasks
+from tests.support.consumer import own_consumer
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
 from tests.support.worker import notifications, outbox_payloads, task_row
@@ -380,15 +379,8 @@ async def test_a_generator_that_blocks_the_event_loop_does_not_let_the_lease_lap
 async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest(
     resources: Resources, settings: Settings, uow_factory: UnitOfWorkFactory
 ) -> None:
-    queue_name = f"test-consumer-{uuid4().hex[:8]}"
-    local = dataclasses.replace(
-        settings, worker=dataclasses.replace(settings.worker, queue_name=queue_name)
-    )
-    client = redis.Redis.from_url(resources.redis_url)
-    connection = await aio_pika.connect_robust(resources.amqp_url)
-    consumer = JobConsumer(uow_factory, JobQueue(client, local), prefetch=4)
-    try:
-        await consumer.start(await connection.channel())
+    async with own_consumer(resources, settings, uow_factory) as own:
+        connection, consumer = own.connection, own.consumer
         task_id = await new_task(uow_factory)
         message_id = uuid4()
         body = json.dumps({"task_id": str(task_id), "job": "generate_content", "items": []})
@@ -420,16 +412,12 @@ async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest
 
         await wait_until(dead_lettered, within=10, interval=0.1, what="the dead letter")
         await consumer.stop(drain_seconds=5)
-        rq_queue = Queue(queue_name, connection=client)
+        rq_queue = own.rq_queue
         assert rq_queue.job_ids == [job_id_for(message_id)]
         assert await inbox_rows() == 1
         job = rq_queue.fetch_job(job_id_for(message_id))
         assert job is not None
         assert job.kwargs == {"task_id": str(task_id)}
-    finally:
-        Queue(queue_name, connection=client).delete(delete_jobs=True)
-        client.close()
-        await connection.close()
 
 
 async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(

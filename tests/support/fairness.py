@@ -94,9 +94,9 @@ def generated_once(redis_url: str, tasks: list[Timed], items: dict[UUID, int]) -
     return True
 
 
-async def cancel_in_flight_then_retry(base_url: str, user: str, items: int) -> dict[str, Any]:
-    """Cancel a task while all its items are in flight (they finish after the cancel), then
-    retry it: the retry's answer and the final frame's status."""
+async def cancel_in_flight(base_url: str, user: str, items: int) -> tuple[Timed, int]:
+    """A task of `items` items (1 s each) cancelled while they are all in flight, once they
+    have all finished after the cancel: the task and the cancel's HTTP status."""
     task = await ask(base_url, user, items, 1.0, tag="race")
     auth = {"Authorization": f"Bearer {token(user)}"}
     async with httpx.AsyncClient(base_url=base_url, headers=auth, timeout=30) as client:
@@ -104,7 +104,7 @@ async def cancel_in_flight_then_retry(base_url: str, user: str, items: int) -> d
         async def in_flight() -> bool:
             return any(f.get("data", {}).get("in_flight") for f in task.watch.frames)
 
-        await wait_until(in_flight, within=30, what="items in flight")
+        await wait_until(in_flight, within=60, what="items in flight")
         cancelled = await client.post(f"/api/v1/tasks/{task.task_id}/cancel")
 
         async def all_done() -> bool:
@@ -112,12 +112,20 @@ async def cancel_in_flight_then_retry(base_url: str, user: str, items: int) -> d
             return bool(view["items"]["pending"] == 0)
 
         await wait_until(all_done, within=30, what="the items in flight to finish")
+    return task, cancelled.status_code
+
+
+async def cancel_in_flight_then_retry(base_url: str, user: str, items: int) -> dict[str, Any]:
+    """`cancel_in_flight`, then a retry: the retry's answer and the final frame's status."""
+    task, cancel_status = await cancel_in_flight(base_url, user, items)
+    auth = {"Authorization": f"Bearer {token(user)}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=auth, timeout=30) as client:
         retried = await client.post(f"/api/v1/tasks/{task.task_id}/retry")
         await task.wait_finished(30, status="completed")
         final = (await client.get(f"/api/v1/tasks/{task.task_id}")).json()
     await task.watch.close()
     return {
-        "cancel_status": cancelled.status_code,
+        "cancel_status": cancel_status,
         "retry_status": retried.status_code,
         "retry_total_items": retried.json().get("total_items"),
         "final_status": final["status"],
