@@ -25,7 +25,7 @@ import asyncpg
 from bench.loadgen import post_all
 from bench.procstat import cpu_seconds
 from bench.profile import recording
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support import resources as res
 from tests.support.processes import Process, free_port, http_ready, start_api
 from tests.support.wait import wait_until_sync

@@ -107,8 +107,8 @@ async def retry(task_id: uuid.UUID, state: State) -> Response[Any]:
 def create_app(dsn: str) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # No reset round trip at release, as taskrelay's pool (shared.db.uow): each request
-        # ends its transaction and leaves nothing else on the session.
+        # No reset round trip at release, as taskrelay's pool (shared.adapters.postgres.uow): each
+        # request ends its transaction and leaves nothing else on the session.
         app.state.pool = await asyncpg.create_pool(
             dsn, min_size=10, max_size=20, reset=_nothing_to_reset
         )

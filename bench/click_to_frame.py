@@ -30,9 +30,9 @@ import time
 from bench.frames import TimedSocket, percentile
 from bench.loadgen import KeepAlive
 from bench.profile import recording
-from shared.content import ContentRequest
-from shared.logging import configure_logging
-from shared.settings import LoggingSettings
+from shared.config.settings import LoggingSettings
+from shared.domain.content import ContentRequest
+from shared.observability.logging import configure_logging
 from tests.support import resources as res
 from tests.support.system import TOKEN, System, running
 

@@ -23,8 +23,8 @@ import asyncio
 import os
 import sys
 
-from shared.logging import configure_logging
-from shared.settings import LoggingSettings
+from shared.config.settings import LoggingSettings
+from shared.observability.logging import configure_logging
 from tests.support import fairness
 from tests.support import resources as res
 from tests.support.system import running

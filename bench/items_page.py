@@ -21,9 +21,9 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.service import NewTask, create_task, list_items
-from shared.settings import Settings
 from tests.support import resources as res
 
 OWNER = "bench"

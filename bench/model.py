@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from bench.worker_throughput import create_tasks, wait_final
-from shared.db import UnitOfWorkFactory
-from shared.logging import configure_logging
-from shared.settings import LoggingSettings, Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import LoggingSettings, Settings
+from shared.observability.logging import configure_logging
 from tests.support import resources as res
 from tests.support.model_stub import ModelStub
 from tests.support.relay import start_relay

@@ -25,10 +25,10 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from bench.procstat import cpu_seconds
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.rabbitmq.topology import declare_topology
+from shared.config.settings import Settings
 from shared.domain import Notification, Status
-from shared.settings import Settings
-from shared.topology import declare_topology
 from tests.support import resources as res
 from tests.support.relay import health, start_relay
 from tests.support.wait import wait_until_sync

@@ -49,10 +49,10 @@ from bench.frames import TimedSocket
 from bench.procstat import ServerCpu, cpu_seconds, wait_childless
 from bench.profile import recording
 from bench.worker_throughput import rq_pids
-from shared.db import UnitOfWorkFactory
-from shared.logging import configure_logging
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import DatabaseSettings, LoggingSettings
+from shared.observability.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from shared.settings import DatabaseSettings, LoggingSettings
 from tests.support import resources as res
 from tests.support.system import TOKEN, System, running
 

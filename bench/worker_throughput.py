@@ -28,11 +28,11 @@ import time
 from uuid import UUID
 
 from bench.procstat import cpu_seconds
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import LoggingSettings, Settings
 from shared.domain import FINAL
-from shared.logging import configure_logging
+from shared.observability.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from shared.settings import LoggingSettings, Settings
 from tests.support import resources as res
 from tests.support.processes import Process, stop_all
 from tests.support.relay import start_relay

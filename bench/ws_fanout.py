@@ -37,8 +37,8 @@ import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.procstat import cpu_seconds, rss_kib
-from shared.auth import issue_token
-from shared.messaging import EXCHANGE, notification_routing_key
+from shared.domain.messages import EXCHANGE, notification_routing_key
+from shared.service.auth import issue_token
 from tests.support import resources as res
 from tests.support.processes import Process, start_api
 from tests.support.wait import Timeout, wait_until

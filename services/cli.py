@@ -17,17 +17,18 @@ from collections.abc import Callable, Sequence
 from services.admin.parser import add_admin_parser
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.metrics import DEFAULT_METRICS_PORT
+from shared.config.settings import Settings
 from shared.errors import ConfigurationError, DependencyUnavailable
-from shared.logging import configure_logging
-from shared.settings import Settings
-from shared.tracing import configure_tracing
+from shared.observability.logging import configure_logging
+from shared.observability.tracing import configure_tracing
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.db.migrate import migrate
-    from shared.dependencies import redact
+    from shared.adapters.postgres.migrate import migrate
+
+    from shared.adapters.dependencies import redact
 
     created = migrate(settings.database)
     where = redact(settings.database.asyncpg_dsn)
@@ -40,7 +41,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     from services.api import create_app
     from services.api.gateway import GatewayWebSocketProtocol
-    from shared.probes import SCHEMA, probe_postgres, probe_rabbitmq
+    from shared.adapters.probes import SCHEMA, probe_postgres, probe_rabbitmq
 
     configure_logging("api", settings.logging)
     configure_tracing("api")
@@ -123,7 +124,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.auth import issue_token
+    from shared.service.auth import issue_token
 
     ttl = args.ttl if args.ttl is not None else settings.auth.default_ttl_seconds
     print(issue_token(settings.auth.require_secret(), args.user_id, ttl))
@@ -240,7 +241,7 @@ def _processes_option(p: argparse.ArgumentParser) -> None:
 
 
 def _user_id(raw: str) -> str:
-    from shared.auth import valid_user_id
+    from shared.service.auth import valid_user_id
 
     if not valid_user_id(raw):
         raise argparse.ArgumentTypeError(

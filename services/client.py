@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from shared.errors import DependencyUnavailable, TaskRelayError
-from shared.redaction import redact_url, scrub
+from shared.observability.redaction import redact_url, scrub
 
 
 class ApiError(TaskRelayError):

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from tests.support import resources as res
 from tests.support.servers import PrivatePostgres, PrivateRedis
 

@@ -17,9 +17,9 @@ from services.admin import outbox, tasks
 from services.admin.dead_letters import DeadLetterQueue
 from services.admin.parser import refuse
 from services.admin.render import confirmed, print_json, print_table
+from shared.config.settings import Settings
 from shared.errors import DomainError
-from shared.logging import configure_logging, get_logger
-from shared.settings import Settings
+from shared.observability.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
 

@@ -14,10 +14,10 @@ from services.admin.parser import refuse
 from services.admin.render import age, print_json, print_table
 from services.relay.housekeeping import Housekeeping
 from services.relay.parking import ParkedRows
-from shared.db import create_engine
-from shared.logging import get_logger
-from shared.probes import SCHEMA, probe_postgres
-from shared.settings import Settings
+from shared.adapters.postgres import create_engine
+from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.config.settings import Settings
+from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
 

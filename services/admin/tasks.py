@@ -15,14 +15,14 @@ from uuid import UUID
 
 from services.admin.parser import refuse
 from services.admin.render import age, print_json, print_table
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.config.settings import Settings
 from shared.domain import ATTENTION, Status, TaskFilter
 from shared.errors import Conflict, NotFound
-from shared.logging import get_logger
-from shared.probes import SCHEMA, probe_postgres
+from shared.observability.logging import get_logger
+from shared.observability.tracing import traced
 from shared.service import cancel_task, get_task_view, retry_task
-from shared.settings import Settings
-from shared.tracing import traced
 
 log = get_logger(__name__)
 

@@ -18,16 +18,16 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from services.api.errors import EXCEPTION_HANDLERS
 from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
 from services.api.health import DatabaseProbe, database_answers, health
+from services.api.http_errors import EXCEPTION_HANDLERS
 from services.api.observability import PROBE_HANDLERS, ApiMetrics, RequestObserver
 from services.api.page import PAGE_HANDLERS
 from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS
 from services.api.throttle import forget_quiet_clients, rate_limit
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -22,7 +22,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.openapi import ResponseSpec
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from shared.errors import DependencyUnavailable
 
 PROBE_TIMEOUT = 2.0

@@ -4,9 +4,9 @@
 plugin sits, so a 404 counts too): each HTTP request runs under its trace (the `traceparent` it
 brought, or a new one), is counted by route template and status with its duration, and gets
 one `http_request` log line with its trace id. The lines a request logs are written together,
-in one write(2), once it has been answered (`shared.logging.lines_held`). Query strings are
-logged with every token and password masked (`shared.redaction`). `/livez`, `/readyz` and
-`/metrics` need no token (docs/protocol.md §10).
+in one write(2), once it has been answered (`shared.observability.logging.lines_held`). Query
+strings are logged with every token and password masked (`shared.observability.redaction`).
+`/livez`, `/readyz` and `/metrics` need no token (docs/protocol.md §10).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from prometheus_client import (
 
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.health import DatabaseProbe
-from shared.logging import get_logger, lines_held
-from shared.redaction import redact_query
-from shared.tracing import propagated_fields, traced
+from shared.observability.logging import get_logger, lines_held
+from shared.observability.redaction import redact_query
+from shared.observability.tracing import propagated_fields, traced
 
 log = get_logger("taskrelay.access")
 

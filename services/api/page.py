@@ -24,11 +24,11 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from services.api.i18n import catalogue, negotiate, translate
-from shared.auth import verify_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.errors import NotFound, Unauthorized
 from shared.service import get_task_view
-from shared.settings import Settings
+from shared.service.auth import verify_token
 
 STATIC_DIR = Path(__file__).parent / "static"
 SECURITY_HEADERS = {

@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from services.api.bodies import check_json_body
-from services.api.errors import UNAVAILABLE
+from services.api.http_errors import UNAVAILABLE
 from services.api.idempotency import KeyedOperation, idempotency_key
 from services.api.schemas import (
     CreateTask,
@@ -28,7 +28,8 @@ from services.api.schemas import (
     TaskView,
 )
 from services.api.security import SECURITY, authenticate, caller
-from shared.db import AbstractUnitOfWork, UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.domain import CONTENT_TYPES
 from shared.service import (
     NewTask,
@@ -41,7 +42,7 @@ from shared.service import (
 )
 from shared.service.idempotency import claim, remember, request_fingerprint
 from shared.service.items import DEFAULT_LIMIT, MAX_LIMIT
-from shared.settings import Settings
+from shared.service.ports import AbstractUnitOfWork
 
 ItemStatusFilter = Annotated[
     Literal["pending", "completed", "failed"] | None,

@@ -7,9 +7,9 @@ from typing import Any
 from litestar.connection import Request
 from litestar.openapi.spec import Components, SecurityScheme
 
-from shared.auth import bearer_token, verify_token
+from shared.config.settings import Settings
 from shared.errors import InvalidInput, Unauthorized
-from shared.settings import Settings
+from shared.service.auth import bearer_token, verify_token
 
 USER_KEY = "user_id"
 

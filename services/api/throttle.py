@@ -3,7 +3,7 @@
 A flood from one client must not take the API down for everyone (docs/security.md). Litestar's
 rate-limiting middleware counts each client's HTTP requests per one-second window
 (`TASKRELAY_API_RATE_LIMIT_PER_SECOND`, default 100; 0 turns it off) and answers the rest 429
-(with `Retry-After`, services/api/errors.py), before any guard, body or database work. A client
+(with `Retry-After`, services/api/http_errors.py), before any guard, body or database work. A client
 is the user of a valid token (header or `?token=`), so users behind one proxy address each get
 their own budget; without a valid token it is the peer address. WebSockets are bounded
 separately, per user (`TASKRELAY_WS_MAX_SOCKETS_PER_USER`, `TASKRELAY_WS_CONNECTS_PER_SECOND`);
@@ -33,9 +33,9 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.stores.memory import MemoryStore
 
-from shared.auth import bearer_token, verify_token
+from shared.config.settings import Settings
 from shared.errors import Unauthorized
-from shared.settings import Settings
+from shared.service.auth import bearer_token, verify_token
 
 STORE = "rate_limit"
 UNCOUNTED = ["^/livez$", "^/readyz$", "^/health$", "^/metrics$", "^/static/"]

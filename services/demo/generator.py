@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.content import ContentRequest, placeholder_generator
+from shared.domain.content import ContentRequest, placeholder_generator
 
 DEMO_ROADMAP = "taskrelay-demo"
 FLAKY_PREFIX = "flaky-"

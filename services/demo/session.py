@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from services.client import ApiClient
 from services.demo.generator import DEMO_ROADMAP, demo_concepts
-from shared.auth import issue_token
 from shared.domain import FINAL
+from shared.service.auth import issue_token
 
 
 @dataclass

@@ -19,11 +19,11 @@ from services.relay.publisher import Publisher
 from services.relay.relay import Relay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
-from shared.db import create_engine
+from shared.adapters.postgres import create_engine
+from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.config.settings import Settings
 from shared.errors import ConfigurationError
-from shared.logging import get_logger
-from shared.probes import SCHEMA, probe_postgres
-from shared.settings import Settings
+from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ import os
 
 from services.relay.state import RelayMetrics, RelayState
 from shared.errors import ConfigurationError
-from shared.probe_server import Answer, ProbeServer, probe_routes
+from shared.observability.probe_server import Answer, ProbeServer, probe_routes
 
 
 class HealthServer:

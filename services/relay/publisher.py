@@ -25,16 +25,16 @@ from opentelemetry.trace import Span
 from yarl import URL
 
 from services.relay.outbox_sql import OutboxRow
-from shared import spans
-from shared.dependencies import RABBITMQ, redact
-from shared.driver_errors import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
-from shared.messaging import (
+from shared.adapters.dependencies import RABBITMQ, redact
+from shared.adapters.outages import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
+from shared.adapters.rabbitmq.topology import declare_topology
+from shared.domain.messages import (
     COMMITTED_AT_HEADER,
     EXCHANGE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_HEADER,
 )
-from shared.topology import declare_topology
+from shared.observability import spans
 
 
 @dataclass(slots=True)

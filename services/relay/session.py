@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from shared.adapters.postgres.tables import OUTBOX_CHANNEL
 
 from services.relay.outbox_sql import (
     CLAIM_ALL,
@@ -25,9 +26,12 @@ from services.relay.outbox_sql import (
     row_from,
 )
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
-from shared.db.errors import DRIVER_ERRORS, postgres_unavailable, postgres_unreachable
-from shared.db.tables import OUTBOX_CHANNEL
-from shared.dependencies import POSTGRES, unavailable
+from shared.adapters.dependencies import POSTGRES, unavailable
+from shared.adapters.postgres.outages import (
+    DRIVER_ERRORS,
+    postgres_unavailable,
+    postgres_unreachable,
+)
 
 SESSION_SETTINGS = {
     "application_name": "taskrelay-relay",

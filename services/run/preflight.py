@@ -1,6 +1,6 @@
 """Before `taskrelay run` starts anything: can PostgreSQL, RabbitMQ and Redis be reached?
 
-The checks are every process's own (`shared.probes`); PostgreSQL's asks the maintenance
+The checks are every process's own (`shared.adapters.probes`); PostgreSQL's asks the maintenance
 database, as `migrate` has yet to create the configured one. Each failure names the service,
 the URL it tried (without password) and how to start it, so a newcomer's first error is also
 its fix.
@@ -8,8 +8,8 @@ its fix.
 
 from __future__ import annotations
 
-from shared.probes import probe_all
-from shared.settings import Settings
+from shared.adapters.probes import probe_all
+from shared.config.settings import Settings
 
 
 async def check_all(settings: Settings) -> None:

@@ -25,14 +25,14 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import SpanKind
 
 from services.worker.enqueue import JobQueue
-from shared import spans
-from shared.backoff import Backoff
-from shared.db.abstract import AbstractUnitOfWorkFactory
+from shared.adapters.backoff import Backoff
+from shared.adapters.rabbitmq.topology import JOB_QUEUE, declare_topology
+from shared.domain.messages import GENERATE_CONTENT, unknown_schema_version
 from shared.errors import DependencyUnavailable
-from shared.logging import bound_context, get_logger
-from shared.messaging import GENERATE_CONTENT, unknown_schema_version
-from shared.topology import JOB_QUEUE, declare_topology
-from shared.tracing import traced
+from shared.observability import spans
+from shared.observability.logging import bound_context, get_logger
+from shared.observability.tracing import traced
+from shared.service.ports import AbstractUnitOfWorkFactory
 
 log = get_logger(__name__)
 

@@ -15,11 +15,11 @@ import redis
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 
-from shared.dependencies import REDIS
-from shared.driver_errors import translated
-from shared.logging import get_logger
-from shared.settings import Settings
-from shared.tracing import trace_headers
+from shared.adapters.dependencies import REDIS
+from shared.adapters.outages import translated
+from shared.config.settings import Settings
+from shared.observability.logging import get_logger
+from shared.observability.tracing import trace_headers
 
 log = get_logger(__name__)
 

@@ -25,13 +25,13 @@ from services.worker.enqueue import JobQueue
 from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_probe_server
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
-from shared.db import UnitOfWorkFactory
-from shared.dependencies import RABBITMQ
-from shared.driver_errors import translated
-from shared.logging import get_logger, silenced
-from shared.model import select_generator
-from shared.probes import PROBE_TIMEOUT, WORKER_SCHEMA, probe_postgres, probe_redis
-from shared.settings import Settings
+from shared.adapters.dependencies import RABBITMQ
+from shared.adapters.openai import select_generator
+from shared.adapters.outages import translated
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.probes import PROBE_TIMEOUT, WORKER_SCHEMA, probe_postgres, probe_redis
+from shared.config.settings import Settings
+from shared.observability.logging import get_logger, silenced
 
 log = get_logger(__name__)
 

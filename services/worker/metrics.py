@@ -2,8 +2,9 @@
 
 The supervisor counts what it does itself (job messages acked or dead-lettered, tasks the
 reconciler recovered) on a registry of its own, and adds what its RQ work horses wrote under
-the metrics directory it gives them (items by outcome, item durations: see shared.metrics).
-A port that is taken (a second worker on the same host) costs one warning, not the worker.
+the metrics directory it gives them (items by outcome, item durations: see
+shared.observability.metrics). A port that is taken (a second worker on the same host) costs one
+warning, not the worker.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shared.logging import get_logger
-from shared.metrics import MULTIPROC_DIR, collect_directory
-from shared.probe_server import ProbeServer, probe_routes
+from shared.observability.logging import get_logger
+from shared.observability.metrics import MULTIPROC_DIR, collect_directory
+from shared.observability.probe_server import ProbeServer, probe_routes
 from shared.service.recovery import Action
 
 log = get_logger(__name__)

@@ -17,8 +17,8 @@ import sys
 import time
 
 from services.lifeline import parent_env
-from shared.backoff import Backoff
-from shared.logging import get_logger
+from shared.adapters.backoff import Backoff
+from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -20,10 +20,10 @@ import redis
 from rq.job import Job
 from rq.utils import utcparse
 
-from shared.db.abstract import AbstractUnitOfWorkFactory
-from shared.logging import get_logger
+from shared.config.settings import WorkerSettings
+from shared.observability.logging import get_logger
+from shared.service.ports import AbstractUnitOfWorkFactory
 from shared.service.recovery import JobState, JobStatus, Reconciler
-from shared.settings import WorkerSettings
 
 log = get_logger(__name__)
 

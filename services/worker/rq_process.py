@@ -30,14 +30,14 @@ from rq.job import Job
 
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.jobs import JobContext, install
-from shared.dependencies import REDIS
-from shared.driver_errors import REDIS_LINK_LOST, translated
+from shared.adapters.dependencies import REDIS
+from shared.adapters.openai import select_generator
+from shared.adapters.outages import REDIS_LINK_LOST, translated
+from shared.config.settings import Settings
 from shared.errors import ConfigurationError, DependencyUnavailable
-from shared.logging import configure_logging, get_logger
-from shared.metrics import write_files_as
-from shared.model import select_generator
-from shared.settings import Settings
-from shared.tracing import configure_tracing
+from shared.observability.logging import configure_logging, get_logger
+from shared.observability.metrics import write_files_as
+from shared.observability.tracing import configure_tracing
 
 log = get_logger(__name__)
 

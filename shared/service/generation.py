@@ -1,9 +1,9 @@
 """Generating a task's content items: the body of the worker's RQ job.
 
 A job first decides whether it is its task's turn (capacity is shared round-robin over users,
-protocol §8b, `shared.db.turns`): if another user waits whose turn is older, the job gives its
-turn away by writing a new dispatch for its task through the outbox, and ends. Otherwise it
-takes the task's lease and generates the task's *pending* items, up to `item_concurrency` at
+protocol §8b, `shared.adapters.postgres.turns`): if another user waits whose turn is older, the job
+gives its turn away by writing a new dispatch for its task through the outbox, and ends. Otherwise
+it takes the task's lease and generates the task's *pending* items, up to `item_concurrency` at
 once. Each result is stored in ONE transaction with its notification (`seq` strictly rising,
 the results written one at a time); before an item starts, the last transaction saw the task
 still `processing` under its row lock with the lease still this job's (the item boundary). A
@@ -38,18 +38,18 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from shared.backoff import Backoff
-from shared.content import ContentGenerator, ContentRequest, Generated
-from shared.db.abstract import AbstractUnitOfWork
-from shared.db.items import PendingItem
-from shared.db.leases import Lease
-from shared.db.uow import UnitOfWorkFactory
+from shared.adapters.backoff import Backoff
+from shared.adapters.postgres.uow import UnitOfWorkFactory
 from shared.domain import JobDispatch, Status, TaskState, clip_error
+from shared.domain.content import ContentGenerator, ContentRequest, Generated
+from shared.domain.messages import GENERATE_CONTENT
+from shared.domain.records import Lease, PendingItem
 from shared.errors import DependencyUnavailable
-from shared.logging import get_logger
-from shared.messaging import GENERATE_CONTENT
-from shared.metrics import items_in_flight, record_item, record_turn_end, record_wait
+from shared.observability.logging import get_logger
+from shared.observability.metrics import items_in_flight, record_item, record_turn_end, record_wait
+from shared.observability.spans import item_span
 from shared.service.lease_keeper import LeaseKeeper
+from shared.service.ports import AbstractUnitOfWork
 from shared.service.progress import (
     ItemResult,
     finish_task,
@@ -58,7 +58,6 @@ from shared.service.progress import (
     start_task,
     store_item_result,
 )
-from shared.spans import item_span
 
 log = get_logger(__name__)
 

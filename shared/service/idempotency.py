@@ -10,9 +10,9 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.db.abstract import AbstractUnitOfWork
-from shared.db.idempotency import StoredResponse
+from shared.domain.records import StoredResponse
 from shared.errors import IdempotencyConflict, IdempotencyMismatch, InvalidInput
+from shared.service.ports import AbstractUnitOfWork
 
 MAX_KEY_LENGTH = 255
 

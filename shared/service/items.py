@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import ItemKey, ItemRow, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, NotFound
+from shared.service.ports import AbstractUnitOfWork
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from shared.db.abstract import AbstractUnitOfWorkFactory
-from shared.db.leases import Lease
-from shared.db.uow import UnitOfWorkFactory
-from shared.logging import get_logger
-from shared.settings import DatabaseSettings
+from shared.adapters.postgres.uow import UnitOfWorkFactory
+from shared.config.settings import DatabaseSettings
+from shared.domain.records import Lease
+from shared.observability.logging import get_logger
+from shared.service.ports import AbstractUnitOfWorkFactory
 
 log = get_logger(__name__)
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.db.abstract import AbstractUnitOfWork
-from shared.db.items import PendingItem, Stored
-from shared.db.leases import Lease
 from shared.domain import ItemCounts, ItemKey, JobDispatch, Status, TaskState
-from shared.messaging import GENERATE_CONTENT
+from shared.domain.messages import GENERATE_CONTENT
+from shared.domain.records import Lease, PendingItem, Stored
+from shared.service.ports import AbstractUnitOfWork
 from shared.service.transitions import emit_event, transition
 
 RUNNING_STEP = "content_generation_running"

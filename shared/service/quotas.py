@@ -16,8 +16,8 @@ the limit itself bounds how many a user can have.
 
 from __future__ import annotations
 
-from shared.db.abstract import AbstractUnitOfWork
 from shared.errors import TooMuchOpenWork
+from shared.service.ports import AbstractUnitOfWork
 
 
 async def check_open_items(

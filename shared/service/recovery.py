@@ -5,8 +5,8 @@ dispatch on its way (in the outbox, in RabbitMQ, or queued in RQ). Whatever a fa
 job, its message, its RQ queue, its failure callback, its worker), the reconciler, run by every
 worker, finds the task without live work and gives it work again:
 
-- `judge` decides from the database's facts (`shared.db.liveness`) and RQ's word on the job
-  whether a task still has live work; it is pure, so each rule has a unit test.
+- `judge` decides from the database's facts (`shared.adapters.postgres.liveness`) and RQ's word on
+  the job whether a task still has live work; it is pure, so each rule has a unit test.
 - `Reconciler.sweep` pages through the candidates and recovers the ones judged lost, each in its
   own transaction under the task's row lock taken with SKIP LOCKED (one worker acts per task),
   re-checking that the lease has not changed since it was read. A recovery takes the lease back
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
-from shared.db.abstract import AbstractUnitOfWork, AbstractUnitOfWorkFactory
-from shared.db.liveness import WorkFacts
 from shared.domain import JobDispatch, Status, TaskState, clip_error
-from shared.logging import get_logger
-from shared.messaging import GENERATE_CONTENT
+from shared.domain.messages import GENERATE_CONTENT
+from shared.domain.records import WorkFacts
+from shared.observability.logging import get_logger
+from shared.service.ports import AbstractUnitOfWork, AbstractUnitOfWorkFactory
 from shared.service.progress import finish_task, progress_data
 from shared.service.transitions import emit_event, transition
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState
+from shared.domain.messages import GENERATE_CONTENT
 from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
 from shared.errors import InvalidInput, NotFound
-from shared.logging import get_logger
-from shared.messaging import GENERATE_CONTENT
+from shared.observability.logging import get_logger
+from shared.service.ports import AbstractUnitOfWork
 from shared.service.quotas import check_open_items
 from shared.service.transitions import transition
 

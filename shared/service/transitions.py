@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.db.abstract import AbstractUnitOfWork
 from shared.domain import Change, JobDispatch, Kind, Status, TaskState
 from shared.domain.state_machine import plan_event, plan_transition
-from shared.logging import get_logger
+from shared.observability.logging import get_logger
+from shared.service.ports import AbstractUnitOfWork
 
 log = get_logger(__name__)
 

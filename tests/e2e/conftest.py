@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support.browser import chromium
 from tests.support.processes import Process, start_api
 from tests.support.resources import SECRET, Resources

@@ -11,9 +11,9 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
-from shared.settings import DatabaseSettings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import DatabaseSettings
+from shared.service.auth import issue_token
 from tests.e2e.test_nothing_stuck import dead_letter_next_job_message, wait_for_final
 from tests.support import resources as res
 from tests.support import tasks

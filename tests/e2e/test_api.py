@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from tests.e2e.conftest import auth
 from tests.support import tasks
 

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
 from tests.support import resources as res
 from tests.support.processes import Process, start_api

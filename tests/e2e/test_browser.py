@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support.browser import MARKS, running_system, system_env
 from tests.support.processes import free_port, start_api
 from tests.support.resources import SECRET, Resources

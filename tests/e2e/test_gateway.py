@@ -18,13 +18,13 @@ from random import Random
 from uuid import UUID, uuid4
 
 import pytest
+from shared.adapters.postgres.tables import outbox
 from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
-from shared.db.tables import outbox
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import TASKRELAY, Process, free_port, start_api
 from tests.support.proxy import TcpProxy

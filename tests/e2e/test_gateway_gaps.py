@@ -13,8 +13,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import Process, start_api
 from tests.support.republish import notification_rows, publish

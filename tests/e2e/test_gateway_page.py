@@ -11,8 +11,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import start_api
 from tests.support.resources import SECRET, Resources

@@ -26,8 +26,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import start_api
 from tests.support.resources import SECRET, Resources

@@ -14,8 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import Process, start_api, stop_all
 from tests.support.relay import Ledger, health, start_relay

@@ -21,9 +21,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
-from shared.messaging import EXCHANGE
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.domain.messages import EXCHANGE
+from shared.service.auth import issue_token
 from tests.support import raw_ws, tasks
 from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy

@@ -20,8 +20,8 @@ import httpx
 import jwt
 import pytest
 
-from shared.auth import ALGORITHM, ISSUER
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.service.auth import ALGORITHM, ISSUER
 from tests.e2e.conftest import auth
 from tests.support.processes import Process, start_api
 from tests.support.resources import SECRET, Resources

@@ -14,9 +14,9 @@ from uuid import UUID
 
 import httpx
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from shared.domain import Status
+from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
 from tests.support import tasks
 from tests.support.resources import SECRET

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.auth import issue_token
 from shared.domain import FINAL
+from shared.service.auth import issue_token
 from tests.support.model_stub import ModelStub, Reply
 from tests.support.processes import Process, free_port, refused_in_one_line, start_api
 from tests.support.relay import start_relay

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support.browser import MARKS, running_system
 from tests.support.model_stub import ModelStub
 from tests.support.resources import SECRET, Resources

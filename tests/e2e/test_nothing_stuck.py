@@ -22,10 +22,10 @@ import aio_pika
 import httpx
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.rabbitmq.topology import JOB_QUEUE
+from shared.config.settings import DatabaseSettings
 from shared.domain import FINAL
-from shared.settings import DatabaseSettings
-from shared.topology import JOB_QUEUE
 from tests.support import generators
 from tests.support import resources as res
 from tests.support.processes import Process, free_port, start_api

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.auth import issue_token
-from shared.messaging import COMMITTED_AT_HEADER
+from shared.domain.messages import COMMITTED_AT_HEADER
+from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
 from tests.support.processes import Process, free_port
 from tests.support.relay import Ledger, start_relay

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from tests.support.processes import Process
 from tests.support.relay import Ledger, Writer, health, start_relay
 from tests.support.resources import Resources

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from tests.support.processes import Process
 from tests.support.proxy import TcpProxy
 from tests.support.relay import Health, Ledger, Writer, health, start_relay

@@ -15,7 +15,7 @@ import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support.resources import SECRET
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.support.browser import MARKS, running_system, system_env
 from tests.support.resources import SECRET, Resources
 from tests.support.tasks import create_through_api, wait_for_status_through_api

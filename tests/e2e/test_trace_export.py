@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.auth import issue_token
+from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
 from tests.support.processes import free_port, start_api
 from tests.support.relay import start_relay

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from tests.support import generators, tasks
 from tests.support.processes import Process
 from tests.support.relay import start_relay

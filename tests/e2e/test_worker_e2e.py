@@ -18,9 +18,9 @@ from uuid import UUID, uuid4
 import aio_pika
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE
 from shared.service.tasks import cancel_task, retry_task
-from shared.topology import DEAD_JOB_QUEUE
 from tests.support import generators, tasks
 from tests.support.processes import TASKRELAY, Process, free_port
 from tests.support.relay import start_relay

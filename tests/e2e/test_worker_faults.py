@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
 from tests.support import generators, tasks
 from tests.support import resources as res
 from tests.support.processes import TASKRELAY, Process

@@ -11,10 +11,10 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import text
 
-from shared.db import UnitOfWorkFactory, create_engine
-from shared.db import uow as uow_module
+from shared.adapters.postgres import UnitOfWorkFactory, create_engine
+from shared.adapters.postgres import uow as uow_module
+from shared.config.settings import DatabaseSettings, Settings
 from shared.errors import DependencyUnavailable
-from shared.settings import DatabaseSettings, Settings
 from tests.support.proxy import TcpProxy
 from tests.support.wait import wait_until
 

@@ -18,14 +18,14 @@ from uuid import UUID, uuid4
 import asyncpg
 from alembic import command
 
-from shared.content import ContentRequest
-from shared.db import UnitOfWorkFactory
-from shared.db.items import PendingItem
-from shared.db.migrate import alembic_config
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.migrate import alembic_config
+from shared.config.settings import DatabaseSettings
 from shared.domain import ItemKey
+from shared.domain.content import ContentRequest
+from shared.domain.records import PendingItem
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
-from shared.settings import DatabaseSettings
 from tests.support import resources as res
 from tests.support import tasks
 from tests.support.worker import notifications

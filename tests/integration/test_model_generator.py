@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from shared.adapters.postgres.tables import content_items
 from sqlalchemy import select
 
-from shared.content import ContentRequest, Generated, Usage
-from shared.db import UnitOfWorkFactory
-from shared.db.tables import content_items
+from shared.adapters.openai import select_generator
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.redis.limiter import InFlightLimit
+from shared.config.settings import Settings
+from shared.domain.content import ContentRequest, Generated, Usage
 from shared.errors import GenerationFailed
-from shared.model import select_generator
-from shared.model.limiter import InFlightLimit
 from shared.service.generation import ContentJob, Pace
-from shared.settings import Settings
 from tests.support import tasks
 from tests.support.model_stub import ModelStub, Reply
 from tests.support.resources import Resources

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.probe_server import ProbeServer
+from shared.observability.probe_server import ProbeServer
 from tests.support.processes import free_port
 from tests.support.wait import wait_until
 

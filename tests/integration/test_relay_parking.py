@@ -12,9 +12,9 @@ import pytest
 from services.relay.parking import ParkedRows
 from services.relay.partitions import PartitionScheme
 from services.relay.session import OutboxSession
-from shared.db import create_engine
+from shared.adapters.postgres import create_engine
+from shared.config.settings import DatabaseSettings
 from shared.errors import InvalidInput, NotFound
-from shared.settings import DatabaseSettings
 from tests.integration.test_relay_session import _insert
 from tests.support.relay import isolated_database
 from tests.support.resources import Resources

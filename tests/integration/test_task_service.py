@@ -11,15 +11,15 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from shared.adapters.postgres.idempotency import lock_name
+from shared.adapters.postgres.outbox import OutboxWriter
 
-from shared.db import UnitOfWorkFactory
-from shared.db.idempotency import lock_name
-from shared.db.outbox import OutboxWriter
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.domain import JobDispatch, Notification, Status, TaskState
 from shared.errors import Conflict, IdempotencyConflict, NotFound, TooMuchOpenWork
 from shared.service import NewTask, cancel_task, create_task, retry_task
 from shared.service.idempotency import claim
-from shared.settings import Settings
 from tests.support import tasks
 from tests.support.wait import wait_until
 

@@ -1,5 +1,5 @@
-"""Whose turn is next, on the real PostgreSQL (`shared.db.turns`), and what a job does with it
-(`ContentJob`: giving its turn away, handing its task back after a slice).
+"""Whose turn is next, on the real PostgreSQL (`shared.adapters.postgres.turns`), and what a job
+does with it (`ContentJob`: giving its turn away, handing its task back after a slice).
 
 The line is global to a database, so this module has a database of its own, and each test
 starts from an empty line.
@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from shared.content import ContentRequest
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
+from shared.domain.content import ContentRequest
 from shared.service.generation import MAX_DEFERRALS, ContentJob, Pace, Stop
-from shared.settings import Settings
 from tests.support import tasks
 from tests.support.resources import Resources, isolated
 from tests.support.worker import notifications, outbox_payloads

@@ -14,10 +14,10 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.errors import DependencyUnavailable
 from shared.service import NewTask, create_task
-from shared.settings import Settings
 from tests.support import resources as res
 from tests.support.servers import PrivatePostgres
 

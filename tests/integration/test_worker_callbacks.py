@@ -21,9 +21,9 @@ from sqlalchemy.exc import OperationalError
 
 from services.worker.enqueue import JOB_FUNCTION, job_id_for
 from services.worker.jobs import JobContext, install, on_job_failure
-from shared.content import placeholder_generator
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
+from shared.domain.content import placeholder_generator
 from tests.support import tasks
 from tests.support.resources import Resources
 from tests.support.worker import task_row

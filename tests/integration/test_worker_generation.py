@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+from shared.adapters.postgres.tables import content_items, outbox
 from sqlalchemy import select
 
-from shared.content import ContentGenerator, ContentRequest, load_generator
-from shared.db import UnitOfWorkFactory
-from shared.db.tables import content_items, outbox
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import DEFAULT_GENERATOR
+from shared.domain.content import ContentGenerator, ContentRequest, load_generator
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
-from shared.settings import DEFAULT_GENERATOR
 from tests.support import tasks
 from tests.support.worker import item_statuses, notifications, task_row
 

@@ -20,19 +20,19 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import Job
+from shared.adapters.postgres.tables import job_inbox, outbox, task_leases
 from sqlalchemy import select, text, update
 
 from services.worker.enqueue import job_id_for
 from services.worker.reconciler import RqJobStates
-from shared.content import ContentRequest
-from shared.db import UnitOfWorkFactory
-from shared.db.tables import job_inbox, outbox, task_leases
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE
+from shared.config.settings import Settings
 from shared.domain import ItemKey
+from shared.domain.content import ContentRequest
 from shared.service.generation import ContentJob, Pace, Stop
 from shared.service.recovery import Action, Reconciler
 from shared.service.tasks import cancel_task
-from shared.settings import Settings
-from shared.topology import DEAD_JOB_QUEUE
 from tests.support import tasks
 from tests.support.consumer import own_consumer
 from tests.support.resources import Resources

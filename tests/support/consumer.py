@@ -16,8 +16,8 @@ from rq import Queue
 
 from services.worker.consumer import JobConsumer
 from services.worker.enqueue import JobQueue
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from tests.support.resources import Resources
 
 

@@ -15,8 +15,8 @@ from uuid import UUID
 
 import httpx
 
-from shared.auth import issue_token
 from shared.domain import FINAL
+from shared.service.auth import issue_token
 from tests.support import generators
 from tests.support.resources import SECRET
 from tests.support.tasks import create_through_api

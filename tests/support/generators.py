@@ -19,7 +19,7 @@ import time
 import redis
 import redis.asyncio as aioredis
 
-from shared.content import ContentRequest
+from shared.domain.content import ContentRequest
 
 CALLS_PREFIX = "taskrelay-test:generated:"
 STARTS_PREFIX = "taskrelay-test:starts:"

@@ -11,9 +11,9 @@ import asyncio
 import json
 import sys
 
-from shared.content import ContentRequest
-from shared.model import select_generator
-from shared.settings import Settings
+from shared.adapters.openai import select_generator
+from shared.config.settings import Settings
+from shared.domain.content import ContentRequest
 
 
 async def generate_many(count: int, prefix: str) -> dict[str, int]:

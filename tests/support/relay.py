@@ -21,9 +21,9 @@ from uuid import UUID, uuid4
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.rabbitmq.topology import declare_topology
 from shared.service.transitions import emit_event
-from shared.topology import declare_topology
 from tests.support import resources as res
 from tests.support import tasks
 from tests.support.processes import Process, free_port

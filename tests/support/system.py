@@ -14,10 +14,10 @@ from uuid import UUID
 
 import httpx
 
-from shared.auth import issue_token
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import DatabaseSettings
 from shared.domain import FINAL
-from shared.settings import DatabaseSettings
+from shared.service.auth import issue_token
 from tests.support.processes import Process, start_api
 from tests.support.relay import start_relay
 from tests.support.resources import SECRET, Resources

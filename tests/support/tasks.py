@@ -19,10 +19,9 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from shared.db import UnitOfWork, UnitOfWorkFactory
-from shared.db.items import PendingItem
-from shared.db.leases import Lease
+from shared.adapters.postgres import UnitOfWork, UnitOfWorkFactory
 from shared.domain import ItemKey, Status, TaskState
+from shared.domain.records import Lease, PendingItem
 from shared.service import NewTask, create_task, emit_event, transition
 from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
 from tests.support.wait import wait_until

@@ -37,10 +37,10 @@ from services.relay.bootstrap import bootstrap
 from services.worker.consumer import JobConsumer
 from services.worker.enqueue import JobQueue
 from services.worker.jobs import JobContext, install
-from shared.auth import issue_token
-from shared.content import load_generator
-from shared.db import UnitOfWorkFactory
-from shared.settings import Settings
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
+from shared.domain.content import load_generator
+from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import free_port
 from tests.support.wait import wait_until

@@ -1,6 +1,6 @@
 """In-memory repositories over one `FakeState`, for the fake unit of work (`fakes.py`).
 
-Each implements its protocol of `shared.db.abstract` with the same effects as the SQL of its
+Each implements its protocol of `shared.service.ports` with the same effects as the SQL of its
 real counterpart where a service can tell: only pending items take a result, a lease is taken
 only when free, lapsed or already the holder's (on a fake clock), the outbox keeps every
 message in order.
@@ -14,11 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from shared.db.idempotency import StoredResponse
-from shared.db.items import PendingItem, Stored
-from shared.db.leases import Lease
-from shared.db.liveness import WorkFacts
-from shared.db.turns import Standing
 from shared.domain import (
     ItemCounts,
     ItemDetail,
@@ -33,6 +28,7 @@ from shared.domain import (
     TaskState,
     TaskSummary,
 )
+from shared.domain.records import Lease, PendingItem, Standing, Stored, StoredResponse, WorkFacts
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """An in-memory unit of work, so the services can be unit tested without PostgreSQL.
 
-cosmicpython's `FakeUnitOfWork`: the same protocol as the real one (`shared.db.abstract`),
+cosmicpython's `FakeUnitOfWork`: the same protocol as the real one (`shared.service.ports`),
 over the in-memory repositories of `fake_repositories.py`. Like the database, a unit of work
 works on a copy of the committed state: `commit()` publishes the copy, leaving without it
 discards the copy.

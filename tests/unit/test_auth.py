@@ -8,8 +8,8 @@ import time
 import jwt
 import pytest
 
-from shared.auth import ALGORITHM, ISSUER, issue_token, verify_token
 from shared.errors import Unauthorized
+from shared.service.auth import ALGORITHM, ISSUER, issue_token, verify_token
 
 SECRET = "s" * 32
 

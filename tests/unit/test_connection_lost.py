@@ -16,9 +16,9 @@ import redis
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db.errors import connection_lost, postgres_unreachable
-from shared.dependencies import POSTGRES, RABBITMQ, REDIS
-from shared.driver_errors import translated
+from shared.adapters.dependencies import POSTGRES, RABBITMQ, REDIS
+from shared.adapters.outages import translated
+from shared.adapters.postgres.outages import connection_lost, postgres_unreachable
 from shared.errors import DependencyUnavailable, NotFound
 
 

@@ -12,8 +12,8 @@ from services.api.gateway.admission import Refused, admit, origin_allowed
 from services.api.gateway.close_codes import CloseCode
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.sequencer import Sequencer
-from shared.auth import issue_token
-from shared.redaction import RedactSecrets
+from shared.observability.redaction import RedactSecrets
+from shared.service.auth import issue_token
 
 SECRET = "unit-secret-" + "z" * 40
 

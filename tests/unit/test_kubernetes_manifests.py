@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from services.cli import build_parser
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = "1.32"

@@ -15,9 +15,9 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import logging
-    from shared.logging import configure_logging, get_logger
-    from shared.settings import Settings
-    from shared.tracing import traced
+    from shared.observability.logging import configure_logging, get_logger
+    from shared.config.settings import Settings
+    from shared.observability.tracing import traced
 
     configure_logging("probe", Settings.from_env().logging)
     library = logging.getLogger("some.library")
@@ -95,8 +95,8 @@ COUNTING_WRITES = textwrap.dedent(
 
 ONE_WRITE_A_LINE = textwrap.dedent(
     """
-    from shared.logging import configure_logging, get_logger
-    from shared.settings import Settings
+    from shared.observability.logging import configure_logging, get_logger
+    from shared.config.settings import Settings
 
     configure_logging("probe", Settings.from_env().logging)
     for n in range(3):
@@ -131,7 +131,7 @@ def test_each_line_is_one_write() -> None:
 
 
 def test_a_bound_context_restores_what_was_bound_before() -> None:
-    from shared.logging import bound_context, log_context
+    from shared.observability.logging import bound_context, log_context
 
     with bound_context(task_id="outer", job_id="j1"):
         with bound_context(task_id="inner", message_id="m1"):
@@ -146,8 +146,8 @@ def test_a_bound_context_restores_what_was_bound_before() -> None:
 HELD_LINES = textwrap.dedent(
     """
     import asyncio
-    from shared.logging import HELD_CHARS, configure_logging, get_logger, lines_held
-    from shared.settings import Settings
+    from shared.observability.logging import HELD_CHARS, configure_logging, get_logger, lines_held
+    from shared.config.settings import Settings
 
     configure_logging("probe", Settings.from_env().logging)
     log = get_logger("taskrelay")
@@ -200,7 +200,7 @@ def test_a_line_is_stamped_with_the_utc_time_to_the_microsecond(
 ) -> None:
     import time
 
-    from shared.logging import utc_timestamp
+    from shared.observability.logging import utc_timestamp
 
     stamps = []
     # The date and time of day are kept for a second: the next second must not reuse them.

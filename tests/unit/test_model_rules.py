@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.content import ContentRequest, Generated, Usage
-from shared.errors import ConfigurationError
-from shared.model import select_generator
-from shared.model.faults import (
+from shared.adapters.openai import select_generator
+from shared.adapters.openai.faults import (
     Fault,
     Malformed,
     Scrubber,
@@ -22,9 +20,11 @@ from shared.model.faults import (
     read_answer,
     retry_wait,
 )
-from shared.model.prompts import PLACEHOLDERS, load_prompts
+from shared.adapters.openai.prompts import PLACEHOLDERS, load_prompts
+from shared.config.settings import Settings
+from shared.domain.content import ContentRequest, Generated, Usage
+from shared.errors import ConfigurationError
 from shared.service.generation import _checked
-from shared.settings import Settings
 
 NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 REQUEST = ContentRequest("t1", "python", "c1", "Loops", "quiz", 2)

@@ -14,8 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from shared.db.liveness import WorkFacts
 from shared.domain import JobDispatch, Notification, Status
+from shared.domain.records import WorkFacts
 from shared.service import NewTask, create_task
 from shared.service.progress import ItemResult, start_task, store_item_result
 from shared.service.recovery import Action, JobState, JobStatus, Reconciler

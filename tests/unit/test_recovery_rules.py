@@ -7,8 +7,8 @@ from uuid import uuid4
 
 import pytest
 
-from shared.db.liveness import WorkFacts
 from shared.domain import Status
+from shared.domain.records import WorkFacts
 from shared.service.recovery import JobState, JobStatus, judge
 
 STALE = 30.0

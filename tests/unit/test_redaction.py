@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from shared.dependencies import redact, unavailable
-from shared.redaction import redact_query, redact_text
+from shared.adapters.dependencies import redact, unavailable
+from shared.observability.redaction import redact_query, redact_text
 
 
 @pytest.mark.parametrize(
@@ -69,8 +69,8 @@ def test_a_token_pair_is_masked_whatever_stands_before_it(neighbour: str) -> Non
 LOGGING_SCRIPT = textwrap.dedent(
     """
     import logging
-    from shared.logging import configure_logging
-    from shared.settings import Settings
+    from shared.observability.logging import configure_logging
+    from shared.config.settings import Settings
 
     configure_logging("probe", Settings.from_env().logging)
     path = %r

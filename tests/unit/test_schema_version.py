@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.messaging import SCHEMA_VERSION, SCHEMA_VERSION_HEADER, unknown_schema_version
+from shared.domain.messages import SCHEMA_VERSION, SCHEMA_VERSION_HEADER, unknown_schema_version
 
 
 def test_the_published_version_is_one_and_is_read() -> None:

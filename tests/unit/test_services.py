@@ -10,12 +10,11 @@ from uuid import UUID
 
 import pytest
 
-from shared.db.abstract import AbstractUnitOfWork
-from shared.db.items import PendingItem
-from shared.db.leases import Lease
 from shared.domain import ItemKey, JobDispatch, Notification, Status, TaskState
+from shared.domain.records import Lease, PendingItem
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.service import NewTask, cancel_task, create_task, retry_task
+from shared.service.ports import AbstractUnitOfWork
 from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
 from tests.unit.fakes import FakeDatabase
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.config.reader import reference_table
+from shared.config.settings import LoggingSettings, Settings
 from shared.errors import ConfigurationError
-from shared.settings import LoggingSettings, Settings
-from shared.settings_reader import reference_table
 
 
 def test_defaults_are_the_contract() -> None:
@@ -19,7 +19,7 @@ def test_defaults_are_the_contract() -> None:
     assert settings.broker.url == "amqp://guest:guest@127.0.0.1:5672/"
     assert settings.redis.url == "redis://127.0.0.1:6379/0"
     assert settings.auth.secret is None
-    assert settings.worker.content_generator == "shared.content:placeholder_generator"
+    assert settings.worker.content_generator == "shared.domain.content:placeholder_generator"
     assert settings.api.allowed_origins == ()
 
 

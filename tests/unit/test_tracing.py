@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from shared import tracing
-from shared.tracing import trace_headers, trace_id_of, traced
+from shared.observability import tracing
+from shared.observability.tracing import trace_headers, trace_id_of, traced
 
 TRACE_ID = "4bf92f3577b34da6a3ce929b0e0e4736"
 VALID = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

@@ -16,7 +16,7 @@ from services.api.gateway.endpoint import Gateway, task_socket
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.protocol import GatewayWebSocketProtocol
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 GATEWAY_HANDLERS = [task_socket]
 

@@ -5,8 +5,8 @@ sockets cross-site freely, so the Origin is checked here: an Origin listed in
 `TASKRELAY_ALLOWED_ORIGINS` (or `*`), else one whose host:port is the request's own `Host`. A
 request without an Origin header is not a browser and is let through to the token check.
 Refusals carry the close code the socket is closed with. Browsers cannot send headers on a
-WebSocket, so the token rides in the query string; `shared.redaction` keeps it out of every
-log line, however the query spells its key.
+WebSocket, so the token rides in the query string; `shared.observability.redaction` keeps it out of
+every log line, however the query spells its key.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from services.api.gateway.close_codes import CloseCode
-from shared.auth import verify_token_until
 from shared.errors import Unauthorized
+from shared.service.auth import verify_token_until
 
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 

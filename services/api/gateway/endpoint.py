@@ -32,11 +32,11 @@ from services.api.gateway.connects import ConnectBudget
 from services.api.gateway.hub import NotificationHub
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.watcher import SlowConsumer, Watcher, WatchLimits
-from shared.db import UnitOfWorkFactory
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import ApiSettings
 from shared.errors import DependencyUnavailable, NotFound
-from shared.logging import bound_context, get_logger
+from shared.observability.logging import bound_context, get_logger
 from shared.service import get_task_view, require_owner
-from shared.settings import ApiSettings
 
 log = get_logger(__name__)
 

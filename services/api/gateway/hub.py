@@ -23,14 +23,14 @@ import msgspec
 from aiormq.abc import DeliveredMessage
 
 from services.api.gateway.link import BrokerLink
-from shared import spans
-from shared.logging import get_logger
-from shared.messaging import (
+from shared.config.settings import BrokerSettings
+from shared.domain.messages import (
     COMMITTED_AT_HEADER,
     notification_routing_key,
     unknown_schema_version,
 )
-from shared.settings import BrokerSettings
+from shared.observability import spans
+from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
 

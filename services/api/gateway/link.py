@@ -4,8 +4,8 @@ The queue is this API instance's alone (exclusive: the broker deletes it when th
 drops), and it receives only what it is bound to: the hub binds `notification.<task_id>` for
 the tasks its sockets watch. When the link drops, whatever was published meanwhile is gone for
 this instance, so on every (re)connect the listener rebinds and resyncs its sockets from fresh
-snapshots. Reconnects back off with jitter (`shared.backoff`); which errors mean the broker is
-unreachable is `shared.driver_errors`' to say.
+snapshots. Reconnects back off with jitter (`shared.adapters.backoff`); which errors mean the broker
+is unreachable is `shared.adapters.outages`' to say.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from aio_pika.abc import AbstractExchange, AbstractQueue
 from aiormq.abc import DeliveredMessage
 from yarl import URL
 
-from shared.backoff import Backoff
-from shared.driver_errors import AMQP_ERRORS
-from shared.logging import get_logger
-from shared.messaging import EXCHANGE
-from shared.settings import BrokerSettings
+from shared.adapters.backoff import Backoff
+from shared.adapters.outages import AMQP_ERRORS
+from shared.config.settings import BrokerSettings
+from shared.domain.messages import EXCHANGE
+from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from rq.job import Job
 
-from shared.content import ContentGenerator
+from shared.config.settings import Settings
+from shared.domain.content import ContentGenerator
 from shared.errors import ConfigurationError
-from shared.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

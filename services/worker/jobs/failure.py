@@ -19,13 +19,13 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from services.worker.jobs.context import installed, trace_of
-from shared.db import UnitOfWorkFactory
-from shared.db.errors import connection_lost
-from shared.driver_errors import redis_unreachable
+from shared.adapters.outages import redis_unreachable
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.outages import connection_lost
 from shared.errors import DependencyUnavailable
-from shared.logging import bound_context, get_logger
+from shared.observability.logging import bound_context, get_logger
+from shared.observability.tracing import traced
 from shared.service.recovery import fail_for_job
-from shared.tracing import traced
 
 log = get_logger(__name__)
 

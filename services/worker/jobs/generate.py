@@ -15,11 +15,11 @@ from uuid import UUID
 from rq import get_current_job
 
 from services.worker.jobs.context import installed, trace_of
-from shared import spans
-from shared.db import UnitOfWorkFactory
-from shared.logging import bound_context, get_logger
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.observability import spans
+from shared.observability.logging import bound_context, get_logger
+from shared.observability.tracing import traced
 from shared.service.generation import ContentJob, Pace
-from shared.tracing import traced
 
 log = get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""Adapters: everything that speaks to PostgreSQL, RabbitMQ, Redis or a model API."""

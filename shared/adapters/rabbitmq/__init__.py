@@ -1,0 +1,1 @@
+"""The RabbitMQ adapter: the broker topology every process declares."""

@@ -1,0 +1,1 @@
+"""The Redis adapter: the model's shared in-flight limiter."""

@@ -1,0 +1,1 @@
+"""Configuration: typed settings, read once from the environment, one dataclass per concern."""

@@ -1,0 +1,1 @@
+"""Observability: structured logs, metrics, traces and spans, the probe server, redaction."""
