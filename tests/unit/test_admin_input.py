@@ -1,5 +1,6 @@
-"""`taskrelay admin`'s input rules and output shapes, without any server: durations, ids, the
-one-line refusal with status 2, and the `--json` entries docs/protocol.md §2 fixes."""
+"""`taskrelay admin`'s input rules and output shapes, without any server: durations and the
+`--json` entries docs/protocol.md §2 fixes. Its one-line refusals with status 2 are in
+tests/unit/test_cli.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from services.admin.parser import duration
 from services.admin.render import age
-from services.cli import main
 from shared.domain import TaskSummary
 
 
@@ -26,29 +26,6 @@ def test_durations(raw: str, seconds: float) -> None:
 def test_bad_durations_are_refused(raw: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="is not a duration"):
         duration(raw)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["admin", "tasks", "--older-than", "soon"],
-        ["admin", "tasks", "retry"],
-        ["admin", "tasks", "cancel", "123"],
-        ["admin", "outbox", "replay", "0"],
-        ["admin", "dead-letters", "drop", "--force"],
-        ["admin"],
-    ],
-)
-def test_bad_input_is_one_line_and_status_2(
-    args: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as ended:
-        main(args)
-    assert ended.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("taskrelay admin")
 
 
 def test_a_task_summary_is_the_contract_entry() -> None:
