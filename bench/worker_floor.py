@@ -28,7 +28,7 @@ slow stretch of 300 items (a third of a second) moves less than a best-of does.
 product runs (one file per task size: FILE.<items>); read it with
 `python -m bench.profile FILE.<items> --within BaseWorker.main_work_horse`.
 
-Baseline on main (526c9f8, 2 CPUs shared with other helpers' test runs): see bench/README.md.
+Baseline on main (526c9f8, 2 CPUs shared with other helpers' test runs): see bench/RESULTS.md.
 """
 
 from __future__ import annotations
