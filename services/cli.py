@@ -26,9 +26,8 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.adapters.postgres.migrate import migrate
-
     from shared.adapters.dependencies import redact
+    from shared.adapters.postgres.migrate import migrate
 
     created = migrate(settings.database)
     where = redact(settings.database.asyncpg_dsn)

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from shared.adapters.postgres.idempotency import PURGE_EXPIRED
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
 from shared.adapters.dependencies import POSTGRES
 from shared.adapters.outages import translated
+from shared.adapters.postgres.idempotency import PURGE_EXPIRED
 
 QUERY_TIMEOUT = 10.0
 """Bound on each query, connecting included: a silent network must not hold up a stop."""

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from shared.adapters.postgres.tables import OUTBOX_CHANNEL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.relay.outbox_sql import PARKED, PARKED_OF_TASKS, REPLAY_PARKED
 from shared.adapters.dependencies import POSTGRES
 from shared.adapters.outages import translated
+from shared.adapters.postgres.tables import OUTBOX_CHANNEL
 from shared.errors import InvalidInput, NotFound
 
 QUERY_TIMEOUT = 10.0

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from shared.adapters.postgres.tables import OUTBOX_CHANNEL
 
 from services.relay.outbox_sql import (
     CLAIM_ALL,
@@ -32,6 +31,7 @@ from shared.adapters.postgres.outages import (
     postgres_unavailable,
     postgres_unreachable,
 )
+from shared.adapters.postgres.tables import OUTBOX_CHANNEL
 
 SESSION_SETTINGS = {
     "application_name": "taskrelay-relay",

@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.adapters.postgres.migrate import migrate
-
 from services.client import ApiClient, ApiError
 from services.run import ports, state
 from services.run.children import Child
 from services.run.preflight import check_all
 from services.run.streams import Streams, silence_gone
 from services.worker.metrics import DEFAULT_METRICS_PORT
+from shared.adapters.postgres.migrate import migrate
 from shared.config.settings import Settings
 from shared.domain import CONTENT_TYPES
 from shared.errors import DependencyUnavailable

@@ -13,10 +13,10 @@ from uuid import UUID
 
 import httpx
 import pytest
-from shared.adapters.postgres.tables import content_items, roadmap_tasks
 from sqlalchemy import select
 
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import content_items, roadmap_tasks
 from shared.domain import MAX_ERROR_CHARS
 from shared.service.recovery import fail_for_job
 from tests.e2e.conftest import auth

@@ -18,12 +18,12 @@ from random import Random
 from uuid import UUID, uuid4
 
 import pytest
-from shared.adapters.postgres.tables import outbox
 from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import outbox
 from shared.service.auth import issue_token
 from tests.support import tasks
 from tests.support.processes import TASKRELAY, Process, free_port, start_api

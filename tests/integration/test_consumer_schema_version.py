@@ -9,11 +9,11 @@ from uuid import UUID, uuid4
 
 import aio_pika
 import pytest
-from shared.adapters.postgres.tables import job_inbox
 from sqlalchemy import select
 
 from services.worker.enqueue import job_id_for
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import job_inbox
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE, JOB_QUEUE
 from shared.config.settings import Settings
 from tests.support import tasks

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from shared.adapters.postgres.tables import content_items
 from sqlalchemy import select
 
 from shared.adapters.openai import select_generator
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import content_items
 from shared.adapters.redis.limiter import InFlightLimit
 from shared.config.settings import Settings
 from shared.domain.content import ContentRequest, Generated, Usage

@@ -17,11 +17,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from shared.adapters.postgres.outbox import partition_key
 
 from services.relay import bootstrap
 from services.relay.bootstrap import RelayProcess
 from services.relay.session import OutboxSession
+from shared.adapters.postgres.outbox import partition_key
 from shared.config.settings import Settings
 from tests.support.processes import free_port
 from tests.support.relay import Ledger, health, isolated_database

@@ -13,11 +13,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from shared.adapters.postgres.outbox import partition_key
 
 from services.relay.outbox_sql import CLAIM_ALL, claim_owned
 from services.relay.partitions import PartitionScheme
 from services.relay.session import SESSION_SETTINGS, OutboxSession
+from shared.adapters.postgres.outbox import partition_key
 from tests.support.relay import isolated_database
 from tests.support.resources import Resources
 from tests.support.wait import wait_until

@@ -11,10 +11,10 @@ from uuid import UUID
 
 import asyncpg
 import pytest
-from shared.adapters.postgres.idempotency import lock_name
-from shared.adapters.postgres.outbox import OutboxWriter
 
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.idempotency import lock_name
+from shared.adapters.postgres.outbox import OutboxWriter
 from shared.config.settings import Settings
 from shared.domain import JobDispatch, Notification, Status, TaskState
 from shared.errors import Conflict, IdempotencyConflict, NotFound, TooMuchOpenWork

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.adapters.postgres.tables import content_items, outbox
 from sqlalchemy import select
 
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import content_items, outbox
 from shared.config.settings import DEFAULT_GENERATOR
 from shared.domain.content import ContentGenerator, ContentRequest, load_generator
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop

@@ -20,12 +20,12 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import Job
-from shared.adapters.postgres.tables import job_inbox, outbox, task_leases
 from sqlalchemy import select, text, update
 
 from services.worker.enqueue import job_id_for
 from services.worker.reconciler import RqJobStates
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import job_inbox, outbox, task_leases
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE
 from shared.config.settings import Settings
 from shared.domain import ItemKey

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from shared.adapters.postgres.tables import outbox
 from sqlalchemy import BigInteger, Float, Text, cast, extract, select
 
 from services.relay.outbox_sql import OutboxRow, row_from
 from services.relay.publisher import Publisher
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import outbox
 from shared.config.settings import RelaySettings
 
 _ROWS = select(

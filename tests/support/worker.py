@@ -14,10 +14,10 @@ from uuid import UUID
 
 import redis
 from rq import Worker
-from shared.adapters.postgres.tables import content_items, outbox, roadmap_tasks
 from sqlalchemy import select
 
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.tables import content_items, outbox, roadmap_tasks
 from shared.domain import FINAL
 from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
