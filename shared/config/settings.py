@@ -47,7 +47,7 @@ POSITIVE = Floor.POSITIVE
 
 def _database_url(raw: str) -> str:
     if not raw.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
-        raise ValueError(f"start with postgresql://, got {redact_url(raw)!r}")
+        raise ValueError(f"a postgresql:// URL, got {redact_url(raw)!r}")
     return raw
 
 
