@@ -19,8 +19,8 @@ from services.relay.outbox_sql import OutboxRow
 from services.relay.publisher import BatchOutcome, Publisher
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
-from shared.adapters.backoff import Backoff, backoff_delay
 from shared.config.settings import RelaySettings
+from shared.domain.backoff import Backoff, backoff_delay
 from shared.errors import DependencyUnavailable
 from shared.observability.logging import bound_context, get_logger
 from shared.observability.tracing import trace_id_of

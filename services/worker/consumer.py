@@ -25,8 +25,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import SpanKind
 
 from services.worker.enqueue import JobQueue
-from shared.adapters.backoff import Backoff
 from shared.adapters.rabbitmq.topology import JOB_QUEUE, declare_topology
+from shared.domain.backoff import Backoff
 from shared.domain.messages import GENERATE_CONTENT, unknown_schema_version
 from shared.errors import DependencyUnavailable
 from shared.observability import spans

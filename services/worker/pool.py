@@ -17,7 +17,7 @@ import sys
 import time
 
 from services.lifeline import parent_env
-from shared.adapters.backoff import Backoff
+from shared.domain.backoff import Backoff
 from shared.observability.logging import get_logger
 
 log = get_logger(__name__)

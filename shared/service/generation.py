@@ -38,9 +38,9 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from shared.adapters.backoff import Backoff
 from shared.adapters.postgres.uow import UnitOfWorkFactory
 from shared.domain import JobDispatch, Status, TaskState, clip_error
+from shared.domain.backoff import Backoff
 from shared.domain.content import ContentGenerator, ContentRequest, Generated
 from shared.domain.messages import GENERATE_CONTENT
 from shared.domain.records import Lease, PendingItem

@@ -4,7 +4,7 @@ The queue is this API instance's alone (exclusive: the broker deletes it when th
 drops), and it receives only what it is bound to: the hub binds `notification.<task_id>` for
 the tasks its sockets watch. When the link drops, whatever was published meanwhile is gone for
 this instance, so on every (re)connect the listener rebinds and resyncs its sockets from fresh
-snapshots. Reconnects back off with jitter (`shared.adapters.backoff`); which errors mean the broker
+snapshots. Reconnects back off with jitter (`shared.domain.backoff`); which errors mean the broker
 is unreachable is `shared.adapters.outages`' to say.
 """
 
@@ -24,9 +24,9 @@ from aio_pika.abc import AbstractExchange, AbstractQueue
 from aiormq.abc import DeliveredMessage
 from yarl import URL
 
-from shared.adapters.backoff import Backoff
 from shared.adapters.outages import AMQP_ERRORS
 from shared.config.settings import BrokerSettings
+from shared.domain.backoff import Backoff
 from shared.domain.messages import EXCHANGE
 from shared.observability.logging import get_logger
 

@@ -33,7 +33,6 @@ import httpx2
 import openai
 import redis.asyncio as aioredis
 
-from shared.adapters.backoff import Backoff
 from shared.adapters.openai.faults import (
     MAX_FAULTS,
     Fault,
@@ -48,6 +47,7 @@ from shared.adapters.openai.prompts import Prompts
 from shared.adapters.redis.limiter import InFlightLimit
 from shared.config.model import ModelSettings
 from shared.domain import clip_error
+from shared.domain.backoff import Backoff
 from shared.domain.content import ContentRequest, Generated
 from shared.errors import GenerationFailed
 from shared.observability.logging import get_logger

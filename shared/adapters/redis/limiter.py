@@ -10,7 +10,7 @@ the score is the request's own timeout plus a margin, and the request is bounded
 timeout, so a live holder's slot never expires under it. Time is Redis's (`TIME`), so the
 machines' clocks do not matter.
 
-A waiter polls with short jittered delays (`shared.adapters.backoff`): no slot is ever handed over
+A waiter polls with short jittered delays (`shared.domain.backoff`): no slot is ever handed over
 in Redis, so a waiter that dies leaves nothing behind. While Redis is away, taking a slot waits
 with backoff too; the item's own timeout bounds the wait, as it bounds everything else.
 """
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from shared.adapters.backoff import Backoff
+from shared.domain.backoff import Backoff
 from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
