@@ -38,7 +38,6 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from shared.adapters.postgres.uow import UnitOfWorkFactory
 from shared.domain import JobDispatch, Status, TaskState, clip_error
 from shared.domain.backoff import Backoff
 from shared.domain.content import ContentGenerator, ContentRequest, Generated
@@ -48,8 +47,8 @@ from shared.errors import DependencyUnavailable
 from shared.observability.logging import get_logger
 from shared.observability.metrics import items_in_flight, record_item, record_turn_end, record_wait
 from shared.observability.spans import item_span
-from shared.service.lease_keeper import LeaseKeeper
-from shared.service.ports import AbstractUnitOfWork
+from shared.service.lease_keeper import Heartbeat, KeepLease
+from shared.service.ports import AbstractUnitOfWork, AbstractUnitOfWorkFactory
 from shared.service.progress import (
     ItemResult,
     finish_task,
@@ -115,9 +114,10 @@ class ContentJob:
 
     def __init__(
         self,
-        uow_factory: UnitOfWorkFactory,
+        uow_factory: AbstractUnitOfWorkFactory,
         generator: ContentGenerator,
         *,
+        keep_lease: KeepLease,
         task_id: UUID,
         holder: str,
         item_timeout: float,
@@ -127,8 +127,9 @@ class ContentJob:
         pace: Pace = Pace(),
     ) -> None:
         self._uow_factory = uow_factory
-        """Concrete: the lease keeper's thread opens its own pool on the same database."""
         self._generator = generator
+        self._keep_lease = keep_lease
+        """Starts the lease's heartbeat once the job holds it (`shared.service.lease_keeper`)."""
         self._task_id = task_id
         self._holder = holder
         """The RQ job id: the lease's owner, the same across an RQ retry of this job."""
@@ -138,7 +139,7 @@ class ContentJob:
         self._outage_patience = outage_patience
         self._pace = pace
         self._lease: Lease | None = None
-        self._keeper: LeaseKeeper | None = None
+        self._keeper: Heartbeat | None = None
         self._outcome = JobOutcome()
         self._settled = False
         """The lease is released or lost: nothing is left to hand back."""
@@ -215,8 +216,7 @@ class ContentJob:
             record_wait(waited)
         if todo:
             self._lease = lease
-            database = self._uow_factory.database
-            self._keeper = LeaseKeeper(database, lease, self._lease_seconds).start()
+            self._keeper = self._keep_lease(lease, self._lease_seconds)
         return todo
 
     async def _gives_way(self, uow: AbstractUnitOfWork, state: TaskState) -> bool:

@@ -3,8 +3,13 @@
 The job's event loop runs the content generator; a coroutine generator that computes without
 awaiting (CPU-bound code inside `async def`) stops that loop, and with it any heartbeat written
 as a coroutine there. A lease must not lapse while its job is healthy, so the heartbeat runs in
-its own thread, with its own event loop and its own database connection: Python switches
-threads every few milliseconds even while the other one computes.
+its own thread, with its own event loop and its own units of work: Python switches threads
+every few milliseconds even while the other one computes.
+
+The keeper does not know where its units of work come from: the worker's composition root
+(`services.worker.jobs.generate`) hands it an opener of a unit-of-work factory of its own (a
+one-connection pool, made and closed in the keeper's event loop, apart from the job's pool),
+and `ContentJob` receives the whole heartbeat as a `KeepLease`, so a unit test gives it a fake.
 
 A renewal that finds the lease taken back (its generation changed) sets `lost`: the job stops
 at its next boundary, where the fencing check refuses its write anyway.
@@ -14,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
-from shared.adapters.postgres.uow import UnitOfWorkFactory
-from shared.config.settings import DatabaseSettings
 from shared.domain.records import Lease
 from shared.observability.logging import get_logger
 from shared.service.ports import AbstractUnitOfWorkFactory
@@ -26,10 +32,33 @@ log = get_logger(__name__)
 RETRY_SECONDS = 1.0
 """After a failed renewal (the database blinked), try again this soon."""
 
+OwnUnitsOfWork = Callable[[], AbstractAsyncContextManager[AbstractUnitOfWorkFactory]]
+"""Opens, in the calling thread's event loop, a unit-of-work factory for the keeper alone, and
+closes it on exit."""
+
+
+class Heartbeat(Protocol):
+    """A lease being kept alive, as the job sees it."""
+
+    @property
+    def lost(self) -> bool:
+        """True once a renewal found the lease taken back by the reconciler."""
+        ...
+
+    def stop(self) -> None:
+        """Stop renewing (blocks until the renewals have stopped)."""
+        ...
+
+
+KeepLease = Callable[[Lease, float], Heartbeat]
+"""Starts keeping `lease` alive, `seconds` at a time, until its heartbeat is stopped."""
+
 
 class LeaseKeeper:
-    def __init__(self, database: DatabaseSettings, lease: Lease, lease_seconds: float) -> None:
-        self._database = database
+    """The real `Heartbeat`: renews the lease every third of its duration, in its own thread."""
+
+    def __init__(self, own_uows: OwnUnitsOfWork, lease: Lease, lease_seconds: float) -> None:
+        self._own_uows = own_uows
         self._lease = lease
         self._seconds = lease_seconds
         self._lost = threading.Event()
@@ -37,6 +66,12 @@ class LeaseKeeper:
         self._thread = threading.Thread(
             target=self._run, name=f"lease-{lease.task_id}", daemon=True
         )
+
+    @classmethod
+    def keeping(cls, own_uows: OwnUnitsOfWork) -> KeepLease:
+        """The `KeepLease` a job receives: a started keeper per lease, renewing through
+        units of work that `own_uows` opens in the keeper's thread."""
+        return lambda lease, seconds: cls(own_uows, lease, seconds).start()
 
     @property
     def lost(self) -> bool:
@@ -55,16 +90,13 @@ class LeaseKeeper:
         asyncio.run(self._beat())
 
     async def _beat(self) -> None:
-        uow_factory = UnitOfWorkFactory(self._database, pool_size=1)
-        delay = self._seconds / 3
-        try:
+        async with self._own_uows() as uow_factory:
+            delay = self._seconds / 3
             # This loop has nothing else to run: blocking it while waiting costs nothing.
             while not self._stop.wait(delay):
                 delay = await self._renew(uow_factory)
                 if self._lost.is_set():
                     return
-        finally:
-            await uow_factory.close()
 
     async def _renew(self, uow_factory: AbstractUnitOfWorkFactory) -> float:
         """One renewal; the wait before the next one."""

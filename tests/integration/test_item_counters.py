@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from alembic import command
 
+from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.migrate import alembic_config
 from shared.config.settings import DatabaseSettings
@@ -69,6 +70,7 @@ async def run_job(
     job = ContentJob(
         uow_factory,
         flaky(calls),  # type: ignore[arg-type]
+        keep_lease=lease_keeper(uow_factory.database),
         task_id=task_id,
         holder=f"job-{uuid4()}",
         item_timeout=5,

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
+from services.worker.jobs.generate import lease_keeper
 from shared.adapters.openai import select_generator
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.tables import content_items
@@ -193,7 +194,8 @@ async def test_a_job_stores_the_content_with_its_usage(
     generator = select_generator(Settings.from_env(model_env(resources, stub)))
     task_id = await tasks.new_task(uow_factory, "model-tests", ["usage-a", "always-500"], ["quiz"])
     await ContentJob(
-        uow_factory, generator, task_id=task_id, holder="test-usage", item_timeout=30,
+        uow_factory, generator, keep_lease=lease_keeper(uow_factory.database),
+        task_id=task_id, holder="test-usage", item_timeout=30,
         lease_seconds=30, pace=Pace(in_line=False),  # on its own, outside any line
     ).run()  # fmt: skip
     async with uow_factory() as uow:

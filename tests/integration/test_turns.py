@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.domain.content import ContentRequest
@@ -130,6 +131,7 @@ def job(uow_factory: UnitOfWorkFactory, task_id: UUID, generator: object, pace: 
     return ContentJob(
         uow_factory,
         generator,  # type: ignore[arg-type]
+        keep_lease=lease_keeper(uow_factory.database),
         task_id=task_id,
         holder=f"job-{uuid4()}",
         item_timeout=10,

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import select
 
+from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.tables import content_items, outbox
 from shared.config.settings import DEFAULT_GENERATOR
@@ -70,6 +71,7 @@ async def run_job(
     job = ContentJob(
         uow_factory,
         generator,
+        keep_lease=lease_keeper(uow_factory.database),
         task_id=task_id,
         holder=holder or f"test-{uuid4()}",
         item_timeout=item_timeout,

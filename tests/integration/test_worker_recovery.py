@@ -23,6 +23,7 @@ from rq.job import Job
 from sqlalchemy import select, text, update
 
 from services.worker.enqueue import job_id_for
+from services.worker.jobs.generate import lease_keeper
 from services.worker.reconciler import RqJobStates
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.tables import job_inbox, outbox, task_leases
@@ -294,6 +295,7 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
     job = ContentJob(
         uow_factory,
         generator,
+        keep_lease=lease_keeper(uow_factory.database),
         task_id=task_id,
         holder="stale-job",
         item_timeout=10,
@@ -311,6 +313,7 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
     resumed = ContentJob(
         uow_factory,
         generator,
+        keep_lease=lease_keeper(uow_factory.database),
         task_id=task_id,
         holder="resumed-job",
         item_timeout=10,
@@ -361,6 +364,7 @@ async def test_a_generator_that_blocks_the_event_loop_does_not_let_the_lease_lap
         job = ContentJob(
             uow_factory,
             generator,
+            keep_lease=lease_keeper(uow_factory.database),
             task_id=task_id,
             holder="blocking-job",
             item_timeout=10,

@@ -1,14 +1,17 @@
 """The job RQ runs in a work horse: generate a task's pending items.
 
 RQ forks a work horse per job and runs a coroutine job with `asyncio.run`, so every job gets a
-new event loop: the job creates its own engine (after the fork, inside that loop) and disposes
-of it before returning; nothing async outlives a job. The work itself is
-`shared.service.generation.ContentJob`; this module binds the job's identity into the log
-context and its trace, and hands the service what the process installed (`jobs.context`).
+new event loop: the job creates its own pool (after the fork, inside that loop) and closes it
+before returning; nothing async outlives a job. The work itself is
+`shared.service.generation.ContentJob`; this module is its composition root: it binds the job's
+identity into the log context and its trace, builds the units of work the job and its lease
+heartbeat run on, and hands the service what the process installed (`jobs.context`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -16,10 +19,12 @@ from rq import get_current_job
 
 from services.worker.jobs.context import installed, trace_of
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import DatabaseSettings
 from shared.observability import spans
 from shared.observability.logging import bound_context, get_logger
 from shared.observability.tracing import traced
 from shared.service.generation import ContentJob, Pace
+from shared.service.lease_keeper import KeepLease, LeaseKeeper
 
 log = get_logger(__name__)
 
@@ -47,6 +52,7 @@ async def _generate(task_id: str) -> dict[str, Any]:
             outcome = await ContentJob(
                 uow_factory,
                 context.generator,
+                keep_lease=lease_keeper(context.settings.database),
                 task_id=UUID(task_id),
                 holder=holder,
                 item_timeout=worker.item_timeout_seconds,
@@ -59,3 +65,20 @@ async def _generate(task_id: str) -> dict[str, Any]:
             await uow_factory.close()
         log.info("content_job_done", stop=str(outcome.stop), generated=outcome.generated)
         return {"stop": str(outcome.stop), "generated": outcome.generated}
+
+
+def lease_keeper(database: DatabaseSettings) -> KeepLease:
+    """A job's lease heartbeat: a `LeaseKeeper` thread renewing through a one-connection pool
+    of its own. Its own because an asyncpg pool belongs to the event loop that made it (the
+    keeper's thread runs another), and apart from the job's pool so that items in flight
+    holding every connection of it never delay a renewal."""
+
+    @asynccontextmanager
+    async def own_uows() -> AsyncIterator[UnitOfWorkFactory]:
+        uow_factory = UnitOfWorkFactory(database, pool_size=1)
+        try:
+            yield uow_factory
+        finally:
+            await uow_factory.close()
+
+    return LeaseKeeper.keeping(own_uows)
