@@ -35,7 +35,7 @@ async def seed(uow_factory: UnitOfWorkFactory, tasks: int) -> UUID:
     task_ids = []
     for _ in range(tasks):
         async with uow_factory() as uow:
-            task_ids.append(UUID((await create_task(uow, OWNER, new))["task_id"]))
+            task_ids.append((await create_task(uow, OWNER, new)).task_id)
             await uow.commit()
     target = task_ids[len(task_ids) // 2]
     async with uow_factory() as uow:

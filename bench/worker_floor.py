@@ -159,7 +159,7 @@ async def floor(database_url: str, items: int) -> Floor:
     uow_factory = UnitOfWorkFactory(DatabaseSettings(url=database_url), pool_size=1)
     try:
         async with uow_factory() as uow:
-            task_id = uuid.UUID((await create_task(uow, "bench", new))["task_id"])
+            task_id = (await create_task(uow, "bench", new)).task_id
             await uow.commit()
     finally:
         await uow_factory.close()

@@ -46,7 +46,7 @@ async def create_tasks(uow_factory: UnitOfWorkFactory, tasks: int, items: int) -
         async with uow_factory() as uow:
             view = await create_task(uow, "bench", NewTask("bench", concepts, ["tutorial"]))
             await uow.commit()
-        ids.append(UUID(view["task_id"]))
+        ids.append(view.task_id)
     return ids
 
 

@@ -86,7 +86,7 @@ async def _act(uow_factory: UnitOfWorkFactory, action: str, ids: list[UUID]) -> 
 async def _one(uow_factory: UnitOfWorkFactory, action: str, task_id: UUID, owner: str) -> None:
     with traced(f"admin tasks {action}") as trace_id:
         async with uow_factory() as uow:
-            before = (await get_task_view(uow, owner, task_id))["status"]
+            before = (await get_task_view(uow, owner, task_id)).status.value
             if action == "retry":
                 result = await retry_task(uow, owner, task_id)
                 view, items = result.task, result.total_items
@@ -94,7 +94,7 @@ async def _one(uow_factory: UnitOfWorkFactory, action: str, task_id: UUID, owner
                 view, items = await cancel_task(uow, owner, task_id), 0
             await uow.commit()
         changed = {"task_id": str(task_id), "owner_id": owner, "status_before": before}
-        log.info(f"admin_task_{action}", **changed, status=view["status"], items=items)
+        log.info(f"admin_task_{action}", **changed, status=view.status.value, items=items)
     done = "retried" if action == "retry" else "cancelled"
     queued = f", {items} item(s) queued again" if action == "retry" else ""
-    print(f"{done} task {task_id}: {before} -> {view['status']}{queued} (trace {trace_id})")
+    print(f"{done} task {task_id}: {before} -> {view.status.value}{queued} (trace {trace_id})")

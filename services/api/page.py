@@ -67,7 +67,8 @@ async def task_page(request: Request[Any, Any, Any], task_id: str) -> Response[s
     language = negotiate(
         request.headers.get("accept-language", ""), request.query_params.get("lang")
     )
-    return Response(render(view, language), media_type=MediaType.HTML, headers=PAGE_HEADERS)
+    page = render(view.as_dict(), language)
+    return Response(page, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 def render(view: dict[str, Any], language: str = "en") -> str:

@@ -7,7 +7,7 @@ the response with the work, commit, and only then answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 import msgspec
@@ -90,7 +90,14 @@ CREATE_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429)
 SEQ_HEADER = "X-Task-Seq"
 """The task's `seq` as of the page's read: item frames up to it are already in the page."""
 
-Work = Callable[[AbstractUnitOfWork], Awaitable[Any]]
+
+class Answer(Protocol):
+    """What a POST's service returns (`TaskView`, `RetryResult`): its JSON shape is `as_dict()`."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+Work = Callable[[AbstractUnitOfWork], Awaitable[Answer]]
 
 
 async def authenticate_with_body(request: Request[Any, Any, Any]) -> None:
@@ -136,7 +143,7 @@ class TaskController(Controller):
         user_id = caller(request)
         async with _uow_factory(request)() as uow:
             view = await get_task_view(uow, user_id, task_id)
-        return msgspec.convert(view, TaskView)
+        return msgspec.convert(view.as_dict(), TaskView)
 
     @get("/{task_id:uuid}/items", responses=READ_ERRORS)
     async def items(
@@ -212,13 +219,13 @@ async def _run(
             if stored is not None:
                 replayed = {"Idempotent-Replayed": "true"}
                 return Response(stored.body, status_code=stored.status_code, headers=replayed)
-        result = await work(uow)
+        content = (await work(uow)).as_dict()
         if key is not None:
-            content = msgspec.to_builtins(result)
             await remember(uow, user_id, key, fingerprint, status_code, content)
         await uow.commit()
-    # Encoded here, once: the result is plain data (dicts, lists, a dataclass of them).
-    return Response(msgspec.json.encode(result), status_code=status_code, media_type=MediaType.JSON)
+    # Encoded here, once: the answer's JSON shape is plain data (dicts, lists, scalars).
+    body = msgspec.json.encode(content)
+    return Response(body, status_code=status_code, media_type=MediaType.JSON)
 
 
 def _max_open_items(request: Request[Any, Any, Any]) -> int:

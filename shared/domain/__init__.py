@@ -30,6 +30,7 @@ from shared.domain.state_machine import (
     plan_event,
     plan_transition,
 )
+from shared.domain.view import TaskView
 
 __all__ = [
     "ATTENTION",
@@ -53,6 +54,7 @@ __all__ = [
     "TaskFilter",
     "TaskState",
     "TaskSummary",
+    "TaskView",
     "clip_error",
     "decode_cursor",
     "encode_cursor",

@@ -1,7 +1,8 @@
 """The task commands behind the HTTP API: create, view, cancel, retry.
 
-Each writes through the caller's unit of work and returns what the caller answers with; the
-caller commits, then answers, so no answer ever describes an uncommitted change.
+Each writes through the caller's unit of work and returns what the caller answers with (the
+task's `TaskView`, which the task repository reads); the caller commits, then answers, so no
+answer ever describes an uncommitted change.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState
+from shared.domain import CONTENT_TYPES, ItemKey, JobDispatch, Kind, Status, TaskState, TaskView
 from shared.domain.messages import GENERATE_CONTENT
 from shared.domain.state_machine import CANCELLED_MESSAGE, rule_for
 from shared.errors import InvalidInput, NotFound
@@ -23,7 +24,6 @@ from shared.service.transitions import transition
 log = get_logger(__name__)
 
 RETRY_STEP = "content_retry_queued"
-_RUNNABLE = (Status.PENDING.value, Status.PROCESSING.value)
 RECOVERY_TYPE = "content_retry"
 
 
@@ -37,15 +37,24 @@ class NewTask:
 
 @dataclass(frozen=True, slots=True)
 class RetryResult:
-    task: dict[str, Any]
+    task: TaskView
     total_items: int
     items_by_type: dict[str, int]
     recovery_type: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """The retry's answer (docs/protocol.md §6): the task view and what was queued again."""
+        return {
+            "task": self.task.as_dict(),
+            "total_items": self.total_items,
+            "items_by_type": self.items_by_type,
+            "recovery_type": self.recovery_type,
+        }
+
 
 async def create_task(
     uow: AbstractUnitOfWork, owner_id: str, new: NewTask, *, max_open_items: int | None = None
-) -> dict[str, Any]:
+) -> TaskView:
     """The task, its items and the generation job dispatch, in one transaction; refused past
     the owner's `max_open_items` (`shared.service.quotas`)."""
     _validate(new)
@@ -69,14 +78,14 @@ async def create_task(
     return view
 
 
-async def get_task_view(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+async def get_task_view(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> TaskView:
     owner, view = await _view(uow, task_id)
     if owner != owner_id:
         raise NotFound(f"task {task_id} not found")
     return view
 
 
-async def cancel_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> dict[str, Any]:
+async def cancel_task(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> TaskView:
     state = await _lock_owned(uow, owner_id, task_id)
     await transition(
         uow,
@@ -144,30 +153,12 @@ async def _lock_owned(uow: AbstractUnitOfWork, owner_id: str, task_id: UUID) -> 
     return state
 
 
-async def _view(uow: AbstractUnitOfWork, task_id: UUID) -> tuple[str, dict[str, Any]]:
+async def _view(uow: AbstractUnitOfWork, task_id: UUID) -> tuple[str, TaskView]:
     """(owner, the task view of docs/protocol.md §6): the view names no owner."""
-    found = await uow.tasks.view_row(task_id)
+    found = await uow.tasks.view(task_id)
     if found is None:
         raise NotFound(f"task {task_id} not found")
-    row, counts = found
-    return row["owner_id"], {
-        "task_id": str(row["task_id"]),
-        "roadmap_id": row["roadmap_id"],
-        "status": row["status"],
-        "current_step": row["current_step"],
-        "error_message": row["error_message"],
-        "completed_at": _iso(row["completed_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "seq": row["seq"],
-        "last_message": row["last_message"],
-        "items": counts.as_dict(),
-        "waiting_since": _iso(row["waiting_since"]) if row["status"] in _RUNNABLE else None,
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return found
 
 
 def _validate(new: NewTask) -> None:

@@ -2,7 +2,7 @@
 
 `roadmap_tasks.items_total/items_completed/items_failed` are what every item notification
 counts with (no scan per item). Each test compares them with a real GROUP BY over the items
-(the one the task view runs, `TaskRepository.view_row`) after every kind of write: create, item
+(the one the task view runs, `TaskRepository.view`) after every kind of write: create, item
 results, a job handed back and resumed, a retry; and checks the store's next pending item when
 a retry commits while the store waits for the task row lock.
 """
@@ -41,9 +41,9 @@ async def counted_and_scanned(uow_factory: UnitOfWorkFactory, task_id: UUID) -> 
     """The counters, asserted equal to a GROUP BY over the items: (total, completed, failed)."""
     async with uow_factory() as uow:
         counters = await uow.items.counts(task_id)
-        found = await uow.tasks.view_row(task_id)
+        found = await uow.tasks.view(task_id)
     assert found is not None
-    scanned = found[1]
+    scanned = found[1].items
     counted = (counters.total, counters.completed, counters.failed, counters.pending)
     assert counted == (scanned.total, scanned.completed, scanned.failed, scanned.pending)
     return counted[:3]

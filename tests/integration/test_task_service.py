@@ -147,10 +147,11 @@ async def test_retry_with_nothing_left_dispatches_the_finish(
         result = await retry_task(uow, user, task_id)
         await uow.commit()
     assert (result.total_items, result.items_by_type) == (0, {})
-    assert result.task["status"] == "processing"
-    assert result.task["waiting_since"] is not None
-    assert result.task["completed_at"] is None
-    assert result.task["error_message"] is None
+    answered = result.task.as_dict()
+    assert answered["status"] == "processing"
+    assert answered["waiting_since"] is not None
+    assert answered["completed_at"] is None
+    assert answered["error_message"] is None
 
 
 async def test_cancel_then_retry_clears_the_cancel(
@@ -160,7 +161,7 @@ async def test_cancel_then_retry_clears_the_cancel(
     user = owner()
     task_id = await tasks.new_task(uow_factory, user, 21)
     async with uow_factory() as uow:
-        view = await cancel_task(uow, user, task_id)
+        view = (await cancel_task(uow, user, task_id)).as_dict()
         await uow.commit()
     assert view["status"] == "cancelled"
     assert view["error_message"] == "Task cancelled by user"

@@ -53,7 +53,7 @@ async def new_task(
     async with uow_factory() as uow:
         view = await create_task(uow, owner, new)
         await uow.commit()
-    return UUID(view["task_id"])
+    return view.task_id
 
 
 async def _locked(uow: UnitOfWork, task_id: UUID) -> TaskState:

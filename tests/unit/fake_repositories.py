@@ -9,7 +9,7 @@ message in order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -27,6 +27,7 @@ from shared.domain import (
     TaskFilter,
     TaskState,
     TaskSummary,
+    TaskView,
 )
 from shared.domain.records import Lease, PendingItem, Standing, Stored, StoredResponse, WorkFacts
 
@@ -131,16 +132,26 @@ class FakeTasks:
             )
         return found[: wanted.limit]
 
-    async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
+    async def view(self, task_id: UUID) -> tuple[str, TaskView] | None:
         task = self._s.tasks.get(task_id)
         if task is None:
             return None
         now = datetime.now(UTC)
-        row = asdict(task)
-        row.update(status=task.status.value, created_at=now, updated_at=now)
-        row["last_message"] = self._s.last_message.get(task_id)
-        row["waiting_since"] = self._s.waiting_since.get(task_id)
-        return row, await FakeItems(self._s).counts(task_id)
+        view = TaskView(
+            task_id=task.task_id,
+            roadmap_id=task.roadmap_id,
+            status=task.status,
+            current_step=task.current_step,
+            error_message=task.error_message,
+            completed_at=task.completed_at,
+            created_at=now,
+            updated_at=now,
+            seq=task.seq,
+            last_message=self._s.last_message.get(task_id),
+            items=await FakeItems(self._s).counts(task_id),
+            waiting_since=self._s.waiting_since.get(task_id),
+        )
+        return task.owner_id, view
 
 
 class FakeItems:

@@ -24,7 +24,7 @@ def fixture_db() -> FakeDatabase:
 async def generated(db: FakeDatabase) -> UUID:
     """A task whose first item completed with usage and whose second failed."""
     async with db() as uow:
-        task_id = UUID((await create_task(uow, OWNER, NEW))["task_id"])
+        task_id = (await create_task(uow, OWNER, NEW)).task_id
         await uow.commit()
     async with db() as uow:
         await start_task(uow, task(db, task_id))

@@ -44,7 +44,7 @@ async def running_task(db: FakeDatabase, *, store_all: bool = False) -> UUID:
     """A processing task whose job (HOLDER) took the lease, then went quiet past its expiry."""
     async with db() as uow:
         view = await create_task(uow, "alice", NewTask("r", [("c1", "A"), ("c2", "B")], ["quiz"]))
-        task_id = UUID(view["task_id"])
+        task_id = view.task_id
         lease = await uow.leases.acquire(task_id, HOLDER, 10)
         assert lease is not None
         locked = await uow.tasks.lock(task_id)

@@ -31,7 +31,7 @@ async def created(db: FakeDatabase) -> UUID:
     async with db() as uow:
         view = await create_task(uow, OWNER, NEW)
         await uow.commit()
-    return UUID(view["task_id"])
+    return view.task_id
 
 
 def task(db: FakeDatabase, task_id: UUID) -> TaskState:
@@ -112,7 +112,7 @@ async def test_cancel_sets_the_fields_and_notifies_without_a_dispatch(db: FakeDa
     assert state.status is Status.CANCELLED
     assert state.error_message == "Task cancelled by user"
     assert state.completed_at is not None
-    assert (state.seq, view["seq"], view["status"]) == (1, 1, "cancelled")
+    assert (state.seq, view.seq, view.as_dict()["status"]) == (1, 1, "cancelled")
     [note] = notifications(db)
     assert (note.seq, note.step, note.status) == (1, "cancelled", Status.CANCELLED)
     assert len(jobs(db)) == 1  # only the create's dispatch: a cancel dispatches nothing
@@ -153,7 +153,7 @@ async def test_retry_of_a_partial_failure_resets_only_the_unfinished_items(
     assert (state.completed_at, state.error_message) == (None, None)
     assert state.seq == finished.seq + 1
     assert (result.total_items, result.items_by_type) == (2, {"quiz": 1, "tutorial": 1})
-    assert result.task["status"] == "processing"
+    assert result.task.as_dict()["status"] == "processing"
     note, job = db.state.outbox[sent_before:]
     assert isinstance(note, Notification)
     assert (note.step, note.status, note.seq) == (

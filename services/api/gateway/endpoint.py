@@ -160,8 +160,8 @@ class Gateway:
     async def _snapshot(self, user_id: str, task_id: UUID) -> tuple[int, str]:
         async with self._uows() as uow:
             view = await get_task_view(uow, user_id, task_id)
-        seq = int(view["seq"])
-        return seq, _encoder.encode({"type": "snapshot", "seq": seq, "task": view}).decode()
+        frame = {"type": "snapshot", "seq": view.seq, "task": view.as_dict()}
+        return view.seq, _encoder.encode(frame).decode()
 
     async def _read(self, socket: WebSocket[Any, Any, Any], watcher: Watcher) -> None:
         """Answer what the client sends; the socket needs nothing from it."""

@@ -1,4 +1,4 @@
-"""The `roadmap_tasks` repository: a task's state, its owner, and the view the API answers with.
+"""The `roadmap_tasks` repository: a task's state, its owner, and its view (`TaskView`).
 
 It maps rows to domain values and back; it never decides anything. A status is written only
 by `OutboxWriter.emit`, with the notification that tells of it, which the state machine's
@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.adapters.postgres.sql import Connection
-from shared.domain import ItemCounts, Status, TaskFilter, TaskState, TaskSummary
+from shared.domain import ItemCounts, Status, TaskFilter, TaskState, TaskSummary, TaskView
 
 STATE = "task_id, roadmap_id, owner_id, status, current_step, error_message, completed_at, seq"
 _LOCK = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 FOR UPDATE"
@@ -34,7 +34,9 @@ _ADD = (
     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
 )
 _VIEW = (
-    "SELECT t.*, coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
+    "SELECT t.task_id, t.roadmap_id, t.owner_id, t.status, t.current_step, t.error_message, "
+    "t.completed_at, t.created_at, t.updated_at, t.seq, t.last_message, t.waiting_since, "
+    "coalesce((SELECT jsonb_agg(jsonb_build_array(content_type, status, n)) "
     "FROM (SELECT content_type, status, count(*) AS n FROM content_items "
     "WHERE task_id = t.task_id GROUP BY content_type, status) AS c), '[]') AS item_counts "
     "FROM roadmap_tasks AS t WHERE t.task_id = $1"
@@ -124,10 +126,25 @@ class TaskRepository:
         )
         return [TaskSummary(**dict(row)) for row in rows]
 
-    async def view_row(self, task_id: UUID) -> tuple[dict[str, Any], ItemCounts] | None:
-        """Every column of the task and its item counts, in one round trip; None if unknown."""
+    async def view(self, task_id: UUID) -> tuple[str, TaskView] | None:
+        """(its owner, the task's view with its item counts), in one round trip; None if
+        unknown."""
         row = await self._conn.fetchrow(_VIEW, task_id)
         if row is None:
             return None
         counts = ItemCounts.from_rows([(t, s, int(n)) for t, s, n in row["item_counts"]])
-        return dict(row), counts
+        view = TaskView(
+            task_id=row["task_id"],
+            roadmap_id=row["roadmap_id"],
+            status=Status(row["status"]),
+            current_step=row["current_step"],
+            error_message=row["error_message"],
+            completed_at=row["completed_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            seq=row["seq"],
+            last_message=row["last_message"],
+            items=counts,
+            waiting_since=row["waiting_since"],
+        )
+        return row["owner_id"], view
