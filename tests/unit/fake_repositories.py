@@ -1,9 +1,10 @@
 """In-memory repositories over one `FakeState`, for the fake unit of work (`fakes.py`).
 
-Each implements its protocol of `shared.service.ports` with the same effects as the SQL of its
-real counterpart where a service can tell: only pending items take a result, a lease is taken
-only when free, lapsed or already the holder's (on a fake clock), the outbox keeps every
-message in order.
+Each subclasses its protocol of `shared.service.ports` (so mypy holds it to the signatures) and
+has the same effects as the SQL of its real counterpart where a service can tell: only pending
+items take a result, a lease is taken only when free, lapsed or already the holder's (on a fake
+clock), the outbox keeps every message in order. The contract suite
+(`tests/integration/test_repository_contract.py`) runs the same assertions on both.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ from shared.domain import (
     TaskView,
 )
 from shared.domain.records import Lease, PendingItem, Standing, Stored, StoredResponse, WorkFacts
+from shared.service.ports import (
+    AbstractIdempotencyRepository,
+    AbstractInboxRepository,
+    AbstractItemRepository,
+    AbstractLeaseRepository,
+    AbstractLivenessRepository,
+    AbstractOutbox,
+    AbstractTaskRepository,
+    AbstractTurnRepository,
+)
 
 
 @dataclass(slots=True)
@@ -75,7 +86,7 @@ class FakeState:
     """The database clock for leases, in seconds."""
 
 
-class FakeTasks:
+class FakeTasks(AbstractTaskRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -154,7 +165,7 @@ class FakeTasks:
         return task.owner_id, view
 
 
-class FakeItems:
+class FakeItems(AbstractItemRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -262,7 +273,7 @@ class FakeItems:
         return Stored(state, fenced_out=False, counts=counts, following=following)
 
 
-class FakeOutbox:
+class FakeOutbox(AbstractOutbox):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -291,7 +302,7 @@ def _runnable(task: TaskState) -> bool:
     return task.status in (Status.PENDING, Status.PROCESSING)
 
 
-class FakeTurns:
+class FakeTurns(AbstractTurnRepository):
     """The scheduler's view: the waiting user served longest ago goes next."""
 
     def __init__(self, state: FakeState) -> None:
@@ -327,7 +338,7 @@ class FakeTurns:
         )
 
 
-class FakeLeases:
+class FakeLeases(AbstractLeaseRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -388,7 +399,7 @@ class FakeLeases:
         return held.recoveries
 
 
-class FakeInbox:
+class FakeInbox(AbstractInboxRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -402,7 +413,7 @@ class FakeInbox:
         return 0  # the fake keeps no receive times: nothing is ever old enough
 
 
-class FakeIdempotency:
+class FakeIdempotency(AbstractIdempotencyRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
@@ -418,7 +429,7 @@ class FakeIdempotency:
         self._s.idempotency[owner_id, key] = StoredResponse(request_hash, status_code, body)
 
 
-class FakeLiveness:
+class FakeLiveness(AbstractLivenessRepository):
     def __init__(self, state: FakeState) -> None:
         self._s = state
 

@@ -4,6 +4,11 @@ cosmicpython's `FakeUnitOfWork`: the same protocol as the real one (`shared.serv
 over the in-memory repositories of `fake_repositories.py`. Like the database, a unit of work
 works on a copy of the committed state: `commit()` publishes the copy, leaving without it
 discards the copy.
+
+mypy (strict, run by `make test`) holds the fakes to the ports: `FakeDatabase` subclasses
+`AbstractUnitOfWorkFactory`, so the `FakeUnitOfWork` it makes must match `AbstractUnitOfWork`
+(not subclassed: the Protocol's repositories are read-only properties, the fake's are plain
+attributes), and each fake repository subclasses its Protocol.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
+from shared.service.ports import AbstractUnitOfWorkFactory
 from tests.unit.fake_repositories import (
     FakeIdempotency,
     FakeInbox,
@@ -28,6 +34,15 @@ from tests.unit.fake_repositories import (
 
 class FakeUnitOfWork:
     """Works on a copy of the committed state; `commit()` publishes it, leaving discards it."""
+
+    tasks: FakeTasks
+    items: FakeItems
+    outbox: FakeOutbox
+    leases: FakeLeases
+    inbox: FakeInbox
+    idempotency: FakeIdempotency
+    liveness: FakeLiveness
+    turns: FakeTurns
 
     def __init__(self, database: FakeDatabase) -> None:
         self._database = database
@@ -65,7 +80,7 @@ class FakeUnitOfWork:
         return None
 
 
-class FakeDatabase:
+class FakeDatabase(AbstractUnitOfWorkFactory):
     """The fake's committed state, and the factory of units of work over it."""
 
     def __init__(self) -> None:
