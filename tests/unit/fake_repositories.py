@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -65,6 +65,23 @@ class FakeLease:
 
 
 @dataclass(slots=True)
+class FakeReceipt:
+    """A job message the consumer turned into an RQ job (a `job_inbox` row)."""
+
+    task_id: UUID
+    job_id: str
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class FakeSaved:
+    """A stored response (an `idempotency_keys` row)."""
+
+    response: StoredResponse
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
 class FakeState:
     """The committed database: what a unit of work copies in and publishes back."""
 
@@ -73,8 +90,8 @@ class FakeState:
     items: dict[UUID, list[FakeItem]] = field(default_factory=dict)
     outbox: list[Notification | JobDispatch] = field(default_factory=list)
     leases: dict[UUID, FakeLease] = field(default_factory=dict)
-    inbox: dict[UUID, tuple[UUID, str]] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], StoredResponse] = field(default_factory=dict)
+    inbox: dict[UUID, FakeReceipt] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], FakeSaved] = field(default_factory=dict)
     waiting_since: dict[UUID, datetime] = field(default_factory=dict)
     """Tasks waiting for a worker (a dispatch written, no job has taken them since)."""
     deferrals: dict[UUID, int] = field(default_factory=dict)
@@ -86,9 +103,41 @@ class FakeState:
     """The database clock for leases, in seconds."""
 
 
+class FakeLocks:
+    """The locks one unit of work holds, in the table of every open unit of work's locks: a task
+    row (`FOR UPDATE`) or an advisory lock, held until the unit of work ends.
+
+    A lock another open unit of work holds is refused where the SQL skips it or tries
+    (`SKIP LOCKED`, `pg_try_advisory_xact_lock`); where PostgreSQL would wait, the fake cannot
+    (one copy of the state per unit of work, no merging), so it says so.
+    """
+
+    def __init__(self, held: dict[object, object], owner: object) -> None:
+        self._held = held
+        self._owner = owner
+
+    def try_take(self, key: object) -> bool:
+        holder = self._held.setdefault(key, self._owner)
+        return holder is self._owner
+
+    def take(self, key: object) -> None:
+        if not self.try_take(key):
+            raise RuntimeError(f"the fake cannot wait for {key}: another unit of work holds it")
+
+    def release_all(self) -> None:
+        for key in [k for k, holder in self._held.items() if holder is self._owner]:
+            del self._held[key]
+
+
 class FakeTasks(AbstractTaskRepository):
-    def __init__(self, state: FakeState) -> None:
+    def __init__(self, state: FakeState, locks: FakeLocks) -> None:
         self._s = state
+        self._locks = locks
+
+    def _locked(self, task: TaskState | None) -> TaskState | None:
+        if task is not None:
+            self._locks.take(("task", task.task_id))
+        return task
 
     async def add(self, state: TaskState, now: datetime) -> None:
         self._s.tasks[state.task_id] = state
@@ -109,14 +158,17 @@ class FakeTasks(AbstractTaskRepository):
         return sum([(await FakeItems(self._s).counts(i)).pending for i in open_ids])
 
     async def lock(self, task_id: UUID) -> TaskState | None:
-        return self._s.tasks.get(task_id)
+        return self._locked(self._s.tasks.get(task_id))
 
     async def lock_owned(self, task_id: UUID, owner_id: str) -> TaskState | None:
         task = self._s.tasks.get(task_id)
-        return task if task is not None and task.owner_id == owner_id else None
+        return self._locked(task if task is not None and task.owner_id == owner_id else None)
 
     async def lock_unless_busy(self, task_id: UUID) -> TaskState | None:
-        return self._s.tasks.get(task_id)
+        task = self._s.tasks.get(task_id)
+        if task is None or not self._locks.try_take(("task", task_id)):
+            return None
+        return task
 
     async def overview(self, wanted: TaskFilter) -> list[TaskSummary]:
         """No creation instants here: every task is 0 s old, so `older_than` > 0 lists none."""
@@ -159,7 +211,7 @@ class FakeTasks(AbstractTaskRepository):
             updated_at=now,
             seq=task.seq,
             last_message=self._s.last_message.get(task_id),
-            items=await FakeItems(self._s).counts(task_id),
+            items=FakeItems(self._s).counts_by_type(task_id),
             waiting_since=self._s.waiting_since.get(task_id),
         )
         return task.owner_id, view
@@ -177,10 +229,15 @@ class FakeItems(AbstractItemRepository):
     async def reset_unfinished(self, task_id: UUID, now: datetime) -> list[ItemKey]:
         reset = [i for i in self._s.items.get(task_id, []) if i.status != "completed"]
         for item in reset:
-            item.status = "pending"
+            item.status, item.updated_at = "pending", now
         return [i.key for i in reset]
 
     async def counts(self, task_id: UUID) -> ItemCounts:
+        """From the counters, like the real one: no `by_type` (the task view has those)."""
+        whole = self.counts_by_type(task_id)
+        return ItemCounts(whole.total, whole.completed, whole.failed, whole.pending)
+
+    def counts_by_type(self, task_id: UUID) -> ItemCounts:
         tally: dict[tuple[str, str], int] = {}
         for i in self._s.items.get(task_id, []):
             tally[i.key.content_type, i.status] = tally.get((i.key.content_type, i.status), 0) + 1
@@ -303,19 +360,28 @@ def _runnable(task: TaskState) -> bool:
 
 
 class FakeTurns(AbstractTurnRepository):
-    """The scheduler's view: the waiting user served longest ago goes next."""
+    """The scheduler's view: of the tasks in line, the user served longest ago goes next."""
 
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
+    def _in_line(self) -> list[tuple[UUID, datetime]]:
+        """The waiting tasks a worker took a dispatch of since they began to wait (their RQ
+        job is in line), with when they began."""
+        return [
+            (tid, since)
+            for tid, since in self._s.waiting_since.items()
+            if _runnable(self._s.tasks[tid])
+            and any(r.task_id == tid and r.received_at >= since for r in self._s.inbox.values())
+        ]
+
     async def standing(self, task_id: UUID) -> Standing | None:
         if task_id not in self._s.tasks:
             return None
-        waiting = [
-            (self._s.turns.get(t.owner_id), since, t.owner_id)
-            for tid, since in self._s.waiting_since.items()
-            if _runnable(t := self._s.tasks[tid])
-        ]
+        waiting = []
+        for tid, since in self._in_line():
+            owner = self._s.tasks[tid].owner_id
+            waiting.append((self._s.turns.get(owner), since, owner))
         # Never served first, then the oldest turn, then the longest wait.
         waiting.sort(key=lambda w: (w[0] is not None, w[0] or w[1], w[1]))
         next_owner = waiting[0][2] if waiting else None
@@ -333,9 +399,7 @@ class FakeTurns(AbstractTurnRepository):
         return None if since is None else (now - since).total_seconds()
 
     async def others_waiting(self, task_id: UUID) -> bool:
-        return any(
-            tid != task_id and _runnable(self._s.tasks[tid]) for tid in self._s.waiting_since
-        )
+        return any(tid != task_id for tid, _ in self._in_line())
 
 
 class FakeLeases(AbstractLeaseRepository):
@@ -407,26 +471,33 @@ class FakeInbox(AbstractInboxRepository):
         return message_id in self._s.inbox
 
     async def record(self, message_id: UUID, task_id: UUID, job_id: str) -> None:
-        self._s.inbox.setdefault(message_id, (task_id, job_id))
+        self._s.inbox.setdefault(message_id, FakeReceipt(task_id, job_id))
 
     async def purge(self, older_than_seconds: float, limit: int = 1000) -> int:
-        return 0  # the fake keeps no receive times: nothing is ever old enough
+        before = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        old = [m for m, r in self._s.inbox.items() if r.received_at < before][:limit]
+        for message_id in old:
+            del self._s.inbox[message_id]
+        return len(old)
 
 
 class FakeIdempotency(AbstractIdempotencyRepository):
-    def __init__(self, state: FakeState) -> None:
+    def __init__(self, state: FakeState, locks: FakeLocks) -> None:
         self._s = state
+        self._locks = locks
 
     async def try_lock(self, owner_id: str, key: str) -> bool:
-        return True  # one unit of work at a time: never contended
+        return self._locks.try_take(("idempotency", owner_id, key))
 
     async def find(self, owner_id: str, key: str, not_before: datetime) -> StoredResponse | None:
-        return self._s.idempotency.get((owner_id, key))
+        saved = self._s.idempotency.get((owner_id, key))
+        return saved.response if saved is not None and saved.created_at >= not_before else None
 
     async def save(
         self, owner_id: str, key: str, request_hash: str, status_code: int, body: Any
     ) -> None:
-        self._s.idempotency[owner_id, key] = StoredResponse(request_hash, status_code, body)
+        response = StoredResponse(request_hash, status_code, body)
+        self._s.idempotency[owner_id, key] = FakeSaved(response)
 
 
 class FakeLiveness(AbstractLivenessRepository):
