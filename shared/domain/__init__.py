@@ -18,6 +18,7 @@ from shared.domain.model import (
     Notification,
     Status,
     TaskState,
+    TaskView,
     clip_error,
 )
 from shared.domain.overview import ATTENTION, TaskFilter, TaskSummary
@@ -30,7 +31,6 @@ from shared.domain.state_machine import (
     plan_event,
     plan_transition,
 )
-from shared.domain.view import TaskView
 
 __all__ = [
     "ATTENTION",

@@ -1,4 +1,4 @@
-"""Value objects of the domain: a task's state, its items, and what a change emits.
+"""Value objects of the domain: a task's state, its items, what a change emits, and its view.
 
 Everything here is immutable and free of I/O; the database layer maps rows onto these.
 """
@@ -159,3 +159,57 @@ class JobDispatch:
             "reason": self.reason,
             "items": [item.as_dict() for item in self.items],
         }
+
+
+RUNNABLE = (Status.PENDING, Status.PROCESSING)
+"""The statuses in which a task can wait for a worker."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task as its owner reads it (docs/protocol.md §6).
+
+    The task repository builds it in one read (the task's row and its item counts) and hands
+    the owner beside it, for the service's check: the view names no owner. The task services
+    return it; each adapter that shows it (the HTTP API, the WebSocket snapshot, the task page,
+    `taskrelay admin`) reads its fields or sends `as_dict()`, its one JSON shape.
+    """
+
+    task_id: UUID
+    roadmap_id: str
+    status: Status
+    current_step: str | None
+    error_message: str | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    seq: int
+    last_message: str | None
+    """The `message` of the task's latest notification; None before the first."""
+    items: ItemCounts
+    waiting_since: datetime | None
+    """When the task became runnable with no item started since: it waits for a free worker.
+    Shown only while the task is pending or processing."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The view as the API answers it and the snapshot frame carries it (§6): instants
+        in ISO 8601, counts with their `by_type`, absent values as None (JSON null)."""
+        waiting = self.waiting_since if self.status in RUNNABLE else None
+        return {
+            "task_id": str(self.task_id),
+            "roadmap_id": self.roadmap_id,
+            "status": self.status.value,
+            "current_step": self.current_step,
+            "error_message": self.error_message,
+            "completed_at": _iso(self.completed_at),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "seq": self.seq,
+            "last_message": self.last_message,
+            "items": self.items.as_dict(),
+            "waiting_since": _iso(waiting),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
