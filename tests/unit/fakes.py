@@ -1,13 +1,14 @@
 """An in-memory unit of work, so the services can be unit tested without PostgreSQL.
 
 cosmicpython's `FakeUnitOfWork`: the same protocol as the real one (`shared.service.ports`),
-over the in-memory repositories of `fake_repositories.py`. Like the database, a unit of work
-works on a copy of the committed state: `commit()` publishes the copy, leaving without it
-discards the copy. A commit over another unit of work's commit (made since this one began) is
-refused: PostgreSQL would keep both, the fake cannot merge copies, and losing one silently would
-hide it. Locks (a task row's, an advisory one) are held by the open unit of work
-until it ends, in a table all of them share (`FakeLocks`); `outages` makes the next units of
-work fail to start as the real one does while PostgreSQL is away.
+over the in-memory repositories of `fake_repositories.py` and `fake_work_repositories.py`.
+Like the database, a unit of work works on a copy of the committed state (`fake_state.py`):
+`commit()` publishes the copy, leaving without it discards the copy. A commit over another
+unit of work's commit (made since this one began) is refused: PostgreSQL would keep both, the
+fake cannot merge copies, and losing one silently would hide it. Locks (a task row's, an
+advisory one) are held by the open unit of work until it ends, in a table all of them share
+(`FakeLocks`); `outages` makes the next units of work fail to start as the real one does while
+PostgreSQL is away.
 
 mypy (strict, run by `make test`) holds the fakes to the ports: `FakeDatabase` subclasses
 `AbstractUnitOfWorkFactory`, so the `FakeUnitOfWork` it makes must match `AbstractUnitOfWork`
@@ -25,16 +26,13 @@ from typing import Self
 
 from shared.errors import DependencyUnavailable
 from shared.service.ports import AbstractUnitOfWorkFactory
-from tests.unit.fake_repositories import (
+from tests.unit.fake_repositories import FakeItems, FakeOutbox, FakeTasks
+from tests.unit.fake_state import FakeLocks, FakeState
+from tests.unit.fake_work_repositories import (
     FakeIdempotency,
     FakeInbox,
-    FakeItems,
     FakeLeases,
     FakeLiveness,
-    FakeLocks,
-    FakeOutbox,
-    FakeState,
-    FakeTasks,
     FakeTurns,
 )
 
