@@ -229,7 +229,7 @@ class ContentJob:
             return False
         if standing.next_owner in (None, state.owner_id) or standing.deferrals >= MAX_DEFERRALS:
             return False
-        await uow.turns.defer(self._task_id)
+        await uow.tasks.defer(self._task_id)
         rest = await uow.items.pending_keys(self._task_id)
         await uow.outbox.add_job(JobDispatch(GENERATE_CONTENT, self._task_id, tuple(rest), "turn"))
         return True

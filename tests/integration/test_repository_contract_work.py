@@ -202,8 +202,8 @@ async def test_a_task_no_worker_took_holds_nobody_off(line: Line) -> None:
 async def test_a_turn_given_away_is_counted_until_one_is_taken(line: Line) -> None:
     task_id = await line.join(someone())
     async with line.uows() as uow:
-        await uow.turns.defer(task_id)
-        await uow.turns.defer(task_id)
+        await uow.tasks.defer(task_id)
+        await uow.tasks.defer(task_id)
         await uow.commit()
     assert (await line.standing(task_id))[:2] == (True, 2)
     await line.take(task_id)

@@ -55,6 +55,9 @@ class FakeTasks(AbstractTaskRepository):
         task = self._s.tasks.get(task_id)
         return task.owner_id if task else None
 
+    async def defer(self, task_id: UUID) -> None:
+        self._s.deferrals[task_id] = self._s.deferrals.get(task_id, 0) + 1
+
     async def open_items(self, owner_id: str) -> int:
         open_ids = [
             t.task_id for t in self._s.tasks.values() if t.owner_id == owner_id and runnable(t)

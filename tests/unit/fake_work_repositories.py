@@ -57,9 +57,6 @@ class FakeTurns(AbstractTurnRepository):
         deferrals = self._s.deferrals.get(task_id, 0)
         return Standing(task_id in self._s.waiting_since, deferrals, next_owner)
 
-    async def defer(self, task_id: UUID) -> None:
-        self._s.deferrals[task_id] = self._s.deferrals.get(task_id, 0) + 1
-
     async def take(self, task_id: UUID, owner_id: str) -> float | None:
         since = self._s.waiting_since.pop(task_id, None)
         self._s.deferrals[task_id] = 0

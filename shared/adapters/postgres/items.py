@@ -7,7 +7,10 @@ still carries its generation (fencing), so a duplicate or fenced-out job never s
 
 Every statement that changes an item's status also keeps the task's counters
 (`roadmap_tasks.items_total`, `items_completed`, `items_failed`) in the same statement, so
-`counts` and an item's notification read exact counts without scanning the task's items.
+`counts` and an item's notification read exact counts without scanning the task's items; and
+storing a result renews the job's lease (`task_leases`) in the statement that checks it. These
+statements write `roadmap_tasks` and `task_leases` from here, on purpose, and the docstrings of
+`tasks.py` and `leases.py` say so.
 Plain prepared SQL (`shared.adapters.postgres.sql`) on the unit of work's asyncpg connection.
 """
 

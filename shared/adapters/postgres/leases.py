@@ -4,7 +4,9 @@ A lease's `generation` grows each time a job takes it: a job writes only while t
 carries the generation it took (fencing), so a job whose lease was taken back can write nothing.
 Every time is the database's clock (`now()`), so workers on machines with skewed clocks still
 agree on who is alive. The repository maps rows; `shared.service.generation` and
-`shared.service.recovery` decide what to do with them.
+`shared.service.recovery` decide what to do with them. One statement elsewhere writes this
+table: storing an item's result renews the job's lease in the same statement as its fencing
+check (`ItemRepository.store_result`, `items.py`).
 """
 
 from __future__ import annotations

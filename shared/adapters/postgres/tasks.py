@@ -1,9 +1,14 @@
 """The `roadmap_tasks` repository: a task's state, its owner, and its view (`TaskView`).
 
-It maps rows to domain values and back; it never decides anything. A status is written only
-by `OutboxWriter.emit`, with the notification that tells of it, which the state machine's
-service (`shared.service.transitions`) calls. Every API request runs these statements: plain
-prepared SQL (`shared.adapters.postgres.sql`) on the unit of work's asyncpg connection, mirroring
+It maps rows to domain values and back; it never decides anything. Every statement that writes
+only this table is here. Four statements write it together with another table, each in one
+statement for speed, and each lives with that other table (docs/architecture.md, "Data
+access"): a status, step and `seq` only by `OutboxWriter.emit` (`outbox/writer.py`), with the
+notification that tells of it, which the state machine's service (`shared.service.transitions`)
+calls, and `waiting_since` by the writer's job dispatches; the item counters by the item
+statements that change them (`items.py`); `waiting_since` and `deferrals` cleared when a job
+takes its user's turn (`turns.py`). Every API request runs these statements: plain prepared SQL
+(`shared.adapters.postgres.sql`) on the unit of work's asyncpg connection, mirroring
 `shared.adapters.postgres.tables`.
 """
 
@@ -23,6 +28,7 @@ _LOCK_OWNED = f"SELECT {STATE} FROM roadmap_tasks WHERE task_id = $1 AND owner_i
 """The owner is checked before the lock: a row that fails the filter is never locked (nor
 waited for), so another user who learns a task id cannot hold its lock against the worker."""
 _OWNER = "SELECT owner_id FROM roadmap_tasks WHERE task_id = $1"
+_DEFER = "UPDATE roadmap_tasks SET deferrals = deferrals + 1 WHERE task_id = $1"
 _EXISTS = "SELECT task_id FROM roadmap_tasks WHERE task_id = $1"
 _LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtextextended('taskrelay.open_items:' || $1, 0))"
 _OPEN_ITEMS = (
@@ -91,6 +97,11 @@ class TaskRepository:
         """Who the task belongs to (None if unknown), read without taking any lock."""
         owner: str | None = await self._conn.fetchval(_OWNER, task_id)
         return owner
+
+    async def defer(self, task_id: UUID) -> None:
+        """Count one turn the task gave away (`shared.adapters.postgres.turns`); the caller
+        writes its new dispatch."""
+        await self._conn.execute(_DEFER, task_id)
 
     async def open_items(self, owner_id: str) -> int:
         """Items still pending in the owner's unfinished tasks, read under a per-owner advisory

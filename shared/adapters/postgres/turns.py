@@ -1,13 +1,17 @@
-"""Whose turn is next: the scheduler's view of the tasks that wait for a worker.
+"""The `user_turns` repository, and whose turn is next: the scheduler's view of the tasks that
+wait for a worker.
 
 A task waits from the moment a job dispatch is written for it (`roadmap_tasks.waiting_since`,
 set by the outbox writer in the same statement) until a job takes it (`take`). Capacity is
 shared round-robin over users, not tasks (protocol §8b): the next turn belongs to the waiting
 user whose last turn (`user_turns`) is the oldest, a user who never had one first. A job whose
-task is not that user's gives its turn away (`defer`, with a new dispatch through the outbox);
-every worker of the deployment reads the same rows, so the choice holds across machines. Why
-this design and not per-user RQ queues: docs/worker.md. Plain prepared SQL
-(`shared.adapters.postgres.sql`).
+task is not that user's gives its turn away (`TaskRepository.defer`, with a new dispatch
+through the outbox); every worker of the deployment reads the same rows, so the choice holds
+across machines. Why this design and not per-user RQ queues: docs/worker.md.
+
+`take` writes two tables in one statement, on purpose (one round trip per job start): the
+user's turn here, and the task's row (`waiting_since` and `deferrals` cleared), which
+`shared.adapters.postgres.tasks` names. Plain prepared SQL (`shared.adapters.postgres.sql`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ _STANDING = (
     "ORDER BY u.last_turn_at NULLS FIRST, w.waiting_since LIMIT 1) AS next_owner "
     "FROM roadmap_tasks AS t WHERE t.task_id = $1"
 )
-_DEFER = "UPDATE roadmap_tasks SET deferrals = deferrals + 1 WHERE task_id = $1"
 _TAKE = (
     "WITH taken AS (UPDATE roadmap_tasks AS t SET waiting_since = NULL, deferrals = 0 "
     "FROM (SELECT waiting_since FROM roadmap_tasks WHERE task_id = $1) AS before "
@@ -57,10 +60,6 @@ class TurnRepository:
         if row is None:
             return None
         return Standing(row["waiting"], row["deferrals"], row["next_owner"])
-
-    async def defer(self, task_id: UUID) -> None:
-        """Count one turn given away; the caller writes the task's new dispatch."""
-        await self._conn.execute(_DEFER, task_id)
 
     async def take(self, task_id: UUID, owner_id: str) -> float | None:
         """The task is no longer waiting and its user's turn is now; the seconds it waited
