@@ -19,12 +19,11 @@ import statistics
 import time
 from uuid import UUID
 
-from sqlalchemy import text
-
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.service import NewTask, create_task, list_items
 from tests.support import resources as res
+from tests.support import sql
 
 OWNER = "bench"
 
@@ -38,17 +37,14 @@ async def seed(uow_factory: UnitOfWorkFactory, tasks: int) -> UUID:
             task_ids.append((await create_task(uow, OWNER, new)).task_id)
             await uow.commit()
     target = task_ids[len(task_ids) // 2]
-    async with uow_factory() as uow:
-        await uow.connection.execute(
-            text(
-                "UPDATE content_items SET status = CASE WHEN position % 7 = 3 THEN 'failed' "
-                "ELSE 'completed' END, last_error = CASE WHEN position % 7 = 3 THEN 'boom' END "
-                "WHERE task_id = :t AND position < 2400"
-            ),
-            {"t": target},
+    async with sql.connection(uow_factory) as conn:
+        await conn.execute(
+            "UPDATE content_items SET status = CASE WHEN position % 7 = 3 THEN 'failed' "
+            "ELSE 'completed' END, last_error = CASE WHEN position % 7 = 3 THEN 'boom' END "
+            "WHERE task_id = $1 AND position < 2400",
+            target,
         )
-        await uow.connection.execute(text("ANALYZE content_items"))
-        await uow.commit()
+        await conn.execute("ANALYZE content_items")
     return target
 
 
@@ -84,15 +80,14 @@ async def measure(uow_factory: UnitOfWorkFactory, task_id: UUID, repeat: int) ->
 
 
 async def plans(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
-    async with uow_factory() as uow:
-        for label, condition in (("any status", ""), ("status=failed", "AND status = 'failed' ")):
-            sql = (
-                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT * FROM content_items "
-                f"WHERE task_id = :t AND position > 1500 {condition}ORDER BY position LIMIT 101"
-            )
-            print(f"plan, {label}:")
-            for row in await uow.connection.execute(text(sql), {"t": task_id}):
-                print("   ", row[0])
+    for label, condition in (("any status", ""), ("status=failed", "AND status = 'failed' ")):
+        explain = (
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT * FROM content_items "
+            f"WHERE task_id = $1 AND position > 1500 {condition}ORDER BY position LIMIT 101"
+        )
+        print(f"plan, {label}:")
+        for row in await sql.fetch(uow_factory, explain, task_id):
+            print("   ", row[0])
 
 
 async def main(tasks: int, repeat: int) -> None:

@@ -26,8 +26,8 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.adapters.dependencies import redact
     from shared.adapters.postgres.migrate import migrate
+    from shared.adapters.unavailable import redact
 
     created = migrate(settings.database)
     where = redact(settings.database.asyncpg_dsn)
@@ -40,19 +40,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     from services.api import create_app
     from services.api.gateway import GatewayWebSocketProtocol
-    from shared.adapters.probes import SCHEMA, probe_postgres, probe_rabbitmq
 
     configure_logging("api", settings.logging)
     configure_tracing("api")
-    settings.auth.require_secret()
-    asyncio.run(probe_postgres(settings.database, tables=SCHEMA))
-    asyncio.run(probe_rabbitmq(settings.broker))
+    app = create_app(settings)  # no I/O: the pool is made in its lifespan
+    asyncio.run(app.state.probes.start_up())
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # that was there before it; a no-op there lets a graceful stop end with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_config=None,

@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from shared.adapters.unavailable import unavailable
 from shared.errors import DependencyUnavailable, TaskRelayError
-from shared.observability.redaction import redact_url, scrub
+from shared.observability.redaction import redact_url
 
 
 class ApiError(TaskRelayError):
@@ -37,9 +38,7 @@ class ApiClient:
 
     def unreachable(self, reason: str, hint: str) -> DependencyUnavailable:
         """The error to raise when the API does not answer; it names no password."""
-        return DependencyUnavailable(
-            "the taskrelay API", self.shown_url, scrub(reason, self.base_url), hint
-        )
+        return unavailable("the taskrelay API", self.base_url, reason, hint=hint)
 
     def ws_url(self, task_id: str) -> str:
         scheme, rest = self.base_url.split("://", 1)

@@ -21,9 +21,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.adapters.dependencies import RABBITMQ
-from shared.adapters.outages import AMQP_ERRORS, translated
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE, JOB_QUEUE, declare_topology
+from shared.adapters.unavailable import AMQP_ERRORS, RABBITMQ, translated
 from shared.observability.logging import silenced
 
 CONNECT_TIMEOUT = 5.0

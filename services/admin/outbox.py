@@ -2,7 +2,8 @@
 
 The backlog and the oldest unpublished age are the relay's `/health` figures
 (`Housekeeping.backlog`); the parked rows and their replay are `services.relay.parking`, the
-inverse of the relay's own parking, so a replayed row goes out exactly as any other.
+inverse of the relay's own parking, so a replayed row goes out exactly as any other. Both run
+in units of work of one small pool.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from services.admin.parser import refuse
 from services.admin.render import age, print_json, print_table
 from services.relay.housekeeping import Housekeeping
 from services.relay.parking import ParkedRows
-from shared.adapters.postgres import create_engine
-from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.probes import Probes
 from shared.config.settings import Settings
 from shared.observability.logging import get_logger
 
@@ -25,16 +26,15 @@ log = get_logger(__name__)
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "replay" and bool(args.ids) == args.all_parked:
         return refuse("taskrelay admin outbox replay", "name parked row ids, or --all-parked")
-    await probe_postgres(settings.database, tables=SCHEMA)
-    url = settings.database.asyncpg_dsn
+    await Probes(settings).start_up()
+    uow_factory = UnitOfWorkFactory(settings.database, pool_size=1)
     housekeeping = Housekeeping(
-        create_engine(settings.database, pool_size=1),
+        uow_factory,
         retention_seconds=settings.relay.retention_seconds,
         idempotency_ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
         batch_size=settings.relay.cleanup_batch_size,
-        url=url,
     )
-    parked = ParkedRows(housekeeping.engine, url)
+    parked = ParkedRows(uow_factory)
     try:
         if args.action == "replay":
             return await _replay(parked, None if args.all_parked else args.ids)

@@ -16,7 +16,7 @@ from uuid import UUID
 from services.admin.parser import refuse
 from services.admin.render import age, print_json, print_table
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.adapters.probes import Probes
 from shared.config.settings import Settings
 from shared.domain import ATTENTION, Status, TaskFilter
 from shared.errors import Conflict, NotFound
@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    await probe_postgres(settings.database, tables=SCHEMA)
+    await Probes(settings).start_up()
     uow_factory = UnitOfWorkFactory(settings.database, pool_size=1)
     try:
         if args.action in ("retry", "cancel"):

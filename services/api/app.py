@@ -1,7 +1,10 @@
 """`create_app()`: the one composition root of the web process.
 
-The engine is created in the lifespan, inside the server's event loop, never at import. The
-process's garbage collector is tuned here too, once started, because it is a decision about the
+The unit of work factory (and the asyncpg pool it makes on first use) is created in the
+lifespan, inside the server's event loop, never at import. The process's one `Probes` object is
+built here too: `taskrelay api` asks it (`app.state.probes`) for the start-up checks before
+serving, and `/health` and `/readyz` for their answer once the pool exists. The process's
+garbage collector is tuned here too, once started, because it is a decision about the
 whole process (every socket pauses when it runs), not about one of its parts.
 """
 
@@ -10,7 +13,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
@@ -19,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from services.api.gateway import GATEWAY_HANDLERS, gateway_lifespan
-from services.api.health import DatabaseProbe, database_answers, health
+from services.api.health import health
 from services.api.http_errors import EXCEPTION_HANDLERS
 from services.api.observability import PROBE_HANDLERS, ApiMetrics, RequestObserver
 from services.api.page import PAGE_HANDLERS
@@ -27,6 +29,8 @@ from services.api.routes import TaskController
 from services.api.security import OPENAPI_COMPONENTS
 from services.api.throttle import forget_quiet_clients, rate_limit
 from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.probes import Probes
+from shared.adapters.unavailable import POSTGRES, RABBITMQ
 from shared.config.settings import Settings
 
 
@@ -34,10 +38,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     settings.auth.require_secret()
 
+    probes = Probes(settings, (POSTGRES, RABBITMQ))
+
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         app.state.uow_factory = uow_factory = UnitOfWorkFactory(settings.database)
-        app.state.database_probe = DatabaseProbe(partial(database_answers, uow_factory))
+        probes.watch(uow_factory)
         try:
             yield
         finally:
@@ -62,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=OPENAPI_COMPONENTS,
             render_plugins=[SwaggerRenderPlugin()],
         ),
-        state=State({"settings": settings, "metrics": metrics}),
+        state=State({"settings": settings, "metrics": metrics, "probes": probes}),
         logging_config=None,  # the process configured structlog already
     )
     # Outermost, like Litestar's own OpenTelemetry plugin: every request, routed or not.

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from services.api.gateway.metrics import GatewayMetrics
-from services.api.health import DatabaseProbe
+from shared.adapters.probes import Probes
 from shared.observability.logging import get_logger, lines_held
 from shared.observability.redaction import redact_query
 from shared.observability.tracing import propagated_fields, traced
@@ -130,8 +130,8 @@ def livez() -> str:
 async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
     """200 when this instance can serve: PostgreSQL answers and the gateway's broker link is up."""
     reasons = []
-    probe: DatabaseProbe = request.app.state.database_probe
-    if not await probe.answers():
+    probes: Probes = request.app.state.probes
+    if not await probes.database_answers():
         reasons.append("PostgreSQL is unreachable")
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.broker_connected:

@@ -1,8 +1,9 @@
 """`bootstrap()`: the relay process's one composition root, and `serve()`, which runs it.
 
 Everything is built from the settings here, inside the running event loop; nothing connects
-at import. Start-up checks both dependencies once, so a relay pointed at nothing exits with one
-line instead of retrying forever; after that, outages are survived, not fatal.
+at import. Start-up checks both dependencies once (PostgreSQL through the process's `Probes`,
+RabbitMQ by connecting the publisher), so a relay pointed at nothing exits with one line instead
+of retrying forever; after that, outages are survived, not fatal.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from services.relay.publisher import Publisher
 from services.relay.relay import Relay
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
-from shared.adapters.postgres import create_engine
-from shared.adapters.probes import SCHEMA, probe_postgres
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.probes import Probes
 from shared.config.settings import Settings
 from shared.errors import ConfigurationError
 from shared.observability.logging import get_logger
@@ -34,6 +35,7 @@ class RelayProcess:
     health: HealthServer
     publisher: Publisher
     state: RelayState
+    probes: Probes
 
 
 def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
@@ -51,11 +53,10 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
         heartbeat=relay_settings.broker_heartbeat_seconds,
     )
     housekeeping = Housekeeping(
-        create_engine(settings.database, pool_size=2),
+        UnitOfWorkFactory(settings.database, pool_size=1),  # the figures' and cleanup's 2
         retention_seconds=relay_settings.retention_seconds,
         idempotency_ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
         batch_size=relay_settings.cleanup_batch_size,
-        url=settings.database.asyncpg_dsn,
     )
     relay = Relay(relay_settings, session, publisher, housekeeping, state, metrics, wake)
     return RelayProcess(
@@ -63,6 +64,7 @@ def bootstrap(settings: Settings, health_port: int) -> RelayProcess:
         HealthServer(state, metrics, relay_settings.health_host, health_port),
         publisher,
         state,
+        Probes(settings),
     )
 
 
@@ -83,8 +85,8 @@ async def _refuse_mixed_partition_counts(settings: Settings) -> None:
 
 async def serve(settings: Settings, health_port: int) -> int:
     """Run one relay until SIGTERM or SIGINT; 0 after a clean stop."""
-    await probe_postgres(settings.database, tables=SCHEMA)
     process = bootstrap(settings, health_port)
+    await process.probes.start_up()
     await _refuse_mixed_partition_counts(settings)
     await process.publisher.connect()  # fail fast, with one line, if RabbitMQ is not there
     await process.publisher.close()

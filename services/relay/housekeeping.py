@@ -1,65 +1,47 @@
 """Backlog figures for `/health`, and cleanup of what no longer needs to be kept.
 
-These run on a small pool of their own, apart from the dedicated session, so a slow count or a
-long delete never delays a claim. Cleanup deletes in small batches (each its own short
-transaction) so the table and its indexes stay small without long locks or bloat spikes.
+These run in units of work on a small pool of their own, apart from the dedicated session, so a
+slow count or a long delete never delays a claim. Cleanup deletes in small batches (each its
+own short transaction) so the table and its indexes stay small without long locks or bloat
+spikes. The statements are the outbox's (`OutboxDelivery`) and the idempotency records' own
+repositories'.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from services.relay.outbox_sql import DELETE_PUBLISHED, EXACT_BACKLOG_LIMIT, STATS
-from shared.adapters.dependencies import POSTGRES
-from shared.adapters.outages import translated
-from shared.adapters.postgres.idempotency import PURGE_EXPIRED
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.outbox import Backlog
+from shared.adapters.unavailable import POSTGRES, translated
 
 QUERY_TIMEOUT = 10.0
-"""Bound on each query, connecting included: a silent network must not hold up a stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    pending: int
-    oldest_age_seconds: float | None
-    parked: int
+"""Bound on each unit of work, connecting included: a silent network must not hold up a stop."""
 
 
 class Housekeeping:
     def __init__(
         self,
-        engine: AsyncEngine,
+        uow_factory: UnitOfWorkFactory,
         *,
         retention_seconds: float,
         idempotency_ttl: timedelta,
         batch_size: int,
-        url: str,
     ) -> None:
-        self._engine = engine
+        self._uow_factory = uow_factory
         self._retention = retention_seconds
         self._idempotency_ttl = idempotency_ttl
         """The API's: a stored Idempotency-Key response older than this is purged."""
         self._batch = batch_size
-        self._url = url
+        self._url = uow_factory.database.asyncpg_dsn
         """Named (without its password) when PostgreSQL cannot be reached."""
-
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
 
     async def backlog(self) -> Backlog:
         with translated(POSTGRES, self._url, "backlog", any_error=True):
-            async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:
-                row = (await conn.exec_driver_sql(STATS)).one()
-        pending = int(row.counted)
-        if pending > EXACT_BACKLOG_LIMIT:
-            pending = max(pending, int(row.last_id) - int(row.first_id) + 1)
-        return Backlog(pending, row.oldest_age, int(row.parked))
+            async with asyncio.timeout(QUERY_TIMEOUT), self._uow_factory() as uow:
+                return await uow.outbox_delivery.backlog()
 
     async def cleanup(self, stopping: asyncio.Event) -> tuple[int, int]:
         """Delete expired published rows and idempotency records; returns (rows, records)."""
@@ -79,18 +61,17 @@ class Housekeeping:
         return total
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await self._uow_factory.close()
 
     async def _delete_published(self) -> int:
-        async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
-            result = await conn.exec_driver_sql(
-                DELETE_PUBLISHED, (float(self._retention), self._batch)
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+        async with asyncio.timeout(QUERY_TIMEOUT), self._uow_factory() as uow:
+            deleted = await uow.outbox_delivery.delete_published(self._retention, self._batch)
+            await uow.commit()
+        return deleted
 
     async def _purge_idempotency(self) -> int:
-        async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
-            result = await conn.exec_driver_sql(
-                PURGE_EXPIRED, (self._idempotency_ttl.total_seconds(), self._batch)
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+        ttl = self._idempotency_ttl.total_seconds()
+        async with asyncio.timeout(QUERY_TIMEOUT), self._uow_factory() as uow:
+            purged = await uow.idempotency.purge(ttl, self._batch)
+            await uow.commit()
+        return purged

@@ -1,8 +1,8 @@
 """Parked outbox rows, read and put back in line: what an operator does after fixing a cause.
 
-The relay parks a row after `max_attempts` failures (`outbox_sql.MARK_FAILED`); a parked row
-hides nothing, so later rows of its task may already be out. Replaying clears the parking in
-one transaction and NOTIFYs the relays, which then claim the rows like any other, in id order.
+The relay parks a row after `max_attempts` failures (`OutboxDelivery.mark_failed`); a parked
+row hides nothing, so later rows of its task may already be out. Replaying clears the parking
+in one unit of work and NOTIFYs the relays, which then claim the rows like any other, in id order.
 A replay that names a row of a task must name every earlier parked row of that task too (or
 use all of them): a row is never put back ahead of an older one of its task that stays parked.
 """
@@ -11,43 +11,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from services.relay.outbox_sql import PARKED, PARKED_OF_TASKS, REPLAY_PARKED
-from shared.adapters.dependencies import POSTGRES
-from shared.adapters.outages import translated
-from shared.adapters.postgres.tables import OUTBOX_CHANNEL
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.adapters.postgres.outbox import ParkedRow
+from shared.adapters.unavailable import POSTGRES, translated
 from shared.errors import InvalidInput, NotFound
 
 QUERY_TIMEOUT = 10.0
 ALL_ROWS = 2**62
 
 
-@dataclass(frozen=True, slots=True)
-class ParkedRow:
-    id: int
-    task_id: UUID
-    kind: str
-    message_id: UUID
-    attempts: int
-    last_error: str | None
-    parked_seconds: float
-
-
 class ParkedRows:
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self._engine = engine
-        self._url = url
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow_factory = uow_factory
+        self._url = uow_factory.database.asyncpg_dsn
         """Named (without its password) when PostgreSQL cannot be reached."""
 
     async def parked(self, limit: int = 1000) -> list[ParkedRow]:
         with translated(POSTGRES, self._url, "parked rows", any_error=True):
-            async with asyncio.timeout(QUERY_TIMEOUT), self._engine.connect() as conn:
-                rows = (await conn.exec_driver_sql(PARKED, (limit,))).mappings().all()
-        return [ParkedRow(**row) for row in rows]
+            async with asyncio.timeout(QUERY_TIMEOUT), self._uow_factory() as uow:
+                return await uow.outbox_delivery.parked(limit)
 
     async def replay(self, ids: Sequence[int] | None) -> list[tuple[int, UUID]]:
         """Put these parked rows (None: every one) back in line; (id, task_id) of each.
@@ -55,19 +39,17 @@ class ParkedRows:
         NotFound if a named row is not parked; InvalidInput if an earlier parked row of a
         named row's task is left out. Either way nothing changes."""
         with translated(POSTGRES, self._url, "replay", any_error=True):
-            async with asyncio.timeout(QUERY_TIMEOUT), self._engine.begin() as conn:
-                chosen = list(ids) if ids is not None else await self._all_ids(conn)
+            async with asyncio.timeout(QUERY_TIMEOUT), self._uow_factory() as uow:
+                delivery = uow.outbox_delivery
+                if ids is None:
+                    chosen = [row.id for row in await delivery.parked(ALL_ROWS)]
+                else:
+                    chosen = list(ids)
                 if chosen:
-                    rows = (await conn.exec_driver_sql(PARKED_OF_TASKS, (chosen,))).mappings()
-                    _check_order(chosen, [(int(r["id"]), r["task_id"]) for r in rows])
-                replayed = (await conn.exec_driver_sql(REPLAY_PARKED, (chosen,))).mappings().all()
-                await conn.exec_driver_sql("SELECT pg_notify($1, '')", (OUTBOX_CHANNEL,))
-        return [(int(r["id"]), r["task_id"]) for r in replayed]
-
-    @staticmethod
-    async def _all_ids(conn: AsyncConnection) -> list[int]:
-        rows = (await conn.exec_driver_sql(PARKED, (ALL_ROWS,))).mappings()
-        return [int(r["id"]) for r in rows]
+                    _check_order(chosen, await delivery.lock_parked_of_tasks(chosen))
+                replayed = await delivery.replay(chosen)
+                await uow.commit()
+        return replayed
 
 
 def _check_order(chosen: Sequence[int], parked: Sequence[tuple[int, UUID]]) -> None:

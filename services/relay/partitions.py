@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.adapters.postgres.tables import PARTITION_BUCKETS
+from shared.adapters.postgres.outbox import PARTITION_BUCKETS
 
 LOCK_CLASS = 0x7452
 """The first key of every relay advisory lock ("tR"); the second is the partition number."""

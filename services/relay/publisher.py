@@ -24,10 +24,16 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from opentelemetry.trace import Span
 from yarl import URL
 
-from services.relay.outbox_sql import OutboxRow
-from shared.adapters.dependencies import RABBITMQ, redact
-from shared.adapters.outages import AMQP_ERRORS, rabbitmq_unreachable, translated, unavailable_error
+from shared.adapters.postgres.outbox import OutboxRow
 from shared.adapters.rabbitmq.topology import declare_topology
+from shared.adapters.unavailable import (
+    AMQP_ERRORS,
+    RABBITMQ,
+    rabbitmq_unreachable,
+    redact,
+    translated,
+    unavailable,
+)
 from shared.domain.messages import (
     COMMITTED_AT_HEADER,
     EXCHANGE,
@@ -96,7 +102,7 @@ class Publisher:
             self._channel = channel
         except AMQP_ERRORS as exc:
             await connection.close()
-            raise unavailable_error(RABBITMQ, self._url, exc, "declare topology") from exc
+            raise unavailable(RABBITMQ, self._url, exc, "declare topology") from exc
         self._connection = connection
 
     async def close(self) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from services.relay.housekeeping import Housekeeping
-from services.relay.outbox_sql import OutboxRow
 from services.relay.publisher import BatchOutcome, Publisher
 from services.relay.session import OutboxSession
 from services.relay.state import RelayMetrics, RelayState
+from shared.adapters.postgres.outbox import OutboxRow
 from shared.config.settings import RelaySettings
 from shared.domain.backoff import Backoff, backoff_delay
 from shared.errors import DependencyUnavailable

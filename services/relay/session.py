@@ -1,37 +1,28 @@
 """The relay's dedicated PostgreSQL session: LISTEN, the leadership locks, and fenced claims.
 
 One asyncpg connection, never a pooled one: a pool's reset runs UNLISTEN and releases session
-advisory locks. Claims and marks run on this same session, so a query that succeeds proves the
-locks are still held; if the session dies, PostgreSQL frees the locks and a standby takes them.
-TCP keepalives make the server drop a silently vanished relay within seconds.
+advisory locks. Claims and marks (the outbox's statements, `OutboxDelivery`) run on this same
+session, so a query that succeeds proves the locks are still held; if the session dies,
+PostgreSQL frees the locks and a standby takes them. TCP keepalives make the server drop a
+silently vanished relay within seconds. Any error of the driver on this session means
+PostgreSQL is not there for it (`translated(..., any_error=True)`), and the session is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from services.relay.outbox_sql import (
-    CLAIM_ALL,
-    MARK_FAILED,
-    MARK_PUBLISHED,
-    OutboxRow,
-    claim_owned,
-    row_from,
-)
 from services.relay.partitions import COUNT_CLASS, LOCK_CLASS, PartitionScheme
-from shared.adapters.dependencies import POSTGRES, unavailable
-from shared.adapters.postgres.outages import (
-    DRIVER_ERRORS,
-    postgres_unavailable,
-    postgres_unreachable,
-)
-from shared.adapters.postgres.tables import OUTBOX_CHANNEL
+from shared.adapters.postgres.outbox import OUTBOX_CHANNEL, OutboxDelivery, OutboxRow
+from shared.adapters.unavailable import POSTGRES, POSTGRES_ERRORS, translated, unavailable
+from shared.errors import DependencyUnavailable
 
 SESSION_SETTINGS = {
     "application_name": "taskrelay-relay",
@@ -75,6 +66,7 @@ class OutboxSession:
         self._on_notify = on_notify
         self._timeout = query_timeout
         self._conn: Any = None
+        self._outbox: OutboxDelivery | None = None
         self._plan_mode = "auto"
         """The session's `plan_cache_mode`, as the claim last set it."""
         self.owned: frozenset[int] = frozenset()
@@ -84,12 +76,13 @@ class OutboxSession:
         return self._conn is not None and not self._conn.is_closed()
 
     async def connect(self) -> None:
-        async with self._translated("connect"):
+        with self._translated("connect"):
             conn = await asyncpg.connect(
                 self._dsn, timeout=self._timeout, server_settings=SESSION_SETTINGS
             )
         self._conn, self._plan_mode = conn, "auto"
-        async with self._translated("LISTEN"):
+        self._outbox = OutboxDelivery(conn, self._timeout)
+        with self._translated("LISTEN"):
             await conn.add_listener(OUTBOX_CHANNEL, self._notified)
             await conn.execute(
                 "SELECT pg_advisory_lock_shared($1, $2)", COUNT_CLASS, self._scheme.count
@@ -97,24 +90,25 @@ class OutboxSession:
 
     async def other_partition_counts(self) -> list[int]:
         """Partition counts that other running relays of this database were started with."""
-        async with self._translated("partition check"):
+        self._connected()
+        with self._translated("partition check"):
             rows = await self._conn.fetch(OTHER_COUNTS, COUNT_CLASS, self._scheme.count)
         return [int(r[0]) for r in rows]
 
     async def close(self) -> None:
         """Release every lock and close; harmless when already gone."""
-        conn, self._conn, self.owned = self._conn, None, frozenset()
+        conn, self._conn, self._outbox, self.owned = self._conn, None, None, frozenset()
         if conn is None or conn.is_closed():
             return
         try:
             await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"), 2.0)
             await asyncio.wait_for(conn.close(), 2.0)
-        except (*DRIVER_ERRORS, asyncio.CancelledError):
+        except (*POSTGRES_ERRORS, asyncio.CancelledError):
             conn.terminate()
 
     def drop(self) -> None:
         """Forget a broken connection at once (its locks die with it on the server)."""
-        conn, self._conn, self.owned = self._conn, None, frozenset()
+        conn, self._conn, self._outbox, self.owned = self._conn, None, None, frozenset()
         if conn is not None:
             conn.terminate()
 
@@ -127,7 +121,8 @@ class OutboxSession:
         room = self._scheme.room(self.owned)
         if not room:
             return self.owned
-        async with self._translated("pg_try_advisory_lock"):
+        self._connected()
+        with self._translated("pg_try_advisory_lock"):
             for partition in self._scheme.candidates(self.owned):
                 if room == 0:
                     break
@@ -139,77 +134,68 @@ class OutboxSession:
         return self.owned
 
     async def probe(self) -> None:
-        async with self._translated("probe"):
+        self._connected()
+        with self._translated("probe"):
             await self._conn.fetchval("SELECT 1", timeout=2.0)
 
     async def claim(self, limit: int, busy: Sequence[UUID] = ()) -> list[OutboxRow]:
         """Up to `limit` due rows of the owned partitions, in id (commit) order per task,
         skipping the `busy` tasks (those with rows in flight)."""
-        claim = _claim_for(self._scheme, self.owned)
+        buckets = _buckets(self._scheme, self.owned)
         # A live claim (no task busy) finds a row or two: the plan the session caches saves
         # planning it, which cost its backend more than running it. A claim behind a batch in
         # flight walks past the busy tasks' rows, often through the whole backlog: planned for
         # its actual list of tasks, PostgreSQL hashes the list, which a cached plan cannot.
         plan_mode = "force_custom_plan" if busy else "auto"
-        async with self._translated("claim"):
+        outbox = self._connected()
+        with self._translated("claim"):
             if plan_mode != self._plan_mode:  # only as a backlog starts or ends
                 await self._conn.execute(f"SET plan_cache_mode = {plan_mode}")
                 self._plan_mode = plan_mode
-            records = await self._conn.fetch(claim, limit, list(busy), timeout=self._timeout)
-        return [row_from(r) for r in records]
+            return await outbox.claim(limit, busy, buckets)
 
     async def mark_published(self, ids: Sequence[int]) -> list[int]:
         """Mark confirmed rows; returns the ids this call marked (not ones marked already)."""
         if not ids:
             return []
-        async with self._translated("mark published"):
-            records = await self._conn.fetch(MARK_PUBLISHED, list(ids), timeout=self._timeout)
-        return [int(r[0]) for r in records]
+        outbox = self._connected()
+        with self._translated("mark published"):
+            return await outbox.mark_published(ids)
 
     async def mark_failed(self, failures: Sequence[tuple[int, str, float | None]]) -> None:
         """(id, error, retry delay or None to park) for each row that failed on its own."""
         if not failures:
             return
-        async with self._translated("mark failed"):
-            await self._conn.execute(
-                MARK_FAILED,
-                [f[0] for f in failures],
-                [f[1][:2000] for f in failures],
-                [f[2] for f in failures],
-                timeout=self._timeout,
-            )
+        outbox = self._connected()
+        with self._translated("mark failed"):
+            await outbox.mark_failed(failures)
 
     def _notified(self, *_: object) -> None:
         self._on_notify()
 
-    def _translated(self, what: str) -> _Translate:
-        return _Translate(self, what)
+    def _connected(self) -> OutboxDelivery:
+        """The outbox's statements on this session; DependencyUnavailable if it is gone."""
+        if self._outbox is None or not self.connected:
+            raise unavailable(POSTGRES, self._dsn, "not connected")
+        return self._outbox
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """The one translation (`shared.adapters.unavailable.translated`) around a step of the
+        session, which runs only fixed statements of its own: any driver error means PostgreSQL
+        is not there for it, and drops it, as no error leaves it fit to hold the locks. `what`
+        names the step in the error."""
+        try:
+            with translated(POSTGRES, self._dsn, what, any_error=True):
+                yield
+        except DependencyUnavailable:
+            self.drop()
+            raise
 
 
 @lru_cache(maxsize=64)
-def _claim_for(scheme: PartitionScheme, owned: frozenset[int]) -> str:
-    """The claim statement for these owned partitions, made once per set (it rarely changes)."""
+def _buckets(scheme: PartitionScheme, owned: frozenset[int]) -> frozenset[int] | None:
+    """The outbox buckets of these owned partitions; None when they are all of them."""
     if len(owned) == scheme.count:
-        return CLAIM_ALL
-    return claim_owned(scheme.buckets(owned))
-
-
-class _Translate:
-    """Turns driver errors into DependencyUnavailable and drops the broken connection.
-
-    The session runs only its own fixed statements, so any driver error means PostgreSQL is
-    not there for it (`any_error`), and no error leaves the session fit to hold the locks.
-    """
-
-    def __init__(self, session: OutboxSession, what: str) -> None:
-        self._session, self._what = session, what
-
-    async def __aenter__(self) -> None:
-        if self._what != "connect" and not self._session.connected:
-            raise unavailable(POSTGRES, self._session._dsn, "not connected")
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
-        if exc is None or not postgres_unreachable(exc, any_error=True):
-            return
-        self._session.drop()
-        raise postgres_unavailable(self._session._dsn, exc, self._what) from exc
+        return None
+    return frozenset(scheme.buckets(owned))

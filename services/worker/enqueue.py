@@ -15,8 +15,7 @@ import redis
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 
-from shared.adapters.dependencies import REDIS
-from shared.adapters.outages import translated
+from shared.adapters.unavailable import REDIS, translated
 from shared.config.settings import Settings
 from shared.observability.logging import get_logger
 from shared.observability.tracing import trace_headers

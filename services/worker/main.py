@@ -25,17 +25,19 @@ from services.worker.enqueue import JobQueue
 from services.worker.metrics import DEFAULT_METRICS_PORT, WorkerMetrics, start_probe_server
 from services.worker.pool import RqProcessPool
 from services.worker.reconciler import run_reconciler
-from shared.adapters.dependencies import RABBITMQ
 from shared.adapters.openai import select_generator
-from shared.adapters.outages import translated
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.probes import PROBE_TIMEOUT, WORKER_SCHEMA, probe_postgres, probe_redis
+from shared.adapters.probes import WORKER_SCHEMA, Probes
+from shared.adapters.unavailable import POSTGRES, RABBITMQ, REDIS, translated
 from shared.config.settings import Settings
 from shared.observability.logging import get_logger, silenced
 
 log = get_logger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+"""The broker connection's first connect."""
+REDIS_CONNECT_SECONDS = 5.0
+"""Each connect of the worker's Redis client (the reconciler's, the job queue's)."""
 
 
 @dataclass
@@ -113,10 +115,9 @@ async def bootstrap(
 ) -> Worker:
     """Check every dependency, then build the worker; DependencyUnavailable says which failed."""
     select_generator(settings)  # fail now (a bad name, no model, a bad prompts file), not per job
-    await probe_postgres(settings.database, tables=WORKER_SCHEMA)
-    await probe_redis(settings.redis)
+    await Probes(settings, (POSTGRES, REDIS), schema=WORKER_SCHEMA).start_up()
     broker = await _connect_broker(settings)
-    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=PROBE_TIMEOUT)
+    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=REDIS_CONNECT_SECONDS)
     uow_factory = UnitOfWorkFactory(settings.database, pool_size=5)
     return Worker(settings, processes, client, broker, uow_factory, metrics_port)
 

@@ -30,9 +30,8 @@ from rq.job import Job
 
 from services.lifeline import announced_parent, die_with_parent
 from services.worker.jobs import JobContext, install
-from shared.adapters.dependencies import REDIS
 from shared.adapters.openai import select_generator
-from shared.adapters.outages import REDIS_LINK_LOST, translated
+from shared.adapters.unavailable import REDIS, REDIS_LINK_LOST, translated
 from shared.config.settings import Settings
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.observability.logging import configure_logging, get_logger

@@ -82,8 +82,8 @@ class DatabaseSettings:
     )
 
     @property
-    def sqlalchemy_url(self) -> str:
-        """The URL with the asyncpg driver, as SQLAlchemy wants it."""
+    def migrations_url(self) -> str:
+        """The URL with the asyncpg driver, as Alembic's engine wants it (`taskrelay migrate`)."""
         return "postgresql+asyncpg://" + self.url.split("://", 1)[1]
 
     @property

@@ -13,14 +13,13 @@ from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import content_items, roadmap_tasks
 from shared.domain import MAX_ERROR_CHARS
 from shared.service.recovery import fail_for_job
 from tests.e2e.conftest import auth
 from tests.integration.test_worker_callbacks import running_task
+from tests.support import sql
 from tests.support.processes import Process, start_api
 from tests.support.relay import start_relay
 from tests.support.resources import Resources
@@ -71,11 +70,9 @@ async def test_a_generator_error_of_a_megabyte_is_cut(
         assert len(error) == MAX_ERROR_CHARS
         assert error.startswith("c1 failed\ufffdEEE")
         assert error.endswith("…")
-    async with uow_factory() as uow:
-        stored = await uow.connection.execute(
-            select(content_items.c.last_error).where(content_items.c.task_id == UUID(task_id))
-        )
-        assert sorted(stored.scalars()) == sorted(errors)
+    query = "SELECT last_error FROM content_items WHERE task_id = $1"
+    stored = await sql.fetch(uow_factory, query, UUID(task_id))
+    assert sorted(row[0] for row in stored) == sorted(errors)
     assert all(
         len(n["data"].get("error", "")) <= MAX_ERROR_CHARS
         for n in await notifications(uow_factory, UUID(task_id))
@@ -86,14 +83,10 @@ async def test_a_generator_error_of_a_megabyte_is_cut(
 async def test_a_failure_reason_of_a_megabyte_is_cut(uow_factory: UnitOfWorkFactory) -> None:
     task_id = await running_task(uow_factory, "job-huge-reason")
     assert await fail_for_job(uow_factory, task_id, "job-huge-reason", "R" * 1_000_000)
-    async with uow_factory() as uow:
-        row = (
-            await uow.connection.execute(
-                select(roadmap_tasks.c.error_message).where(roadmap_tasks.c.task_id == task_id)
-            )
-        ).one()
-    assert len(row.error_message) == MAX_ERROR_CHARS
-    assert row.error_message.startswith("Content generation failed: RRR")
+    query = "SELECT error_message FROM roadmap_tasks WHERE task_id = $1"
+    error_message = await sql.fetchval(uow_factory, query, task_id)
+    assert len(error_message) == MAX_ERROR_CHARS
+    assert error_message.startswith("Content generation failed: RRR")
     last = (await notifications(uow_factory, task_id))[-1]
     assert last["status"] == "failed"
     assert len(last["message"]) == MAX_ERROR_CHARS

@@ -18,14 +18,12 @@ from random import Random
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import outbox
 from shared.service.auth import issue_token
-from tests.support import tasks
+from tests.support import sql, tasks
 from tests.support.processes import TASKRELAY, Process, free_port, start_api
 from tests.support.proxy import TcpProxy
 from tests.support.relay import start_relay
@@ -164,9 +162,8 @@ async def test_twenty_watchers_joining_at_random_see_each_seq_once(
 
 
 async def _all_published(uow_factory: UnitOfWorkFactory, task_id: UUID) -> bool:
-    query = select(func.count()).where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
-    async with uow_factory() as uow:
-        return (await uow.connection.execute(query)).scalar_one() == 0
+    query = "SELECT count(*) FROM outbox WHERE task_id = $1 AND published_at IS NULL"
+    return await sql.fetchval(uow_factory, query, task_id) == 0
 
 
 def _bindings(vhost: str, routing_key: str) -> list[str]:

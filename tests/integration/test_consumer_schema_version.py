@@ -9,11 +9,9 @@ from uuid import UUID, uuid4
 
 import aio_pika
 import pytest
-from sqlalchemy import select
 
 from services.worker.enqueue import job_id_for
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import job_inbox
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE, JOB_QUEUE
 from shared.config.settings import Settings
 from tests.support import tasks
@@ -67,5 +65,4 @@ async def test_an_unknown_version_is_dead_lettered_and_the_next_message_is_read(
 
 async def _recorded(uow_factory: UnitOfWorkFactory, message_id: UUID) -> bool:
     async with uow_factory() as uow:
-        query = select(job_inbox.c.job_id).where(job_inbox.c.message_id == message_id)
-        return bool(list(await uow.connection.execute(query)))
+        return await uow.inbox.seen(message_id)

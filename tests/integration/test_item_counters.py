@@ -28,7 +28,7 @@ from shared.domain.records import PendingItem
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
 from tests.support import resources as res
-from tests.support import tasks
+from tests.support import sql, tasks
 from tests.support.worker import notifications
 
 OWNER = "counter-tests"
@@ -196,13 +196,11 @@ async def wait_for_lock_wait(uow_factory: UnitOfWorkFactory, task_id: UUID) -> N
     """Until a session of this database waits for a lock (the store, on the task row)."""
     deadline = asyncio.get_running_loop().time() + 10
     while True:
-        async with uow_factory() as uow:
-            waiting = (
-                await uow.connection.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
+        waiting = await sql.fetchval(
+            uow_factory,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'",
+        )
         if waiting:
             return
         assert asyncio.get_running_loop().time() < deadline, "the store never waited for the lock"

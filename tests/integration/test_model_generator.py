@@ -17,18 +17,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import select
 
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.openai import select_generator
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import content_items
 from shared.adapters.redis.limiter import InFlightLimit
 from shared.config.settings import Settings
 from shared.domain.content import ContentRequest, Generated, Usage
 from shared.errors import GenerationFailed
 from shared.service.generation import ContentJob, Pace
-from tests.support import tasks
+from tests.support import sql, tasks
 from tests.support.model_stub import ModelStub, Reply
 from tests.support.resources import Resources
 
@@ -198,12 +196,13 @@ async def test_a_job_stores_the_content_with_its_usage(
         task_id=task_id, holder="test-usage", item_timeout=30,
         lease_seconds=30, pace=Pace(in_line=False),  # on its own, outside any line
     ).run()  # fmt: skip
-    async with uow_factory() as uow:
-        query = select(content_items).where(content_items.c.task_id == task_id)
-        rows: dict[str, Any] = {r.concept_id: r for r in await uow.connection.execute(query)}
+    query = "SELECT * FROM content_items WHERE task_id = $1"
+    rows: dict[str, Any] = {
+        r["concept_id"]: r for r in await sql.fetch(uow_factory, query, task_id)
+    }
     done, failed = rows["usage-a"], rows["always-500"]
-    assert done.status == "completed"
-    assert "usage-a" in done.content
-    assert set(done.usage) == {"prompt_tokens", "completion_tokens"}
-    assert (failed.status, failed.content, failed.usage) == ("failed", None, None)
-    assert failed.last_error.startswith("model answered 500 three times")
+    assert done["status"] == "completed"
+    assert "usage-a" in done["content"]
+    assert set(done["usage"]) == {"prompt_tokens", "completion_tokens"}
+    assert (failed["status"], failed["content"], failed["usage"]) == ("failed", None, None)
+    assert failed["last_error"].startswith("model answered 500 three times")

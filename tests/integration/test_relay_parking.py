@@ -12,7 +12,7 @@ import pytest
 from services.relay.parking import ParkedRows
 from services.relay.partitions import PartitionScheme
 from services.relay.session import OutboxSession
-from shared.adapters.postgres import create_engine
+from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import DatabaseSettings
 from shared.errors import InvalidInput, NotFound
 from tests.integration.test_relay_session import _insert
@@ -31,9 +31,9 @@ async def dsn_fixture(resources: Resources) -> AsyncIterator[str]:
 
 @pytest.fixture(name="parked")
 async def parked_fixture(dsn: str) -> AsyncIterator[ParkedRows]:
-    engine = create_engine(DatabaseSettings(url=dsn), pool_size=1)
-    yield ParkedRows(engine, dsn)
-    await engine.dispose()
+    uow_factory = UnitOfWorkFactory(DatabaseSettings(url=dsn), pool_size=1)
+    yield ParkedRows(uow_factory)
+    await uow_factory.close()
 
 
 async def test_parked_rows_are_listed_and_replayed_in_order_per_task(

@@ -8,8 +8,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from services.relay.outbox_sql import OutboxRow
 from services.relay.publisher import Publisher
+from shared.adapters.postgres.outbox import OutboxRow
 from tests.support.relay import Ledger
 from tests.support.resources import Resources
 from tests.support.wait import wait_until

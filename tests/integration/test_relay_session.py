@@ -14,10 +14,10 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from services.relay.outbox_sql import CLAIM_ALL, claim_owned
 from services.relay.partitions import PartitionScheme
 from services.relay.session import SESSION_SETTINGS, OutboxSession
 from shared.adapters.postgres.outbox import partition_key
+from shared.adapters.postgres.outbox.delivery import CLAIM_ALL, claim_owned
 from tests.support.relay import isolated_database
 from tests.support.resources import Resources
 from tests.support.wait import wait_until

@@ -18,7 +18,7 @@ from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.domain.content import ContentRequest
 from shared.service.generation import MAX_DEFERRALS, ContentJob, Pace, Stop
-from tests.support import tasks
+from tests.support import sql, tasks
 from tests.support.resources import Resources, isolated
 from tests.support.worker import notifications, outbox_payloads
 
@@ -45,11 +45,8 @@ async def line_fixture(own: Resources) -> AsyncIterator[UnitOfWorkFactory]:
 
 
 async def waiting(uow_factory: UnitOfWorkFactory) -> list[UUID]:
-    async with uow_factory() as uow:
-        rows = await uow.connection.exec_driver_sql(
-            "SELECT task_id FROM roadmap_tasks WHERE waiting_since IS NOT NULL"
-        )
-        return [row[0] for row in rows]
+    query = "SELECT task_id FROM roadmap_tasks WHERE waiting_since IS NOT NULL"
+    return [row[0] for row in await sql.fetch(uow_factory, query)]
 
 
 async def in_line(uow_factory: UnitOfWorkFactory, owner: str, items: int = 2) -> UUID:
@@ -183,8 +180,6 @@ async def test_a_slice_hands_back_while_others_wait_and_costs_no_item_twice(
     assert steps.count("content_generation_waiting") == 1
     assert steps.count("content_generation_running") == 1
     assert steps.count("content_item_completed") == 12
-    async with line() as uow:
-        recoveries = await uow.connection.exec_driver_sql(
-            f"SELECT recoveries FROM task_leases WHERE task_id = '{task_id}'"
-        )
-        assert [r[0] for r in recoveries] == [0]  # a slice is not a recovery
+    query = "SELECT recoveries FROM task_leases WHERE task_id = $1"
+    recoveries = await sql.fetch(line, query, task_id)
+    assert [r[0] for r in recoveries] == [0]  # a slice is not a recovery

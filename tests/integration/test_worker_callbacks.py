@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import Iterator
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 import redis
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy.exc import OperationalError
 
 from services.worker.enqueue import JOB_FUNCTION, job_id_for
 from services.worker.jobs import JobContext, install, on_job_failure
@@ -92,7 +92,8 @@ async def test_a_job_that_lost_the_database_is_left_to_its_lease(
 ) -> None:
     job_id = job_id_for(uuid4())
     task_id = await running_task(uow_factory, job_id)
-    lost = OperationalError("UPDATE content_items ...", {}, ConnectionResetError("gone"))
+    # What asyncpg raises when the server goes away under a statement.
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
     await fail(rq_job(connection, task_id, job_id), connection, lost)
 

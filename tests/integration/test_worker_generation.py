@@ -13,17 +13,14 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
-
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import content_items, outbox
 from shared.config.settings import DEFAULT_GENERATOR
 from shared.domain.content import ContentGenerator, ContentRequest, load_generator
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
-from tests.support import tasks
-from tests.support.worker import item_statuses, notifications, task_row
+from tests.support import sql, tasks
+from tests.support.worker import item_statuses, notifications, outbox_payloads, task_row
 
 OWNER = "worker-tests"
 
@@ -226,13 +223,7 @@ async def test_a_shutdown_hands_the_rest_back_through_the_outbox(
     assert outcome.stop is Stop.HANDED_BACK
     assert outcome.generated == 2
     assert (await task_row(uow_factory, task_id)).status == "processing"
-    async with uow_factory() as uow:
-        query = (
-            select(outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
-            .order_by(outbox.c.id)
-        )
-        jobs = [row[0] for row in await uow.connection.execute(query)]
+    jobs = await outbox_payloads(uow_factory, task_id, "job")
     assert jobs[-1]["reason"] == "resume"
     assert [i["concept_id"] for i in jobs[-1]["items"]] == ["h2", "h3", "h4"]
 
@@ -253,19 +244,18 @@ async def test_timeouts_and_bad_results_fail_only_their_item(
 
     await run_job(uow_factory, task_id, generator, item_timeout=0.3)
 
-    async with uow_factory() as uow:
-        query = select(content_items.c.concept_id, content_items.c.last_error).where(
-            content_items.c.task_id == task_id
-        )
-        errors = {r.concept_id: r.last_error for r in await uow.connection.execute(query)}
+    query = "SELECT concept_id, last_error FROM content_items WHERE task_id = $1"
+    errors = {
+        r["concept_id"]: r["last_error"] for r in await sql.fetch(uow_factory, query, task_id)
+    }
     assert errors["slow"] == "generation timed out after 0.3 s"
     assert errors["odd"] == "generator returned int, not str or dict"
     assert errors["fine"] is None
-    async with uow_factory() as uow:
-        query = select(content_items.c.concept_id).where(
-            content_items.c.task_id == task_id, content_items.c.content.is_(None)
-        )
-        assert {r.concept_id for r in await uow.connection.execute(query)} == {"slow", "odd"}
+    query = "SELECT concept_id FROM content_items WHERE task_id = $1 AND content IS NULL"
+    assert {r["concept_id"] for r in await sql.fetch(uow_factory, query, task_id)} == {
+        "slow",
+        "odd",
+    }
     row = await task_row(uow_factory, task_id)
     assert (row.status, row.error_message) == ("partial_failure", "2 of 3 content items failed")
 
@@ -280,13 +270,10 @@ async def test_a_plain_function_generator_runs_and_its_content_is_stored(
 
     await run_job(uow_factory, task_id, generator)
 
-    async with uow_factory() as uow:
-        query = select(content_items.c.content, content_items.c.attempts).where(
-            content_items.c.task_id == task_id
-        )
-        stored = (await uow.connection.execute(query)).one()
-    assert stored.content == {"title": "Title p", "attempt": 1}
-    assert stored.attempts == 1
+    query = "SELECT content, attempts FROM content_items WHERE task_id = $1"
+    (stored,) = await sql.fetch(uow_factory, query, task_id)
+    assert stored["content"] == {"title": "Title p", "attempt": 1}
+    assert stored["attempts"] == 1
 
 
 async def test_the_built_in_generator_writes_markdown_for_every_content_type(
@@ -297,13 +284,11 @@ async def test_the_built_in_generator_writes_markdown_for_every_content_type(
     outcome = await run_job(uow_factory, task_id, load_generator(DEFAULT_GENERATOR))
 
     assert outcome.stop is Stop.FINISHED
-    async with uow_factory() as uow:
-        query = select(
-            content_items.c.concept_id, content_items.c.content_type, content_items.c.content
-        ).where(content_items.c.task_id == task_id)
-        rows = list(await uow.connection.execute(query))
+    query = "SELECT concept_id, content_type, content FROM content_items WHERE task_id = $1"
+    rows = await sql.fetch(uow_factory, query, task_id)
     assert len(rows) == 6
     headings = {"tutorial": "# Title", "resources": "# Resources: Title", "quiz": "# Quiz: Title"}
     for row in rows:
-        assert row.content.startswith(f"{headings[row.content_type]} {row.concept_id}\n")
+        heading = headings[row["content_type"]]
+        assert row["content"].startswith(f"{heading} {row['concept_id']}\n")
     assert (await task_row(uow_factory, task_id)).status == "completed"

@@ -20,13 +20,11 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import Job
-from sqlalchemy import select, text, update
 
 from services.worker.enqueue import job_id_for
 from services.worker.jobs.generate import lease_keeper
 from services.worker.reconciler import RqJobStates
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import job_inbox, outbox, task_leases
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE
 from shared.config.settings import Settings
 from shared.domain import ItemKey
@@ -34,7 +32,7 @@ from shared.domain.content import ContentRequest
 from shared.service.generation import ContentJob, Pace, Stop
 from shared.service.recovery import Action, Reconciler
 from shared.service.tasks import cancel_task
-from tests.support import tasks
+from tests.support import sql, tasks
 from tests.support.consumer import own_consumer
 from tests.support.resources import Resources
 from tests.support.wait import wait_until
@@ -76,26 +74,25 @@ async def publish_dispatches(
     uow_factory: UnitOfWorkFactory, task_id: UUID, ago: float = 60
 ) -> None:
     """What the relay does with the task's job rows (long ago, unless said otherwise)."""
-    async with uow_factory() as uow:
-        await uow.connection.execute(
-            update(outbox)
-            .where(outbox.c.task_id == task_id, outbox.c.published_at.is_(None))
-            .values(published_at=datetime.now(UTC) - timedelta(seconds=ago))
-        )
-        await uow.commit()
+    await sql.execute(
+        uow_factory,
+        "UPDATE outbox SET published_at = $2 WHERE task_id = $1 AND published_at IS NULL",
+        task_id,
+        datetime.now(UTC) - timedelta(seconds=ago),
+    )
 
 
 async def take_dispatch(uow_factory: UnitOfWorkFactory, task_id: UUID, job_id: str) -> None:
     """What the consumer does with the task's latest job message: record its RQ job."""
     rows = await outbox_payloads(uow_factory, task_id, "job")
     assert rows
+    message_id = await sql.fetchval(
+        uow_factory,
+        "SELECT message_id FROM outbox WHERE task_id = $1 AND kind = 'job' "
+        "ORDER BY id DESC LIMIT 1",
+        task_id,
+    )
     async with uow_factory() as uow:
-        message_id = await uow.connection.scalar(
-            select(outbox.c.message_id)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == "job")
-            .order_by(outbox.c.id.desc())
-            .limit(1)
-        )
         await uow.inbox.record(message_id, task_id, job_id)
         await uow.commit()
 
@@ -156,11 +153,9 @@ async def test_a_lost_job_is_resumed_and_after_too_many_recoveries_the_task_fail
     assert row.status == "failed"
     assert "no progress after 3 recoveries" in row.error_message
     assert "dead-last" in row.error_message
-    async with uow_factory() as uow:
-        query = select(task_leases.c.holder, task_leases.c.recoveries).where(
-            task_leases.c.task_id == task_id
-        )
-        assert tuple((await uow.connection.execute(query)).one()) == (None, 0)
+    query = "SELECT holder, recoveries FROM task_leases WHERE task_id = $1"
+    (lease,) = await sql.fetch(uow_factory, query, task_id)
+    assert tuple(lease) == (None, 0)
 
 
 async def test_a_lost_job_with_nothing_left_pending_gets_its_task_finished(
@@ -284,11 +279,9 @@ async def test_a_job_whose_lease_was_taken_back_writes_nothing(
     async def generator(request: ContentRequest) -> str:
         if request.concept_id == "second" and not taken_back:  # judged lost meanwhile
             taken_back.append(True)
-            async with uow_factory() as uow:
-                await uow.connection.execute(
-                    text("UPDATE task_leases SET expires_at = now() - interval '1 minute'")
-                )
-                await uow.commit()
+            await sql.execute(
+                uow_factory, "UPDATE task_leases SET expires_at = now() - interval '1 minute'"
+            )
             assert await recover(reconciler, task_id) is Action.RESUMED
         return "ok"
 
@@ -401,9 +394,8 @@ async def test_the_consumer_enqueues_each_message_once_and_dead_letters_the_rest
         )
 
         async def inbox_rows() -> int:
-            async with uow_factory() as uow:
-                query = select(job_inbox.c.job_id).where(job_inbox.c.message_id == message_id)
-                return len(list(await uow.connection.execute(query)))
+            query = "SELECT count(*) FROM job_inbox WHERE message_id = $1"
+            return int(await sql.fetchval(uow_factory, query, message_id))
 
         await wait_until(inbox_rows, within=10, what="the inbox record")
         dead = await channel.get_queue(DEAD_JOB_QUEUE)
@@ -432,12 +424,13 @@ async def test_the_inbox_forgets_only_message_ids_older_than_its_retention(
         inbox = uow.inbox
         await inbox.record(old, task_id, "job-old")
         await inbox.record(recent, task_id, "job-recent")
-        await uow.connection.execute(
-            update(job_inbox)
-            .where(job_inbox.c.message_id == old)
-            .values(received_at=datetime.now(UTC) - timedelta(days=8))
-        )
         await uow.commit()
+    await sql.execute(
+        uow_factory,
+        "UPDATE job_inbox SET received_at = $2 WHERE message_id = $1",
+        old,
+        datetime.now(UTC) - timedelta(days=8),
+    )
 
     async with uow_factory() as uow:
         inbox = uow.inbox

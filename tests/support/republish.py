@@ -12,34 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Float, Text, cast, extract, select
-
-from services.relay.outbox_sql import OutboxRow, row_from
 from services.relay.publisher import Publisher
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import outbox
+from shared.adapters.postgres.outbox.delivery import ROW_COLUMNS, OutboxRow, row_from
 from shared.config.settings import RelaySettings
+from tests.support import sql
 
-_ROWS = select(
-    outbox.c.id,
-    outbox.c.message_id,
-    outbox.c.task_id,
-    outbox.c.kind,
-    outbox.c.routing_key,
-    cast(outbox.c.payload, Text).label("payload"),
-    cast(outbox.c.payload["seq"].astext, BigInteger).label("seq"),
-    outbox.c.headers["traceparent"].astext.label("traceparent"),
-    outbox.c.attempts,
-    cast(extract("epoch", outbox.c.created_at), Float).label("committed_at"),
-).order_by(outbox.c.id)
-"""The columns of the relay's claim (`outbox_sql.CLAIM_ALL`), for any row of a task."""
+_ROWS = f"SELECT {ROW_COLUMNS} FROM outbox o WHERE o.task_id = $1 AND o.kind = $2 ORDER BY o.id"
+"""The columns of the relay's claim (`OutboxDelivery.claim`), for any row of a task."""
 
 
 async def outbox_rows(uow_factory: UnitOfWorkFactory, task_id: UUID, kind: str) -> list[OutboxRow]:
     """The task's outbox rows of one kind (`job` or `notification`), in commit order."""
-    query = _ROWS.where(outbox.c.task_id == task_id, outbox.c.kind == kind)
-    async with uow_factory() as uow:
-        return [row_from(row._mapping) for row in await uow.connection.execute(query)]
+    return [row_from(row) for row in await sql.fetch(uow_factory, _ROWS, task_id, kind)]
 
 
 async def notification_rows(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[int, OutboxRow]:

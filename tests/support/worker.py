@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
 import redis
 from rq import Worker
-from sqlalchemy import select
 
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.tables import content_items, outbox, roadmap_tasks
 from shared.domain import FINAL
+from tests.support import sql
 from tests.support.processes import Process
 from tests.support.wait import wait_until, wait_until_sync
 
@@ -63,9 +63,10 @@ def start_worker(
 
 
 async def task_row(uow_factory: UnitOfWorkFactory, task_id: UUID) -> Any:
-    async with uow_factory() as uow:
-        query = select(roadmap_tasks).where(roadmap_tasks.c.task_id == task_id)
-        return (await uow.connection.execute(query)).one()
+    """Every column of the task's row, as attributes (`row.status`)."""
+    rows = await sql.fetch(uow_factory, "SELECT * FROM roadmap_tasks WHERE task_id = $1", task_id)
+    assert len(rows) == 1, f"task {task_id}: {len(rows)} rows"
+    return SimpleNamespace(**dict(rows[0]))
 
 
 async def wait_for_status(
@@ -82,9 +83,8 @@ async def wait_for_status(
 
 
 async def item_counts(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[str, int]:
-    async with uow_factory() as uow:
-        query = select(content_items.c.status).where(content_items.c.task_id == task_id)
-        statuses = [row[0] for row in await uow.connection.execute(query)]
+    query = "SELECT status FROM content_items WHERE task_id = $1"
+    statuses = [row[0] for row in await sql.fetch(uow_factory, query, task_id)]
     return {s: statuses.count(s) for s in ("pending", "completed", "failed")}
 
 
@@ -92,13 +92,8 @@ async def outbox_payloads(
     uow_factory: UnitOfWorkFactory, task_id: UUID, kind: str
 ) -> list[dict[str, Any]]:
     """The payloads of the task's outbox rows of one kind, in commit order."""
-    async with uow_factory() as uow:
-        query = (
-            select(outbox.c.payload)
-            .where(outbox.c.task_id == task_id, outbox.c.kind == kind)
-            .order_by(outbox.c.id)
-        )
-        return [row[0] for row in await uow.connection.execute(query)]
+    query = "SELECT payload FROM outbox WHERE task_id = $1 AND kind = $2 ORDER BY id"
+    return [row[0] for row in await sql.fetch(uow_factory, query, task_id, kind)]
 
 
 async def notifications(uow_factory: UnitOfWorkFactory, task_id: UUID) -> list[dict[str, Any]]:
@@ -106,11 +101,8 @@ async def notifications(uow_factory: UnitOfWorkFactory, task_id: UUID) -> list[d
 
 
 async def item_statuses(uow_factory: UnitOfWorkFactory, task_id: UUID) -> dict[str, str]:
-    async with uow_factory() as uow:
-        query = select(content_items.c.concept_id, content_items.c.status).where(
-            content_items.c.task_id == task_id
-        )
-        return {r.concept_id: r.status for r in await uow.connection.execute(query)}
+    query = "SELECT concept_id, status FROM content_items WHERE task_id = $1"
+    return {r["concept_id"]: r["status"] for r in await sql.fetch(uow_factory, query, task_id)}
 
 
 def log_lines(proc: Process) -> list[dict[str, object]]:

@@ -1,8 +1,10 @@
 """What counts as "PostgreSQL went away" (a 503) and what is a refused statement (not one), and
 the one translation of each driver's outages into DependencyUnavailable.
 
-The errors are the driver's and SQLAlchemy's own classes, built as they raise them; the e2e
-outage tests meet the same ones from a really stopped server.
+The errors are the drivers' own classes, built as they raise them; the e2e outage tests meet
+the same ones from a really stopped server. (SQLAlchemy runs no runtime statement any more:
+what it wrapped or flagged as invalidated is asyncpg's own error, or a connection asyncpg has
+seen close.)
 """
 
 from __future__ import annotations
@@ -13,20 +15,28 @@ import aiormq
 import asyncpg
 import pytest
 import redis
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.adapters.dependencies import POSTGRES, RABBITMQ, REDIS
-from shared.adapters.outages import translated
-from shared.adapters.postgres.outages import connection_lost, postgres_unreachable
+from shared.adapters.postgres.uow import _lost_on
+from shared.adapters.unavailable import (
+    POSTGRES,
+    RABBITMQ,
+    REDIS,
+    connection_lost,
+    postgres_unreachable,
+    translated,
+    unavailable,
+)
 from shared.errors import DependencyUnavailable, NotFound
 
 
-def wrapped(cause: BaseException, kind: type[DBAPIError] = OperationalError) -> DBAPIError:
-    """As SQLAlchemy's asyncpg dialect raises it: its DBAPI error, caused by asyncpg's."""
+def wrapped(cause: BaseException) -> Exception:
+    """As code between the driver and the caller re-raises it: another error, caused by the
+    driver's (`raise ... from exc`), two levels down."""
     adapted = Exception(str(cause))
     adapted.__cause__ = cause
-    return kind("SELECT 1", {}, adapted)
+    outer = RuntimeError(f"while running a statement: {cause}")
+    outer.__cause__ = adapted
+    return outer
 
 
 OUTAGES = [
@@ -40,7 +50,7 @@ OUTAGES = [
     asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     asyncpg.TooManyConnectionsError("sorry, too many clients already"),
     asyncpg.InterfaceError("connection is closed"),
-    PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
+    TimeoutError("no pooled connection came free in time"),  # the unit of work's pool wait
     wrapped(ConnectionRefusedError(111, "Connect call failed")),
     wrapped(asyncpg.CannotConnectNowError("the database system is starting up")),
 ]
@@ -49,9 +59,9 @@ NOT_OUTAGES = [
     None,
     asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
     asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
-    wrapped(asyncpg.UniqueViolationError("duplicate key"), IntegrityError),
+    wrapped(asyncpg.UniqueViolationError("duplicate key")),
     NotFound("task not found"),
-    DependencyUnavailable("PostgreSQL", "postgresql://db", "already translated"),
+    unavailable(POSTGRES, "postgresql://db", "already translated"),
     ValueError("a bug"),
     asyncio.CancelledError(),
 ]
@@ -67,10 +77,22 @@ def test_a_refused_statement_is_not_an_outage(exc: BaseException | None) -> None
     assert not connection_lost(exc)
 
 
-def test_an_invalidated_connection_is_an_outage() -> None:
+class _Connection:
+    """As much of an asyncpg connection as `_lost_on` asks: whether it has closed."""
+
+    def __init__(self, closed: bool) -> None:
+        self._closed = closed
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+
+def test_an_error_on_a_connection_that_has_since_closed_is_an_outage() -> None:
+    """What SQLAlchemy flagged as an invalidated connection: the unit of work asks asyncpg
+    whether the connection closed under the error, whatever the error says."""
     exc = wrapped(ValueError("whatever the driver said"))
-    exc.connection_invalidated = True
-    assert connection_lost(exc)
+    assert _lost_on(_Connection(closed=True), exc)
+    assert not _lost_on(_Connection(closed=False), exc)
 
 
 def test_while_connecting_any_driver_error_means_postgres_is_not_there() -> None:

@@ -1,12 +1,12 @@
 """`/health` and `/readyz` need no token and no budget, so they must not cost PostgreSQL a
-query each: the API's `DatabaseProbe` answers from a result at most 1 s old, and concurrent
-probes share the one query in flight."""
+query each: the API's `Probes` answers through a `DatabaseProbe`, from a result at most 1 s
+old, and concurrent probes share the one query in flight."""
 
 from __future__ import annotations
 
 import asyncio
 
-from services.api.health import DatabaseProbe
+from shared.adapters.probes import DatabaseProbe
 
 
 async def test_probes_share_one_query_a_second() -> None:

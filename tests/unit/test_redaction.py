@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from shared.adapters.dependencies import redact, unavailable
+from shared.adapters.unavailable import redact, unavailable
 from shared.observability.redaction import redact_query, redact_text
 
 

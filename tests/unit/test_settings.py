@@ -26,7 +26,7 @@ def test_defaults_are_the_contract() -> None:
 @pytest.mark.parametrize("url", ["postgresql://u@h:5432/db", "postgresql+asyncpg://u@h:5432/db"])
 def test_both_database_url_forms(url: str) -> None:
     database = Settings.from_env({"DATABASE_URL": url}).database
-    assert database.sqlalchemy_url == "postgresql+asyncpg://u@h:5432/db"
+    assert database.migrations_url == "postgresql+asyncpg://u@h:5432/db"
     assert database.asyncpg_dsn == "postgresql://u@h:5432/db"
 
 

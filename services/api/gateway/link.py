@@ -4,8 +4,8 @@ The queue is this API instance's alone (exclusive: the broker deletes it when th
 drops), and it receives only what it is bound to: the hub binds `notification.<task_id>` for
 the tasks its sockets watch. When the link drops, whatever was published meanwhile is gone for
 this instance, so on every (re)connect the listener rebinds and resyncs its sockets from fresh
-snapshots. Reconnects back off with jitter (`shared.domain.backoff`); which errors mean the broker
-is unreachable is `shared.adapters.outages`' to say.
+snapshots. Reconnects back off with jitter (`shared.domain.backoff`); which errors mean the
+broker is unreachable is `shared.adapters.unavailable`'s to say.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractExchange, AbstractQueue
 from aiormq.abc import DeliveredMessage
 from yarl import URL
 
-from shared.adapters.outages import AMQP_ERRORS
+from shared.adapters.unavailable import AMQP_ERRORS
 from shared.config.settings import BrokerSettings
 from shared.domain.backoff import Backoff
 from shared.domain.messages import EXCHANGE

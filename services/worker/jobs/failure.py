@@ -19,9 +19,8 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from services.worker.jobs.context import installed, trace_of
-from shared.adapters.outages import redis_unreachable
 from shared.adapters.postgres import UnitOfWorkFactory
-from shared.adapters.postgres.outages import connection_lost
+from shared.adapters.unavailable import connection_lost, redis_unreachable
 from shared.errors import DependencyUnavailable
 from shared.observability.logging import bound_context, get_logger
 from shared.observability.tracing import traced

@@ -1,6 +1,9 @@
-"""The PostgreSQL adapter: tables, the engine factory, the unit of work and its repositories."""
+"""The PostgreSQL adapter: tables, the unit of work and its repositories, all on asyncpg.
 
-from shared.adapters.postgres.engine import create_engine
+SQLAlchemy describes the schema (`tables.py`) for Alembic's migrations (`migrate.py`) and runs
+nothing else.
+"""
+
 from shared.adapters.postgres.uow import UnitOfWork, UnitOfWorkFactory
 
-__all__ = ["UnitOfWork", "UnitOfWorkFactory", "create_engine"]
+__all__ = ["UnitOfWork", "UnitOfWorkFactory"]

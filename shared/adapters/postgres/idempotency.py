@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.postgres.sql import Connection, jsonb
+from shared.adapters.postgres.sql import Connection, affected, jsonb
 from shared.domain.records import StoredResponse
 
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))"
@@ -28,12 +28,10 @@ _SAVE = (
     "request_hash = EXCLUDED.request_hash, response_status = EXCLUDED.response_status, "
     "response_body = EXCLUDED.response_body, created_at = now()"
 )
-PURGE_EXPIRED = (
+_PURGE = (
     "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
     "WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)"
 )
-"""Deletes up to $2 records older than $1 seconds. Run by the relay's housekeeping on its own
-pool (not through a unit of work), so the statement is shared rather than a method."""
 
 
 def lock_name(owner_id: str, key: str) -> str:
@@ -57,3 +55,8 @@ class IdempotencyRepository:
     ) -> None:
         """Store the response; an expired record under the same key is replaced."""
         await self._conn.execute(_SAVE, owner_id, key, request_hash, status_code, jsonb(body))
+
+    async def purge(self, older_than_seconds: float, limit: int = 1000) -> int:
+        """Delete up to `limit` records older than `older_than_seconds` (the API's TTL); how
+        many went. The relay's housekeeping runs it, in batches."""
+        return affected(await self._conn.execute(_PURGE, float(older_than_seconds), limit))

@@ -13,8 +13,7 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from shared.adapters.dependencies import POSTGRES
-from shared.adapters.outages import translated
+from shared.adapters.unavailable import POSTGRES, translated
 from shared.config.settings import DatabaseSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,7 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(settings: DatabaseSettings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = settings.sqlalchemy_url
+    config.attributes["url"] = settings.migrations_url
     return config
 
 

@@ -159,12 +159,6 @@ idempotency_keys = Table(
     Index("idempotency_keys_created_idx", "created_at"),
 )
 
-OUTBOX_CHANNEL = "taskrelay_outbox"
-"""The NOTIFY channel a trigger on `outbox` signals in every writing transaction."""
-
-PARTITION_BUCKETS = 256
-"""Outbox rows carry `partition_key = hash(task_id) % PARTITION_BUCKETS` (see docs/relay.md)."""
-
 job_inbox = Table(
     "job_inbox",
     metadata,

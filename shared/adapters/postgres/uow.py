@@ -11,10 +11,10 @@ between a request and its statements leaves the event loop. (SQLAlchemy's pool h
 asyncpg connections, but each checkout and check-in went through a greenlet: about a quarter
 of the API's CPU per retry under load, in bench/api_retry.py.) A connection whose socket
 closes while idle is noticed by asyncpg and replaced at its next checkout. Losing PostgreSQL
-inside a unit of work is reported as DependencyUnavailable: `connection_lost` is the one place
-that tells an outage (refused, starting up, shutting down, link dropped, pool or connect
-timeout) from a bad statement, and the transaction is rolled back or its connection discarded
-first, so nothing is half-written.
+inside a unit of work is reported as DependencyUnavailable: `connection_lost` (in
+`shared.adapters.unavailable`) is the one place that tells an outage (refused, starting up,
+shutting down, link dropped, pool or connect timeout) from a bad statement, and the transaction
+is rolled back or its connection discarded first, so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -27,25 +27,21 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool.base import _AdhocProxiedConnection
 
-from shared.adapters.dependencies import POSTGRES, unavailable
-from shared.adapters.postgres.engine import CONNECT_TIMEOUT_SECONDS, create_engine
 from shared.adapters.postgres.idempotency import IdempotencyRepository
 from shared.adapters.postgres.inbox import InboxRepository
 from shared.adapters.postgres.items import ItemRepository
 from shared.adapters.postgres.leases import LeaseRepository
 from shared.adapters.postgres.liveness import LivenessRepository
-from shared.adapters.postgres.outages import connection_lost
-from shared.adapters.postgres.outbox import OutboxWriter
+from shared.adapters.postgres.outbox import OutboxDelivery, OutboxWriter
 from shared.adapters.postgres.tasks import TaskRepository
 from shared.adapters.postgres.turns import TurnRepository
+from shared.adapters.unavailable import POSTGRES, connection_lost, unavailable
 from shared.config.settings import DatabaseSettings
 from shared.errors import DependencyUnavailable, TaskRelayError
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""A connection attempt that hangs (an unreachable host) fails after this, not asyncpg's 60 s."""
 ACQUIRE_TIMEOUT_SECONDS = 30.0
 """How long a unit of work waits for a pooled connection to come free (SQLAlchemy's default)."""
 IDLE_CONNECTION_SECONDS = 300.0
@@ -66,6 +62,9 @@ class UnitOfWork:
     idempotency: IdempotencyRepository
     liveness: LivenessRepository
     turns: TurnRepository
+    outbox_delivery: OutboxDelivery
+    """Not part of `AbstractUnitOfWork`: the relay's housekeeping and `taskrelay admin outbox`
+    read the backlog, clean up and replay parked rows through it; no service does."""
 
     def __init__(
         self,
@@ -78,30 +77,8 @@ class UnitOfWork:
         self._outbox_class = outbox_class
         self._driver: Any = None
         """The pooled asyncpg connection (asyncpg ships no type hints)."""
-        self._conn: AsyncConnection | None = None
         self._tx: Any = None
         self._on_commit: list[Callable[[], None]] = []
-
-    @property
-    def connection(self) -> AsyncConnection:
-        """SQLAlchemy's view of the same connection and transaction, for tests' ad-hoc queries.
-
-        Not part of `AbstractUnitOfWork`: services go through the repositories only. Made on
-        first use, around the pooled asyncpg connection (SQLAlchemy's own adapter for it, with
-        no pool record behind it). It is in autocommit mode so that SQLAlchemy issues no BEGIN
-        of its own; its statements run in the asyncpg transaction.
-        """
-        if self._driver is None:
-            raise RuntimeError("the unit of work is not open")
-        if self._conn is None:
-            engine = self._factory.engine
-            adapter: Any = AsyncAdapt_asyncpg_connection
-            adapted = adapter(engine.dialect.loaded_dbapi, self._driver)
-            adapted.autocommit = True
-            proxied = _AdhocProxiedConnection(adapted, None)  # type: ignore[arg-type]
-            sync = Connection(engine.sync_engine, connection=proxied)
-            self._conn = AsyncConnection(engine, sync)
-        return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
         try:
@@ -130,6 +107,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(driver)
         self.liveness = LivenessRepository(driver)
         self.turns = TurnRepository(driver)
+        self.outbox_delivery = OutboxDelivery(driver)
         return self
 
     async def __aexit__(
@@ -139,7 +117,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         driver, tx = self._driver, self._tx
-        self._driver = self._conn = self._tx = None
+        self._driver = self._tx = None
         if driver is None:
             return
         lost = _lost_on(driver, exc)
@@ -181,7 +159,7 @@ class UnitOfWork:
             callback()
 
     def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
-        return unavailable(POSTGRES, self._factory.database.sqlalchemy_url, exc)
+        return unavailable(POSTGRES, self._factory.database.asyncpg_dsn, exc)
 
 
 def _lost_on(driver: Any, exc: BaseException | None) -> bool:
@@ -224,15 +202,6 @@ class UnitOfWorkFactory:
         self._checked_out = 0
         """Connections handed to units of work and not yet released or discarded."""
         self._opening = asyncio.Lock()
-        self._engine: AsyncEngine | None = None
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """A SQLAlchemy engine on the same database, made on first use: the dialect behind
-        `UnitOfWork.connection` (tests). Units of work never use its pool."""
-        if self._engine is None:
-            self._engine = create_engine(self.database, pool_size=1)
-        return self._engine
 
     def __call__(self, headers: Mapping[str, str] | None = None) -> UnitOfWork:
         return UnitOfWork(self, headers, self._outbox_class)
@@ -290,9 +259,8 @@ class UnitOfWorkFactory:
             driver.terminate()
 
     async def close(self) -> None:
-        """Close the pool's connections (and the engine, if one was made). Units of work still
-        open get CLOSE_SECONDS to end; then their connections are cut, so that a stuck one
-        cannot hold a process's shutdown."""
+        """Close the pool's connections. Units of work still open get CLOSE_SECONDS to end;
+        then their connections are cut, so that a stuck one cannot hold a process's shutdown."""
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -300,16 +268,12 @@ class UnitOfWorkFactory:
                     await pool.close()
             except TimeoutError:
                 pool.terminate()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
 
 
 async def _json_codecs(driver: Any) -> None:
-    """The JSON codecs SQLAlchemy's asyncpg dialect installs, so that every repository (and
-    SQLAlchemy's view in tests) passes JSON text and reads decoded values, whichever pool the
-    connection came from. Bounded like the connect before it: a unit of work waits for this
-    untimed when a pooled connection is free (`UnitOfWorkFactory.acquire`)."""
+    """JSON codecs (as SQLAlchemy's asyncpg dialect installs them), so that every repository
+    passes JSON text and reads decoded values. Bounded like the connect before it: a unit of
+    work waits for this untimed when a pooled connection is free (`UnitOfWorkFactory.acquire`)."""
     async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
         await driver.set_type_codec(
             "json",

@@ -1,20 +1,26 @@
-"""Connections lost under the engine and the unit of work: a connection that died while idle
-is replaced before use, and one lost mid-transaction is reported and never reused."""
+"""Connections lost under the units of work's asyncpg pool, which every runtime statement
+outside the relay's session runs on (the API, the worker, the relay's housekeeping): a
+connection that died while idle is replaced before use, and one lost mid-transaction is
+reported and never reused."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
-from sqlalchemy import text
 
-from shared.adapters.postgres import UnitOfWorkFactory, create_engine
+from services.relay.housekeeping import Housekeeping
+from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres import uow as uow_module
 from shared.config.settings import DatabaseSettings, Settings
+from shared.domain import ItemKey
 from shared.errors import DependencyUnavailable
+from tests.support import sql
 from tests.support.proxy import TcpProxy
 from tests.support.wait import wait_until
 
@@ -31,18 +37,32 @@ def through_proxy(settings: Settings) -> tuple[TcpProxy, DatabaseSettings]:
     return proxy, via_proxy
 
 
+async def noticed_closed(uow_factory: UnitOfWorkFactory) -> None:
+    """Until the pool holds no idle connection: asyncpg reads the EOF in the event loop."""
+    pool = await uow_factory.pool()
+
+    async def noticed() -> bool:
+        return pool.get_idle_size() == 0
+
+    await wait_until(noticed, what="the pool to notice the closed socket")
+
+
 async def test_a_connection_cut_while_idle_is_replaced(settings: Settings) -> None:
+    """The relay's housekeeping (its `/health` figures, once on an engine of its own): the
+    figures are read again, without an error, on a new connection."""
     proxy, via_proxy = through_proxy(settings)
-    engine = create_engine(via_proxy, pool_size=1, idle_ping_seconds=0.0)
+    uow_factory = UnitOfWorkFactory(via_proxy, pool_size=1)
+    housekeeping = Housekeeping(
+        uow_factory, retention_seconds=60, idempotency_ttl=timedelta(hours=1), batch_size=10
+    )
     try:
-        async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        assert (await housekeeping.backlog()).pending >= 0
         proxy.cut()  # the pooled connection's socket is closed under it
         proxy.restore()
-        async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT 2"))).scalar() == 2
+        await noticed_closed(uow_factory)
+        assert (await housekeeping.backlog()).pending >= 0
     finally:
-        await engine.dispose()
+        await housekeeping.close()
         proxy.close()
 
 
@@ -55,18 +75,14 @@ async def test_a_pooled_connection_cut_while_idle_is_replaced(settings: Settings
     try:
         async with uow_factory() as uow:
             await uow.ping()
-            before = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        # The pool's one connection, the unit of work's: which server process it talks to.
+        before = await sql.fetchval(uow_factory, "SELECT pg_backend_pid()")
         proxy.cut()  # the pooled connection's socket is closed under it
         proxy.restore()
-        pool = await uow_factory.pool()
-
-        async def noticed() -> bool:  # asyncpg reads the EOF in the event loop
-            return pool.get_idle_size() == 0
-
-        await wait_until(noticed, what="the pool to notice the closed socket")
+        await noticed_closed(uow_factory)
         async with uow_factory() as uow:
             await uow.ping()
-            after = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        after = await sql.fetchval(uow_factory, "SELECT pg_backend_pid()")
         assert after != before
     finally:
         await uow_factory.close()
@@ -146,9 +162,10 @@ async def test_the_wait_stays_bounded_after_units_of_work_that_failed(
     proxy, via_proxy = through_proxy(settings)
     uow_factory = UnitOfWorkFactory(via_proxy, pool_size=1)
     try:
-        with pytest.raises(Exception, match="no_such_table"):
+        items = [(ItemKey("c", "quiz"), "no such task's item")]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):  # the server refused it
             async with uow_factory() as uow:
-                await uow.connection.execute(text("SELECT * FROM no_such_table"))
+                await uow.items.add_many(uuid4(), items, datetime.now(UTC))
         with pytest.raises(DependencyUnavailable):
             await lock_cut_commit(uow_factory, proxy, uuid4())
         proxy.restore()

@@ -1,11 +1,14 @@
 """The outbox writer: what a change emits becomes rows in the caller's transaction.
 
 Nothing in taskrelay publishes, enqueues or pushes directly; it writes here, and the relay
-publishes. A trigger on the table sends NOTIFY on commit so relays wake at once.
+publishes (`delivery.py`). A trigger on the table sends NOTIFY on commit so relays wake at once.
 
 `emit` writes a task's change itself too: the task row (status, step, `seq`, `last_message`)
 and the outbox rows of its notification and job dispatch go in ONE statement, so the `seq` a
-notification carries and the row that carries it are never apart, in one round trip.
+notification carries and the row that carries it are never apart, in one round trip. It is the
+one place a task's status is written (`shared.adapters.postgres.tasks` says so); a job
+dispatch's `add` likewise marks its task waiting (`waiting_since`) in the statement that writes
+its row. Plain prepared SQL (`shared.adapters.postgres.sql`) on the unit of work's connection.
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from shared.adapters.postgres.tables import PARTITION_BUCKETS
+from shared.adapters.postgres.sql import Connection
 from shared.domain import JobDispatch, Notification, TaskState
 from shared.domain.messages import job_routing_key, notification_routing_key
 from shared.observability.tracing import trace_headers
+
+OUTBOX_CHANNEL = "taskrelay_outbox"
+"""The NOTIFY channel a trigger on `outbox` signals in every writing transaction (migration
+0001); the relays LISTEN to it."""
+PARTITION_BUCKETS = 256
+"""Outbox rows carry `partition_key = crc32(task_id) % PARTITION_BUCKETS` (see docs/relay.md)."""
 
 _HEADERS = msgspec.json.Encoder()
 """Headers are text to text: msgspec writes the same JSON value as json.dumps, in a fifth of
@@ -36,7 +45,7 @@ def partition_key(task_id: UUID) -> int:
 
 
 class OutboxWriter:
-    def __init__(self, conn: Any, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, conn: Connection, headers: Mapping[str, str] | None = None) -> None:
         self._conn = conn
         """An asyncpg connection inside the unit of work's transaction."""
         carried = trace_headers() if headers is None else dict(headers)
