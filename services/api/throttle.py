@@ -13,7 +13,7 @@ Probes (`/livez`, `/readyz`, `/health`, `/metrics`) and the page's static assets
 counted at all: they share an address with every anonymous client behind the same proxy, so a
 flood of anonymous requests would otherwise answer the load balancer's probes and the task
 page's script 429. They are cheap by construction: the probes answer from a result at most 1 s
-old (`services.api.health.DatabaseProbe`), the assets are a few small files.
+old (`shared.adapters.probes.Probes`), the assets are a few small files.
 
 The peer address is the socket's, unless the operator names the proxies to trust
 (`TASKRELAY_API_PROXY_HEADERS`, `TASKRELAY_API_FORWARDED_ALLOW_IPS`, passed to uvicorn): by
