@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-from shared.errors import DependencyUnavailable
+from shared.adapters.unavailable import POSTGRES, unavailable
 from shared.service.ports import AbstractUnitOfWorkFactory
 from tests.unit.fake_repositories import FakeItems, FakeOutbox, FakeTasks
 from tests.unit.fake_state import FakeLocks, FakeState
@@ -61,7 +61,7 @@ class FakeUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._database.outages > 0:
             self._database.outages -= 1
-            raise DependencyUnavailable("PostgreSQL", "fake://", "the fake database is away")
+            raise unavailable(POSTGRES, "fake://db", "the fake database is away")
         self._began_at = self._database.commits
         self._state = state = copy.deepcopy(self._database.state)
         self.tasks, self.items = FakeTasks(state, self._locks), FakeItems(state)
