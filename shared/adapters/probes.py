@@ -2,11 +2,11 @@
 
 Each composition root builds one (`create_app()`, the relay's and the worker's `bootstrap()`,
 `taskrelay run`'s and `taskrelay admin`'s checks) naming the services its process needs, and
-asks it before serving: each start-up check connects once, within PROBE_TIMEOUT, and closes
+asks it before serving: each start-up check connects once, within START_UP_TIMEOUT, and closes
 again; one that fails raises DependencyUnavailable (`shared.adapters.unavailable`), which the
 command line prints as one line naming the service, its URL without password, and how to
 start it. The API's `/health` and `/readyz` ask the same object whether PostgreSQL answers a
-query on the API's own pool, within the same PROBE_TIMEOUT: they need no token and are not
+query on the API's own pool, within one HEALTH_TIMEOUT for both: they need no token and are not
 rate limited (a load balancer's probes must not share a budget a flood can exhaust), so they
 must not cost the database a query each. `DatabaseProbe` answers from a result at most
 MAX_AGE_SECONDS old, and while a query is out, every caller waits for that one.
@@ -28,8 +28,12 @@ from shared.errors import DependencyUnavailable
 from shared.observability.logging import silenced
 from shared.service.ports import AbstractUnitOfWorkFactory
 
-PROBE_TIMEOUT = 2.0
-"""Seconds any check waits for its service to answer (docs/operations.md: `/health`)."""
+START_UP_TIMEOUT = 5.0
+"""Seconds a start-up check waits for its service to accept a new connection (a server that is
+itself starting, or far away, gets time; a dead one is reported within it)."""
+HEALTH_TIMEOUT = 2.0
+"""Seconds `/health` and `/readyz` wait for the API's pool to answer `SELECT 1`: a load balancer
+asks often, and an answer slower than this is not a healthy one (docs/operations.md)."""
 MAX_AGE_SECONDS = 1.0
 """How long a database answer serves `/health` and `/readyz` before it is asked again."""
 SCHEMA = {"roadmap_tasks": "the schema is missing"}
@@ -83,10 +87,11 @@ class Probes:
         needs: Sequence[str] = (POSTGRES,),
         *,
         schema: Mapping[str, str] | None = SCHEMA,
-        timeout: float = PROBE_TIMEOUT,
+        timeout: float = START_UP_TIMEOUT,
+        health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
         self._settings, self._needs, self._schema = settings, tuple(needs), schema
-        self.timeout = timeout
+        self.timeout, self.health_timeout = timeout, health_timeout
         self._checks = {POSTGRES: self.postgres, RABBITMQ: self.rabbitmq, REDIS: self.redis}
         self._uow_factory: AbstractUnitOfWorkFactory | None = None
         self._database = DatabaseProbe(self._database_answers_now)
@@ -145,7 +150,7 @@ class Probes:
         if self._uow_factory is None:
             return False
         try:
-            async with asyncio.timeout(self.timeout), self._uow_factory() as uow:
+            async with asyncio.timeout(self.health_timeout), self._uow_factory() as uow:
                 await uow.ping()
         except (DependencyUnavailable, TimeoutError):
             return False
