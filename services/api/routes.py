@@ -2,22 +2,31 @@
 
 A POST runs in one unit of work: claim its `Idempotency-Key` (if any), run the service, store
 the response with the work, commit, and only then answer.
+
+The `Idempotency-Key` header is read from the request's raw headers (`idempotency_key`) and
+put in each POST route's OpenAPI operation by hand (`KeyedOperation`), not declared as a
+Litestar header parameter: a declared one makes Litestar parse every header of the request
+into a multidict and validate it through the handler's signature model, ~4 us of the API's
+CPU for each POST (measured in-process), for one optional header. The rules are the same: at
+most 255 characters, or 400.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.enums import ParamType
+from litestar.openapi import spec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from services.api.bodies import check_json_body
 from services.api.http_errors import UNAVAILABLE
-from services.api.idempotency import KeyedOperation, idempotency_key
 from services.api.schemas import (
     CreateTask,
     ErrorView,
@@ -31,6 +40,7 @@ from services.api.security import SECURITY, authenticate, caller
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.domain import CONTENT_TYPES
+from shared.errors import InvalidInput
 from shared.service import (
     NewTask,
     cancel_task,
@@ -104,6 +114,45 @@ async def authenticate_with_body(request: Request[Any, Any, Any]) -> None:
     """The create route's `before_request`: the caller first, then the body's decoding."""
     await authenticate(request)
     await check_json_body(request)
+
+
+KEY_HEADER = "Idempotency-Key"
+KEY_MAX_CHARS = 255
+_RAW_NAME = KEY_HEADER.lower().encode("latin-1")
+_KEY_MEANING = "Repeat a POST safely: the same key returns the first response."
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The request's key (the first, if it was sent twice), None without one; a key longer
+    than KEY_MAX_CHARS is a 400."""
+    for name, value in request.scope["headers"]:
+        if name == _RAW_NAME:
+            key = value.decode("latin-1")
+            if len(key) > KEY_MAX_CHARS:
+                raise InvalidInput(f"{KEY_HEADER} must be at most {KEY_MAX_CHARS} characters")
+            return key
+    return None
+
+
+KEY_PARAMETER = spec.Parameter(
+    name=KEY_HEADER,
+    param_in=ParamType.HEADER,
+    required=False,
+    description=_KEY_MEANING,
+    schema=spec.Schema(
+        one_of=[spec.Schema(type=spec.OpenAPIType.STRING), spec.Schema(type=spec.OpenAPIType.NULL)],
+        max_length=KEY_MAX_CHARS,
+        description=_KEY_MEANING,
+    ),
+)
+
+
+@dataclass
+class KeyedOperation(spec.Operation):
+    """The OpenAPI operation of a POST route: its parameters and the `Idempotency-Key`."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [*(self.parameters or []), KEY_PARAMETER]
 
 
 class TaskController(Controller):
