@@ -15,8 +15,8 @@ import urllib.request
 from typing import Any
 
 from shared.adapters.unavailable import unavailable
+from shared.config.redaction import redact_url
 from shared.errors import DependencyUnavailable, TaskRelayError
-from shared.observability.redaction import redact_url
 
 
 class ApiError(TaskRelayError):

@@ -5,7 +5,7 @@ plugin sits, so a 404 counts too): each HTTP request runs under its trace (the `
 brought, or a new one), is counted by route template and status with its duration, and gets
 one `http_request` log line with its trace id. The lines a request logs are written together,
 in one write(2), once it has been answered (`shared.observability.logging.lines_held`). Query
-strings are logged with every token and password masked (`shared.observability.redaction`).
+strings are logged with every token and password masked (`shared.config.redaction`).
 `/livez`, `/readyz` and `/metrics` need no token (docs/protocol.md §10).
 """
 
@@ -28,8 +28,8 @@ from prometheus_client import (
 
 from services.api.gateway.metrics import GatewayMetrics
 from shared.adapters.probes import Probes
+from shared.config.redaction import redact_query
 from shared.observability.logging import get_logger, lines_held
-from shared.observability.redaction import redact_query
 from shared.observability.tracing import propagated_fields, traced
 
 log = get_logger("taskrelay.access")

@@ -26,8 +26,8 @@ import asyncpg
 import redis
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from shared.config.redaction import redact_url, scrub
 from shared.errors import DependencyUnavailable
-from shared.observability.redaction import redact_url, scrub
 
 POSTGRES = "PostgreSQL"
 RABBITMQ = "RabbitMQ"

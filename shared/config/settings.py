@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 from shared.config.model import ModelSettings
 from shared.config.processes import DEFAULT_GENERATOR, ApiSettings, RelaySettings, WorkerSettings
 from shared.config.reader import Floor, read_section, setting
+from shared.config.redaction import redact_url
 from shared.errors import ConfigurationError
-from shared.observability.redaction import redact_url
 
 __all__ = [
     "DEFAULT_GENERATOR",

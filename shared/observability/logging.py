@@ -1,7 +1,7 @@
 """Structured logs for every process: JSON when stderr is not a terminal, readable when it is.
 
 No line carries a secret: every stdlib record and structlog event goes through
-`shared.observability.redaction` (a token or password in a query string becomes `***`).
+`shared.config.redaction` (a token or password in a query string becomes `***`).
 
 Work that concerns one task binds `task_id` (and `message_id`, `job_id`) with `bound_context`
 (on a context variable of this module), so every line logged inside carries them, and they are
@@ -22,8 +22,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from shared.config.redaction import RedactSecrets, redact_event
 from shared.config.settings import LoggingSettings
-from shared.observability.redaction import RedactSecrets, redact_event
 
 
 class bound_context:  # lower case: used as a function, `with bound_context(task_id=...)`

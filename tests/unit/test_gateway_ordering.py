@@ -12,7 +12,7 @@ from services.api.gateway.admission import Refused, admit, origin_allowed
 from services.api.gateway.close_codes import CloseCode
 from services.api.gateway.metrics import GatewayMetrics
 from services.api.gateway.watcher import Sequencer
-from shared.observability.redaction import RedactSecrets
+from shared.config.redaction import RedactSecrets
 from shared.service.auth import issue_token
 
 SECRET = "unit-secret-" + "z" * 40

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from shared.adapters.unavailable import redact, unavailable
-from shared.observability.redaction import redact_query, redact_text
+from shared.config.redaction import redact_query, redact_text
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ sockets cross-site freely, so the Origin is checked here: an Origin listed in
 `TASKRELAY_ALLOWED_ORIGINS` (or `*`), else one whose host:port is the request's own `Host`. A
 request without an Origin header is not a browser and is let through to the token check.
 Refusals carry the close code the socket is closed with. Browsers cannot send headers on a
-WebSocket, so the token rides in the query string; `shared.observability.redaction` keeps it out of
+WebSocket, so the token rides in the query string; `shared.config.redaction` keeps it out of
 every log line, however the query spells its key.
 """
 
