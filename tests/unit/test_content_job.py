@@ -34,16 +34,6 @@ from tests.unit.content_jobs import (
 from tests.unit.fakes import FakeDatabase
 
 
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
-
-
-@pytest.fixture(name="beat")
-def fixture_beat() -> Beat:
-    return Beat()
-
-
 async def test_a_job_generates_every_pending_item_then_completes_the_task(
     db: FakeDatabase, beat: Beat
 ) -> None:

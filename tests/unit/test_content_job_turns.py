@@ -31,16 +31,6 @@ from tests.unit.content_jobs import (
 from tests.unit.fakes import FakeDatabase
 
 
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
-
-
-@pytest.fixture(name="beat")
-def fixture_beat() -> Beat:
-    return Beat()
-
-
 async def test_a_slice_over_while_another_task_waits_hands_the_rest_back(
     db: FakeDatabase, beat: Beat
 ) -> None:

@@ -16,11 +16,6 @@ from tests.unit.test_services import NEW, OWNER, job_lease, task
 USAGE = {"prompt_tokens": 11, "completion_tokens": 22}
 
 
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
-
-
 async def generated(db: FakeDatabase) -> UUID:
     """A task whose first item completed with usage and whose second failed."""
     async with db() as uow:

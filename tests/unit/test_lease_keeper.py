@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
-import pytest
-
 from shared.domain.records import Lease
 from shared.service import NewTask, create_task
 from shared.service.lease_keeper import Heartbeat, LeaseKeeper, OwnUnitsOfWork
@@ -44,11 +42,6 @@ class Opener:
     def keep(self, lease: Lease) -> Heartbeat:
         own: OwnUnitsOfWork = self.own
         return LeaseKeeper.keeping(own)(lease, SECONDS)
-
-
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
 
 
 async def leased(db: FakeDatabase, seconds: float) -> tuple[UUID, Lease]:

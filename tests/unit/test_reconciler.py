@@ -12,8 +12,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
-import pytest
-
 from shared.domain import JobDispatch, Notification, Status
 from shared.domain.records import WorkFacts
 from shared.service import NewTask, create_task
@@ -33,11 +31,6 @@ class FakeRq:
 
     async def __call__(self, job_ids: Sequence[str]) -> Mapping[str, JobState]:
         return {i: self.states[i] for i in job_ids if i in self.states}
-
-
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
 
 
 async def running_task(db: FakeDatabase, *, store_all: bool = False) -> UUID:

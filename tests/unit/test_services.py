@@ -22,11 +22,6 @@ OWNER = "alice"
 NEW = NewTask("roadmap-1", [("c1", "Loops"), ("c2", "Sets")], ["tutorial", "quiz"])
 
 
-@pytest.fixture(name="db")
-def fixture_db() -> FakeDatabase:
-    return FakeDatabase()
-
-
 async def created(db: FakeDatabase) -> UUID:
     async with db() as uow:
         view = await create_task(uow, OWNER, NEW)
