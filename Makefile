@@ -20,14 +20,14 @@ run: $(STAMP)
 	$(BIN)/taskrelay run
 
 test: $(STAMP) browser
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services harness tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 # The fast lane a developer runs on every change: unit and integration tests (no processes, no
 # browser, no faults); about 65 s here. `make test` is the whole suite, before a push.
 test-fast: $(STAMP)
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services harness tests bench
 	$(BIN)/pytest tests/unit tests/integration -q
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used);
@@ -43,8 +43,8 @@ browser:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests bench
-	$(BIN)/ruff format --check shared services tests bench
+	$(BIN)/ruff check shared services harness tests bench
+	$(BIN)/ruff format --check shared services harness tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -25,10 +25,10 @@ import asyncpg
 from bench.loadgen import post_all
 from bench.procstat import cpu_seconds
 from bench.profile import recording
+from harness import resources as res
+from harness.processes import Process, free_port, http_ready, start_api
+from harness.wait import wait_until_sync
 from shared.service.auth import issue_token
-from tests.support import resources as res
-from tests.support.processes import Process, free_port, http_ready, start_api
-from tests.support.wait import wait_until_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,11 +30,11 @@ import time
 from bench.frames import TimedSocket, percentile
 from bench.loadgen import KeepAlive
 from bench.profile import recording
+from harness import resources as res
+from harness.system import TOKEN, System, running
 from shared.config.settings import LoggingSettings
 from shared.domain.content import ContentRequest
 from shared.observability.logging import configure_logging
-from tests.support import resources as res
-from tests.support.system import TOKEN, System, running
 
 FAILED = ("failed", "partial_failure")
 

@@ -23,12 +23,12 @@ import asyncio
 import os
 import sys
 
+from harness import fairness
+from harness import resources as res
+from harness.system import running
+from harness.wait import wait_until
 from shared.config.settings import LoggingSettings
 from shared.observability.logging import configure_logging
-from tests.support import fairness
-from tests.support import resources as res
-from tests.support.system import running
-from tests.support.wait import wait_until
 
 
 async def measure(env: dict[str, str], args: argparse.Namespace) -> int:
@@ -107,7 +107,7 @@ def main() -> int:
     configure_logging("bench", LoggingSettings(level="WARNING"))
     with res.isolated("taskrelay_bench") as resources:
         env = resources.env(
-            TASKRELAY_CONTENT_GENERATOR="tests.support.generators:paced",
+            TASKRELAY_CONTENT_GENERATOR="harness.generators:paced",
             TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
         )
         code = asyncio.run(measure(env, args))

@@ -19,11 +19,11 @@ import statistics
 import time
 from uuid import UUID
 
+from harness import resources as res
+from harness import sql
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.service import NewTask, create_task, list_items
-from tests.support import resources as res
-from tests.support import sql
 
 OWNER = "bench"
 

@@ -8,7 +8,7 @@ Two figures, each with the stub's peak of requests in flight:
   vhost and Redis db, `--tasks` tasks of `--items` items created at once, timed from their
   commit until every task is final. It is bounded by how many items the jobs generate at once
   as well as by the cap;
-- the generator alone: two processes (`tests.support.model_load`) each asking for `--items` x
+- the generator alone: two processes (`harness.model_load`) each asking for `--items` x
   `--tasks` / 2 items at once through the generator and its Redis cap, which shows the ceiling
   the cap sets: `max-in-flight / delay` items per second.
 """
@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 
 from bench.worker_throughput import create_tasks, wait_final
+from harness import resources as res
+from harness.model_stub import ModelStub
+from harness.relay import start_relay
+from harness.worker import start_worker
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import LoggingSettings, Settings
 from shared.observability.logging import configure_logging
-from tests.support import resources as res
-from tests.support.model_stub import ModelStub
-from tests.support.relay import start_relay
-from tests.support.worker import start_worker
 
 ROOT = Path(__file__).parents[1]
 
@@ -55,7 +55,7 @@ def generator_alone(env: dict[str, str], args: argparse.Namespace) -> float:
     started = time.monotonic()
     loads = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.support.model_load", str(per_process), f"p{n}-"],
+            [sys.executable, "-m", "harness.model_load", str(per_process), f"p{n}-"],
             env=child_env,
             stdout=subprocess.PIPE,
             text=True,

@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from tests.support import generators
-from tests.support import resources as res
-from tests.support.servers import PrivatePostgres, PrivateRedis
-from tests.support.system import TYPES, System, fault_env, running
-from tests.support.wait import wait_until
-from tests.support.worker import start_worker
+from harness import generators
+from harness import resources as res
+from harness.servers import PrivatePostgres, PrivateRedis
+from harness.system import TYPES, System, fault_env, running
+from harness.wait import wait_until
+from harness.worker import start_worker
 
 Fault = Callable[[System], Awaitable[None]]
 

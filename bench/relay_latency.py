@@ -25,13 +25,13 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from bench.procstat import cpu_seconds
+from harness import resources as res
+from harness.relay import health, start_relay
+from harness.wait import wait_until_sync
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.rabbitmq.topology import declare_topology
 from shared.config.settings import Settings
 from shared.domain import Notification, Status
-from tests.support import resources as res
-from tests.support.relay import health, start_relay
-from tests.support.wait import wait_until_sync
 
 RELAY_BACKENDS = (
     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "

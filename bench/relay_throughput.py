@@ -33,10 +33,10 @@ import aiormq
 import asyncpg
 
 from bench.procstat import rss_kib
-from tests.support import resources as res
-from tests.support.processes import Process, stop_all
-from tests.support.relay import health, start_relay
-from tests.support.wait import wait_until_sync
+from harness import resources as res
+from harness.processes import Process, stop_all
+from harness.relay import health, start_relay
+from harness.wait import wait_until_sync
 
 SINK = "bench.sink"
 TASKS = 1000

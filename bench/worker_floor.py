@@ -5,7 +5,7 @@ Usage: .venv/bin/python -m bench.worker_floor [--items 300] [--growth] [--rounds
 
 A fresh database, vhost and Redis db hold the run (removed after it).
 - Product: a real `taskrelay api`, `relay` and `worker --processes 1`, with the generator
-  `tests.support.generators:instant`, which costs nothing. A task of `--items` items (concepts x
+  `harness.generators:instant`, which costs nothing. A task of `--items` items (concepts x
   3 types) is created over HTTP and a WebSocket opened on it at once; the per-item cost is the
   spacing of its `content_item_completed` frames as they reach the socket, from the `--skip`th
   item on (start-up excluded): (last arrival - first arrival) / items between them, counted by
@@ -49,12 +49,12 @@ from bench.frames import TimedSocket
 from bench.procstat import ServerCpu, cpu_seconds, wait_childless
 from bench.profile import recording
 from bench.worker_throughput import rq_pids
+from harness import resources as res
+from harness.system import TOKEN, System, running
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import DatabaseSettings, LoggingSettings
 from shared.observability.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from tests.support import resources as res
-from tests.support.system import TOKEN, System, running
 
 TYPES = ["tutorial", "resources", "quiz"]
 FINISHED = ("completed", "partial_failure", "failed")
@@ -212,7 +212,7 @@ async def run(args: argparse.Namespace, sizes: list[int]) -> None:
     growths: list[tuple[float, float]] = []
     with res.isolated("taskrelay_bench") as resources:
         env = resources.env(
-            TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant",
+            TASKRELAY_CONTENT_GENERATOR="harness.generators:instant",
             TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
         )
         for round_no in range(1, args.rounds + 1):

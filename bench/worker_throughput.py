@@ -4,7 +4,7 @@ Usage: .venv/bin/python -m bench.worker_throughput [--tasks 8] [--items 100] [--
        [--workers 1 2]
 
 For each process count: a fresh `taskrelay worker --processes N` (generator
-`tests.support.generators:instant`) and one relay on a fresh database, vhost and Redis db;
+`harness.generators:instant`) and one relay on a fresh database, vhost and Redis db;
 `--tasks` tasks of `--items` items each are created at once (as the API does), and the clock
 runs from their commit until every task is final. What it measures is the worker's own cost per
 item: lease check, one transaction that stores the item, counts all items and writes the
@@ -28,15 +28,15 @@ import time
 from uuid import UUID
 
 from bench.procstat import cpu_seconds
+from harness import resources as res
+from harness.processes import Process, stop_all
+from harness.relay import start_relay
+from harness.worker import start_worker, task_row
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import LoggingSettings, Settings
 from shared.domain import FINAL
 from shared.observability.logging import configure_logging
 from shared.service.tasks import NewTask, create_task
-from tests.support import resources as res
-from tests.support.processes import Process, stop_all
-from tests.support.relay import start_relay
-from tests.support.worker import start_worker, task_row
 
 
 async def create_tasks(uow_factory: UnitOfWorkFactory, tasks: int, items: int) -> list[UUID]:
@@ -105,7 +105,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("bench", LoggingSettings(level="WARNING"))  # the figures, not every line
     with res.isolated("taskrelay_bench") as resources:
-        env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:instant")
+        env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.generators:instant")
         relay = start_relay(env, name="bench-relay")
         try:
             settings = Settings.from_env(env)

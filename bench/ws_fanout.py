@@ -37,11 +37,11 @@ import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.procstat import cpu_seconds, rss_kib
+from harness import resources as res
+from harness.processes import Process, start_api
+from harness.wait import Timeout, wait_until
 from shared.domain.messages import EXCHANGE, notification_routing_key
 from shared.service.auth import issue_token
-from tests.support import resources as res
-from tests.support.processes import Process, start_api
-from tests.support.wait import Timeout, wait_until
 
 
 async def seed(dsn: str, owner: str, n: int) -> list[uuid.UUID]:

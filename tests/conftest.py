@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from harness import resources as res
+from harness.servers import PrivatePostgres, PrivateRedis
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
-from tests.support import resources as res
-from tests.support.servers import PrivatePostgres, PrivateRedis
 
 
 @pytest.fixture(name="resources", scope="session")

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.processes import Process, start_api
+from harness.resources import SECRET, Resources
 from shared.service.auth import issue_token
 from tests.support.browser import chromium
-from tests.support.processes import Process, start_api
-from tests.support.resources import SECRET, Resources
 
 
 @pytest.fixture(name="api", scope="session")

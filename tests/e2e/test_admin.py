@@ -13,19 +13,20 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
+from harness import resources as res
+from harness.processes import free_port, start_api
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.worker import start_worker, task_row
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import DatabaseSettings
 from shared.service.auth import issue_token
 from tests.e2e.test_nothing_stuck import dead_letter_next_job_message, wait_for_final
-from tests.support import resources as res
 from tests.support import tasks
 from tests.support.cli import Ran, admin
-from tests.support.processes import free_port, start_api
-from tests.support.relay import start_relay
 from tests.support.republish import outbox_rows, publish
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.worker import notifications, start_worker, task_row
+from tests.support.worker import notifications
 
 pytestmark = pytest.mark.slow
 

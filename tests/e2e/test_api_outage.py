@@ -20,15 +20,15 @@ import asyncpg
 import httpx
 import pytest
 
+from harness import resources as res
+from harness.processes import Process, start_api
+from harness.servers import PrivatePostgres
+from harness.wait import wait_until
+from harness.worker import log_lines
+from harness.ws import Watch
 from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
-from tests.support import resources as res
-from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy
-from tests.support.servers import PrivatePostgres
-from tests.support.wait import wait_until
-from tests.support.worker import log_lines
-from tests.support.ws import Watch
 
 BODY = {"roadmap_id": "roadmap-outage", "concepts": [{"concept_id": "c1", "title": "Closures"}]}
 OUTAGE_WITHIN = 60.0

@@ -14,17 +14,18 @@ from uuid import UUID
 import httpx
 import pytest
 
+from harness import sql
+from harness.processes import Process, start_api
+from harness.relay import start_relay
+from harness.resources import Resources
+from harness.worker import start_worker
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.domain import MAX_ERROR_CHARS
 from shared.service.recovery import fail_for_job
 from tests.e2e.conftest import auth
 from tests.integration.test_worker_callbacks import running_task
-from tests.support import sql
-from tests.support.processes import Process, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import Resources
-from tests.support.worker import notifications, start_worker, wait_for_status
-from tests.support.ws import Watch
+from tests.support.worker import notifications, wait_for_status
 
 pytestmark = pytest.mark.slow
 OWNER = "error-texts"
@@ -32,7 +33,7 @@ OWNER = "error-texts"
 
 @pytest.fixture(name="system", scope="module")
 def system_fixture(resources: Resources) -> Iterator[str]:
-    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:enormous_error")
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.generators:enormous_error")
     started: list[Process] = []
     try:
         started.append(start_relay(env, name="relay-error-texts"))

@@ -15,12 +15,12 @@ from uuid import UUID
 import httpx
 import pytest
 
-from tests.support import fairness, generators
-from tests.support.processes import Process, free_port, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import Resources, isolated
-from tests.support.wait import wait_until
-from tests.support.worker import start_worker
+from harness import fairness, generators
+from harness.processes import Process, free_port, start_api
+from harness.relay import start_relay
+from harness.resources import Resources, isolated
+from harness.wait import wait_until
+from harness.worker import start_worker
 
 pytestmark = pytest.mark.slow
 ITEM_CONCURRENCY = 8
@@ -36,7 +36,7 @@ def own_fixture() -> Iterator[Resources]:
 @pytest.fixture(name="system", scope="module")
 def system_fixture(own: Resources) -> Iterator[tuple[str, int, Resources]]:
     env = own.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:paced",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:paced",
         TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
     )
     metrics_port = free_port()

@@ -21,15 +21,16 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from harness import sql
+from harness.processes import TASKRELAY, Process, free_port, start_api
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until, wait_until_sync
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
-from tests.support import sql, tasks
-from tests.support.processes import TASKRELAY, Process, free_port, start_api
+from tests.support import tasks
 from tests.support.proxy import TcpProxy
-from tests.support.relay import start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until, wait_until_sync
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,11 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from harness.processes import start_api
+from harness.resources import SECRET, Resources
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
 from tests.support import tasks
-from tests.support.processes import start_api
-from tests.support.resources import SECRET, Resources
 
 pytestmark = pytest.mark.slow
 

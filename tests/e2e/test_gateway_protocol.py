@@ -26,13 +26,13 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from harness.processes import start_api
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
 from tests.support import tasks
-from tests.support.processes import start_api
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 

@@ -14,14 +14,15 @@ from uuid import UUID
 
 import pytest
 
+from harness.processes import Process, start_api, stop_all
+from harness.relay import health, start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until_sync
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
 from tests.support import tasks
-from tests.support.processes import Process, start_api, stop_all
-from tests.support.relay import Ledger, health, start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until_sync
-from tests.support.ws import Watch
+from tests.support.relay import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 import aio_pika
 import pytest
 
+from harness.processes import Process, start_api
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
 from tests.support import tasks
-from tests.support.processes import Process, start_api
 from tests.support.republish import notification_rows, publish
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 

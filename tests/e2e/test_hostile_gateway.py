@@ -21,15 +21,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from harness.processes import Process, start_api
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.domain.messages import EXCHANGE
 from shared.service.auth import issue_token
 from tests.support import raw_ws, tasks
-from tests.support.processes import Process, start_api
 from tests.support.proxy import TcpProxy
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 

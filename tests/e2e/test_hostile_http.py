@@ -20,11 +20,11 @@ import httpx
 import jwt
 import pytest
 
+from harness.processes import Process, start_api
+from harness.resources import SECRET, Resources
 from shared.config.settings import Settings
 from shared.service.auth import ALGORITHM, ISSUER
 from tests.e2e.conftest import auth
-from tests.support.processes import Process, start_api
-from tests.support.resources import SECRET, Resources
 
 BODY = {"roadmap_id": "hostile", "concepts": [{"concept_id": "c1", "title": "One"}]}
 CONCEPT = b'{"concept_id": "c1", "title": "One"}'

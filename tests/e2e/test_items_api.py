@@ -14,12 +14,12 @@ from uuid import UUID
 
 import httpx
 
+from harness.resources import SECRET
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.domain import Status
 from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
 from tests.support import tasks
-from tests.support.resources import SECRET
 
 
 def user() -> str:

@@ -23,15 +23,15 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.client import create_through_api
+from harness.model_stub import ModelStub, Reply
+from harness.processes import Process, free_port, refused_in_one_line, start_api
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.worker import log_lines, start_worker
 from shared.domain import FINAL
 from shared.service.auth import issue_token
-from tests.support.model_stub import ModelStub, Reply
-from tests.support.processes import Process, free_port, refused_in_one_line, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.tasks import create_through_api
-from tests.support.wait import wait_until
-from tests.support.worker import log_lines, start_worker
 
 pytestmark = pytest.mark.slow
 KEY = "sk-e2e-never-shown-5f2d9c0b7a"

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from harness.client import create_through_api
+from harness.model_stub import ModelStub
+from harness.resources import SECRET, Resources
 from shared.service.auth import issue_token
 from tests.support.browser import MARKS, running_system
-from tests.support.model_stub import ModelStub
-from tests.support.resources import SECRET, Resources
-from tests.support.tasks import create_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 

@@ -22,20 +22,20 @@ import aio_pika
 import httpx
 import pytest
 
+from harness import generators
+from harness import resources as res
+from harness.processes import Process, free_port, start_api
+from harness.relay import start_relay
+from harness.resources import Resources
+from harness.servers import PrivatePostgres, PrivateRedis
+from harness.system import TOKEN, TYPES, System, fault_env, running
+from harness.wait import wait_until
+from harness.worker import log_lines, start_worker, task_row
+from harness.ws import Watch
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.rabbitmq.topology import JOB_QUEUE
 from shared.config.settings import DatabaseSettings
 from shared.domain import FINAL
-from tests.support import generators
-from tests.support import resources as res
-from tests.support.processes import Process, free_port, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import Resources
-from tests.support.servers import PrivatePostgres, PrivateRedis
-from tests.support.system import TOKEN, TYPES, System, fault_env, running
-from tests.support.wait import wait_until
-from tests.support.worker import log_lines, start_worker, task_row
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 

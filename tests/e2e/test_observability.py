@@ -25,15 +25,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.processes import Process, free_port
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.worker import log_lines, start_worker
+from harness.ws import Watch
 from shared.domain.messages import COMMITTED_AT_HEADER
 from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
-from tests.support.processes import Process, free_port
-from tests.support.relay import Ledger, start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.worker import log_lines, start_worker
-from tests.support.ws import Watch
+from tests.support.relay import Ledger
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,7 @@ class Demo:
 
 @pytest.fixture(name="system", scope="module")
 def system_fixture(resources: Resources, api: Process) -> Iterator[System]:
-    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting")
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.generators:counting")
     relay_port, worker_port = free_port(), free_port()
     relay = start_relay(env, name="relay-observed", port=relay_port)
     worker = start_worker(env, processes=2, name="worker-observed", metrics_port=worker_port)
@@ -310,7 +311,7 @@ async def test_a_worker_whose_metrics_port_is_taken_warns_once_and_works_on(
     system: System, resources: Resources, client: httpx.AsyncClient
 ) -> None:
     """Last in this module: it stops the module's worker so that the second one does the work."""
-    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting")
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.generators:counting")
     second = start_worker(env, name="worker-second", metrics_port=system.worker_port)
     try:
         system.worker.stop()

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from harness.processes import Process
+from harness.relay import health, start_relay
+from harness.resources import Resources
+from harness.wait import wait_until
 from shared.adapters.postgres import UnitOfWorkFactory
-from tests.support.processes import Process
-from tests.support.relay import Ledger, Writer, health, start_relay
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
+from tests.support.relay import Ledger, Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -14,12 +14,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
+from harness.processes import Process
+from harness.relay import Health, health, start_relay
+from harness.resources import Resources
+from harness.wait import wait_until
 from shared.adapters.postgres import UnitOfWorkFactory
-from tests.support.processes import Process
 from tests.support.proxy import TcpProxy
-from tests.support.relay import Health, Ledger, Writer, health, start_relay
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
+from tests.support.relay import Ledger, Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from tests.support.processes import TASKRELAY, free_port
-from tests.support.relay import start_relay
-from tests.support.resources import Resources
+from harness.processes import TASKRELAY, free_port
+from harness.relay import start_relay
+from harness.resources import Resources
 
 pytestmark = pytest.mark.slow
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import Process, free_port, refused_in_one_line
-from tests.support.relay import health
-from tests.support.resources import Resources
-from tests.support.wait import wait_until_sync
+from harness.processes import Process, free_port, refused_in_one_line
+from harness.relay import health
+from harness.resources import Resources
+from harness.wait import wait_until_sync
 
 
 def _call(url: str, token: str, body: Any = None) -> dict[str, Any]:

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
+from harness.processes import LOG_DIR, TASKRELAY, free_port, refused_in_one_line, start_api
+from harness.resources import Resources
+from harness.wait import Timeout, wait_until_sync
 from services.lifeline import PARENT_PID_VARIABLE
-from tests.support.processes import LOG_DIR, TASKRELAY, free_port, refused_in_one_line, start_api
-from tests.support.resources import Resources
-from tests.support.wait import Timeout, wait_until_sync
 
 NOTHING_LEFT_WITHIN = 10.0  # the issue's bound; the wait polls, it does not sleep
 
@@ -171,7 +171,7 @@ def _signal_group(signum: signal.Signals) -> Callable[[Run], None]:
 def _slow_job_env(resources: Resources, tmp_path: Path) -> dict[str, str]:
     return resources.env(
         XDG_RUNTIME_DIR=str(tmp_path),
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY="1",  # the welcome task's 6 items take 6 s
     )
 
@@ -240,7 +240,7 @@ def test_an_error_in_the_supervisor_ends_the_run_and_leaves_nothing(
     pipe nobody reads."""
     env = resources.env(
         XDG_RUNTIME_DIR=str(tmp_path),
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:unbroken_line",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:unbroken_line",
     )
     run = Run(env)
     sessions: set[int] = {run.popen.pid}

@@ -15,8 +15,8 @@ import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
+from harness.resources import SECRET
 from shared.service.auth import issue_token
-from tests.support.resources import SECRET
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 ROOT = Path(__file__).resolve().parents[2]

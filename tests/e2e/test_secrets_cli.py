@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port
-from tests.support.resources import Resources
+from harness.processes import free_port
+from harness.resources import Resources
 
 
 def taskrelay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

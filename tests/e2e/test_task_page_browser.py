@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
+from harness.client import create_through_api, wait_for_status_through_api
+from harness.resources import SECRET, Resources
 from shared.service.auth import issue_token
 from tests.support.browser import MARKS, running_system, system_env
-from tests.support.resources import SECRET, Resources
-from tests.support.tasks import create_through_api, wait_for_status_through_api
 
 playwright = pytest.importorskip("playwright.async_api")
 

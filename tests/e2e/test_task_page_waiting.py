@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.support import fairness
+from harness import fairness
+from harness.resources import Resources
+from harness.wait import wait_until
 from tests.support.browser import MARKS, running_system
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 playwright = pytest.importorskip("playwright.async_api")
 
@@ -27,7 +27,7 @@ pytestmark = MARKS
 @pytest.fixture(name="system", scope="module")
 def system_fixture(resources: Resources) -> Iterator[str]:
     env = resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:paced",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:paced",
         TASKRELAY_WORKER_SLICE_SECONDS="6",
         TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
     )

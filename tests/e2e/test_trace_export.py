@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.processes import free_port, start_api
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.worker import start_worker
+from harness.ws import Watch
 from shared.service.auth import issue_token
 from tests.e2e.conftest import auth
-from tests.support.processes import free_port, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.wait import wait_until
-from tests.support.worker import start_worker
-from tests.support.ws import Watch
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the otlp extra")
@@ -119,7 +119,7 @@ async def test_the_relay_worker_and_gateway_spans_share_the_requests_trace_id(
     env = resources.env(
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="200",
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
     )
     user = "traced"
     with contextlib.ExitStack() as stack:

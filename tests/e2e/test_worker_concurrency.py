@@ -14,13 +14,15 @@ from uuid import UUID
 
 import pytest
 
+from harness import generators
+from harness.processes import Process
+from harness.relay import start_relay
+from harness.resources import Resources
+from harness.worker import start_worker
 from shared.adapters.postgres import UnitOfWorkFactory
-from tests.support import generators, tasks
-from tests.support.processes import Process
-from tests.support.relay import start_relay
+from tests.support import tasks
 from tests.support.republish import outbox_rows, publish
-from tests.support.resources import Resources
-from tests.support.worker import start_worker, wait_for_status
+from tests.support.worker import wait_for_status
 
 pytestmark = pytest.mark.slow
 TASKS = 4
@@ -43,7 +45,7 @@ async def test_two_workers_and_duplicate_messages_generate_each_item_once(
     resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
 ) -> None:
     env = resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY="0.05",
     )
     with (

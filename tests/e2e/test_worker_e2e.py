@@ -2,7 +2,7 @@
 
 Tasks are created, cancelled and retried through the service functions the API calls (which
 write the outbox); the relay publishes; the worker consumes, enqueues and generates with
-`tests.support.generators:counting`, which counts every generation in Redis.
+`harness.generators:counting`, which counts every generation in Redis.
 """
 
 from __future__ import annotations
@@ -18,24 +18,18 @@ from uuid import UUID, uuid4
 import aio_pika
 import pytest
 
+from harness import generators
+from harness.processes import TASKRELAY, Process, free_port
+from harness.relay import start_relay
+from harness.resources import Resources
+from harness.wait import wait_until, wait_until_sync
+from harness.worker import log_lines, process_alive, start_worker, task_row
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE
 from shared.service.tasks import cancel_task, retry_task
-from tests.support import generators, tasks
-from tests.support.processes import TASKRELAY, Process, free_port
-from tests.support.relay import start_relay
+from tests.support import tasks
 from tests.support.republish import outbox_rows, publish
-from tests.support.resources import Resources
-from tests.support.wait import wait_until, wait_until_sync
-from tests.support.worker import (
-    item_counts,
-    log_lines,
-    outbox_payloads,
-    process_alive,
-    start_worker,
-    task_row,
-    wait_for_status,
-)
+from tests.support.worker import item_counts, outbox_payloads, wait_for_status
 
 pytestmark = pytest.mark.slow
 OWNER = "worker-e2e"
@@ -51,7 +45,7 @@ def relay_fixture(resources: Resources) -> Iterator[Process]:
 
 def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
     return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY=str(delay),
         TASKRELAY_WORKER_LEASE_SECONDS="6",
         TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS="1",
@@ -291,7 +285,7 @@ def test_an_unreachable_dependency_ends_start_up_with_one_line(
 def test_a_generator_that_cannot_be_imported_ends_start_up_with_one_line(
     resources: Resources,
 ) -> None:
-    env = resources.env(TASKRELAY_CONTENT_GENERATOR="tests.support.nowhere:generate")
+    env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.nowhere:generate")
     done = subprocess.run(
         [*TASKRELAY, "worker"], env=env, capture_output=True, text=True, timeout=60
     )

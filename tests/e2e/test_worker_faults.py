@@ -19,21 +19,17 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from harness import generators
+from harness import resources as res
+from harness.processes import TASKRELAY, Process
+from harness.relay import start_relay
+from harness.resources import Resources
+from harness.wait import wait_until, wait_until_sync
+from harness.worker import log_lines, process_alive, start_worker
 from shared.adapters.postgres import UnitOfWorkFactory
-from tests.support import generators, tasks
-from tests.support import resources as res
-from tests.support.processes import TASKRELAY, Process
+from tests.support import tasks
 from tests.support.proxy import TcpProxy
-from tests.support.relay import start_relay
-from tests.support.resources import Resources
-from tests.support.wait import wait_until, wait_until_sync
-from tests.support.worker import (
-    item_counts,
-    log_lines,
-    process_alive,
-    start_worker,
-    wait_for_status,
-)
+from tests.support.worker import item_counts, wait_for_status
 
 pytestmark = pytest.mark.slow
 OWNER = "worker-faults"
@@ -56,7 +52,7 @@ def through(url: str, proxy: TcpProxy) -> str:
 
 def env_for(resources: Resources, **extra: str) -> dict[str, str]:
     return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
         TASKRELAY_WORKER_LEASE_SECONDS="6",
         TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS="1",
         TASKRELAY_WORKER_STALE_AFTER_SECONDS="5",

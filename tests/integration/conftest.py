@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from harness.resources import Resources, isolated
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.service.ports import AbstractUnitOfWorkFactory
-from tests.support.resources import Resources, isolated
 from tests.unit.fakes import FakeDatabase
 
 

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import pytest
 
+from harness.resources import Resources
 from tests.support.cli import InProcess
-from tests.support.resources import Resources
 
 
 @pytest.fixture(name="taskrelay")

@@ -10,14 +10,14 @@ from uuid import UUID, uuid4
 import aio_pika
 import pytest
 
+from harness.resources import Resources
+from harness.wait import wait_until
 from services.worker.enqueue import job_id_for
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.rabbitmq.topology import DEAD_JOB_QUEUE, JOB_QUEUE
 from shared.config.settings import Settings
 from tests.support import tasks
 from tests.support.consumer import own_consumer
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

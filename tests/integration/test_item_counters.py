@@ -18,6 +18,8 @@ from uuid import UUID, uuid4
 import asyncpg
 from alembic import command
 
+from harness import resources as res
+from harness import sql
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.migrate import alembic_config
@@ -27,8 +29,7 @@ from shared.domain.content import ContentRequest
 from shared.domain.records import PendingItem
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
-from tests.support import resources as res
-from tests.support import sql, tasks
+from tests.support import tasks
 from tests.support.worker import notifications
 
 OWNER = "counter-tests"

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from harness import sql
+from harness.model_stub import ModelStub, Reply
+from harness.resources import Resources
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.openai import select_generator
 from shared.adapters.postgres import UnitOfWorkFactory
@@ -26,9 +29,7 @@ from shared.config.settings import Settings
 from shared.domain.content import ContentRequest, Generated, Usage
 from shared.errors import GenerationFailed
 from shared.service.generation import ContentJob, Pace
-from tests.support import sql, tasks
-from tests.support.model_stub import ModelStub, Reply
-from tests.support.resources import Resources
+from tests.support import tasks
 
 KEY = "sk-test-integration-0123456789abcdef"
 ROOT = Path(__file__).parents[2]
@@ -153,7 +154,7 @@ async def test_the_cap_holds_across_processes(resources: Resources) -> None:
         }
         loads = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.support.model_load", "12", f"p{n}-"],
+                [sys.executable, "-m", "harness.model_load", "12", f"p{n}-"],
                 env=env,
                 stdout=subprocess.PIPE,
                 text=True,

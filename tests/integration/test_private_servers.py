@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 import redis
 
-from tests.support import resources as res
-from tests.support.servers import PrivatePostgres, PrivateRedis
+from harness import resources as res
+from harness.servers import PrivatePostgres, PrivateRedis
 
 
 def pg_fetch(url: str, query: str) -> Any:

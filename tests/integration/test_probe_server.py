@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from harness.processes import free_port
+from harness.wait import wait_until
 from shared.observability.probe_server import ProbeServer
-from tests.support.processes import free_port
-from tests.support.wait import wait_until
 
 BIG = b"m" * (16 * 2**20)  # far more than the kernel buffers of one connection
 TIMEOUT = 1.0

@@ -18,15 +18,15 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from harness.processes import free_port
+from harness.resources import Resources
+from harness.wait import wait_until
 from services.relay import bootstrap
 from services.relay.bootstrap import RelayProcess
 from services.relay.session import OutboxSession
 from shared.adapters.postgres.outbox import partition_key
 from shared.config.settings import Settings
-from tests.support.processes import free_port
 from tests.support.relay import Ledger, health, isolated_database
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -9,6 +9,8 @@ from uuid import uuid4
 
 import pytest
 
+from harness.resources import Resources
+from harness.wait import wait_until
 from services.relay.parking import ParkedRows
 from services.relay.partitions import PartitionScheme
 from services.relay.session import OutboxSession
@@ -17,8 +19,6 @@ from shared.config.settings import DatabaseSettings
 from shared.errors import InvalidInput, NotFound
 from tests.integration.test_relay_session import _insert
 from tests.support.relay import isolated_database
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

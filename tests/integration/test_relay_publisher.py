@@ -8,11 +8,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from harness.resources import Resources
+from harness.wait import wait_until
 from services.relay.publisher import Publisher
 from shared.adapters.postgres.outbox import OutboxRow
 from tests.support.relay import Ledger
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

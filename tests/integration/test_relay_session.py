@@ -14,13 +14,13 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from harness.resources import Resources
+from harness.wait import wait_until
 from services.relay.partitions import PartitionScheme
 from services.relay.session import SESSION_SETTINGS, OutboxSession
 from shared.adapters.postgres.outbox import partition_key
 from shared.adapters.postgres.outbox.delivery import CLAIM_ALL, claim_owned
 from tests.support.relay import isolated_database
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from harness.wait import wait_until
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.idempotency import lock_name
 from shared.adapters.postgres.outbox import OutboxWriter
@@ -21,7 +22,6 @@ from shared.errors import Conflict, IdempotencyConflict, NotFound, TooMuchOpenWo
 from shared.service import NewTask, cancel_task, create_task, retry_task
 from shared.service.idempotency import claim
 from tests.support import tasks
-from tests.support.wait import wait_until
 
 
 class InjectedFailure(RuntimeError):

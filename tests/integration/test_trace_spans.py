@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import resources as res
-from tests.support.resources import Resources
+from harness import resources as res
+from harness.resources import Resources
 
 pytest.importorskip("opentelemetry.sdk", reason="the otlp extra (the SDK)")
 

@@ -13,13 +13,14 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from harness import sql
+from harness.resources import Resources, isolated
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.domain.content import ContentRequest
 from shared.service.generation import MAX_DEFERRALS, ContentJob, Pace, Stop
-from tests.support import sql, tasks
-from tests.support.resources import Resources, isolated
+from tests.support import tasks
 from tests.support.worker import notifications, outbox_payloads
 
 

@@ -14,12 +14,12 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from harness import resources as res
+from harness.servers import PrivatePostgres
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.errors import DependencyUnavailable
 from shared.service import NewTask, create_task
-from tests.support import resources as res
-from tests.support.servers import PrivatePostgres
 
 POOL = 4
 NEW = NewTask("roadmap-outage", [("c1", "Closures")], ["tutorial"])

@@ -14,15 +14,15 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from harness import sql
+from harness.wait import wait_until
 from services.relay.housekeeping import Housekeeping
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres import uow as uow_module
 from shared.config.settings import DatabaseSettings, Settings
 from shared.domain import ItemKey
 from shared.errors import DependencyUnavailable
-from tests.support import sql
 from tests.support.proxy import TcpProxy
-from tests.support.wait import wait_until
 
 
 def through_proxy(settings: Settings) -> tuple[TcpProxy, DatabaseSettings]:

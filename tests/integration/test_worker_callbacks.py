@@ -19,14 +19,14 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
+from harness.resources import Resources
+from harness.worker import task_row
 from services.worker.enqueue import JOB_FUNCTION, job_id_for
 from services.worker.jobs import JobContext, install, on_job_failure
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 from shared.domain.content import placeholder_generator
 from tests.support import tasks
-from tests.support.resources import Resources
-from tests.support.worker import task_row
 
 
 @pytest.fixture(name="connection")

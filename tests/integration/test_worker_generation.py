@@ -13,14 +13,16 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+from harness import sql
+from harness.worker import task_row
 from services.worker.jobs.generate import lease_keeper
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import DEFAULT_GENERATOR
 from shared.domain.content import ContentGenerator, ContentRequest, load_generator
 from shared.service.generation import ContentJob, JobOutcome, Pace, Stop
 from shared.service.tasks import cancel_task, retry_task
-from tests.support import sql, tasks
-from tests.support.worker import item_statuses, notifications, outbox_payloads, task_row
+from tests.support import tasks
+from tests.support.worker import item_statuses, notifications, outbox_payloads
 
 OWNER = "worker-tests"
 

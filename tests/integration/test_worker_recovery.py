@@ -21,6 +21,10 @@ import redis
 from rq import Queue
 from rq.job import Job
 
+from harness import sql
+from harness.resources import Resources
+from harness.wait import wait_until
+from harness.worker import task_row
 from services.worker.enqueue import job_id_for
 from services.worker.jobs.generate import lease_keeper
 from services.worker.reconciler import RqJobStates
@@ -32,11 +36,9 @@ from shared.domain.content import ContentRequest
 from shared.service.generation import ContentJob, Pace, Stop
 from shared.service.recovery import Action, Reconciler
 from shared.service.tasks import cancel_task
-from tests.support import sql, tasks
+from tests.support import tasks
 from tests.support.consumer import own_consumer
-from tests.support.resources import Resources
-from tests.support.wait import wait_until
-from tests.support.worker import notifications, outbox_payloads, task_row
+from tests.support.worker import notifications, outbox_payloads
 
 OWNER = "recovery-tests"
 MAX_RECOVERIES = 3

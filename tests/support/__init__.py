@@ -1,1 +1,4 @@
-"""Test helpers: isolated resources on the shared servers, real processes, waits, a TCP proxy."""
+"""Test-only helpers: tasks made through the product's services, a relay ledger, a TCP proxy.
+
+Starting processes and making a run's resources is the harness the benchmarks share (`harness/`).
+"""

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import Process, start_api, stop_all
-from tests.support.relay import start_relay
-from tests.support.resources import Resources
+from harness.processes import Process, start_api, stop_all
+from harness.relay import start_relay
+from harness.resources import Resources
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -48,7 +48,7 @@ def system_env(resources: Resources, item_seconds: float) -> dict[str, str]:
     """The environment of a system whose generator takes `item_seconds` per item (so a page
     can watch it work) and fails the first attempt of concepts whose id contains "fail"."""
     return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="tests.support.generators:counting",
+        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
         TASKRELAY_TEST_GENERATOR_DELAY=str(item_seconds),
     )
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from harness.processes import TASKRELAY
 from services.cli import main
 from shared.observability import logging as process_logging
-from tests.support.processes import TASKRELAY
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import redis
 from aio_pika.abc import AbstractRobustConnection
 from rq import Queue
 
+from harness.resources import Resources
 from services.worker.consumer import JobConsumer
 from services.worker.enqueue import JobQueue
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
-from tests.support.resources import Resources
 
 
 @dataclass

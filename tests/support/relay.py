@@ -1,4 +1,7 @@
-"""Relay test helpers: start `taskrelay relay` processes, read their /health, and keep a ledger.
+"""Relay test helpers: keep a ledger of what the exchange routes, and write outbox rows to fill it.
+
+Starting a relay and reading its /health is `harness.relay` (re-exported here: `start_relay`,
+`health`, `Health`).
 
 The ledger is what an outside consumer sees: its own queue bound to `#` on the `taskrelay`
 exchange, recording every delivery in arrival order. The writer commits (or rolls back) real
@@ -11,8 +14,6 @@ import asyncio
 import contextlib
 import json
 import random
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,64 +22,15 @@ from uuid import UUID, uuid4
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from harness import resources as res
+from harness.relay import Health, health, start_relay
+from harness.resources import Resources
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.rabbitmq.topology import declare_topology
 from shared.service.transitions import emit_event
-from tests.support import resources as res
 from tests.support import tasks
-from tests.support.processes import Process, free_port
-from tests.support.resources import Resources
-from tests.support.wait import wait_until_sync
 
-
-@dataclass(frozen=True)
-class Health:
-    """One answer of a relay's /health: its HTTP status (503 while a dependency is down)."""
-
-    code: int
-    document: dict[str, Any]
-
-    def __getitem__(self, field: str) -> Any:
-        return self.document[field]
-
-    def get(self, field: str) -> Any:
-        return self.document.get(field)
-
-
-def health(port: int, **expected: object) -> Health | None:
-    """The relay's /health, or None if it does not answer or a field differs from `expected`
-    (a wait passes `role="active"`, say, and polls until it holds)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            answer = Health(response.status, json.load(response))
-    except urllib.error.HTTPError as error:
-        try:
-            answer = Health(error.code, json.load(error))
-        except ValueError:  # not the relay's JSON yet: it answers all the same
-            answer = Health(error.code, {})
-    except OSError:
-        return None
-    if any(answer.get(field) != value for field, value in expected.items()):
-        return None
-    return answer
-
-
-def start_relay(env: dict[str, str], name: str = "relay", port: int | None = None) -> Process:
-    """A relay subprocess whose /health answers; `.port` is its health port."""
-    port = port or free_port()
-    proc = Process(["relay", "--health-port", str(port)], env, name)
-    proc.port = port  # type: ignore[attr-defined]
-    try:
-        wait_until_sync(
-            lambda: health(port) is not None or not proc.alive(),
-            within=30,
-            what=f"relay {name} health on port {port}",
-        )
-        assert proc.alive(), f"relay {name} exited at start-up:\n{proc.output()}"
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+__all__ = ["Delivery", "Health", "Ledger", "Writer", "health", "isolated_database", "start_relay"]
 
 
 @dataclass

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+from harness import sql
 from services.relay.publisher import Publisher
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.adapters.postgres.outbox.delivery import ROW_COLUMNS, OutboxRow, row_from
 from shared.config.settings import RelaySettings
-from tests.support import sql
 
 _ROWS = f"SELECT {ROW_COLUMNS} FROM outbox o WHERE o.task_id = $1 AND o.kind = $2 ORDER BY o.id"
 """The columns of the relay's claim (`OutboxDelivery.claim`), for any row of a task."""

@@ -7,7 +7,8 @@ start it, record item results and give the final status. So a test breaks when t
 changes, not when a copy of it drifts.
 
 `new_task` works at the database level (integration tests, and e2e tests that watch a task
-change); `create_through_api` works over HTTP, for tests that drive a whole running system.
+change); a task made over HTTP, for tests that drive a whole running system, is
+`harness.client.create_through_api`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
-
 from shared.adapters.postgres import UnitOfWork, UnitOfWorkFactory
 from shared.domain import ItemKey, Status, TaskState
 from shared.domain.records import Lease, PendingItem
 from shared.service import NewTask, create_task, emit_event, transition
 from shared.service.progress import ItemResult, finish_task, start_task, store_item_result
-from tests.support.wait import wait_until
 
 FAILED_ITEM = "generator failed"
 """The error an item failed by these helpers carries."""
@@ -162,44 +160,3 @@ async def partial_failure(
     await store_results(uow_factory, task_id, "failed", failed)
     await finish(uow_factory, task_id)
     return task_id
-
-
-async def create_through_api(
-    api: str,
-    token: str,
-    concepts: list[dict[str, str]],
-    types: Sequence[str] | None = None,
-    *,
-    roadmap_id: str = "rm-test",
-    until: str | None = None,
-    within: float = 60,
-) -> str:
-    """A task made by `POST /api/v1/tasks` of a running system at `api`; with `until`, once
-    the system brought it to that status."""
-    body: dict[str, Any] = {"roadmap_id": roadmap_id, "concepts": concepts}
-    if types is not None:
-        body["content_types"] = list(types)
-    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
-        created = await client.post("/api/v1/tasks", json=body)
-    assert created.status_code == 201, created.text
-    task_id = str(created.json()["task_id"])
-    if until is not None:
-        await wait_for_status_through_api(api, token, task_id, until, within)
-    return task_id
-
-
-async def wait_for_status_through_api(
-    api: str, token: str, task_id: str, status: str, within: float = 60
-) -> None:
-    """Poll `GET /api/v1/tasks/{task_id}` until the task has `status`."""
-    async with httpx.AsyncClient(base_url=api, headers=_bearer(token), timeout=30) as client:
-
-        async def reached() -> bool:
-            answer = await client.get(f"/api/v1/tasks/{task_id}")
-            return bool(answer.json()["status"] == status)
-
-        await wait_until(reached, within=within, interval=0.2, what=f"the task to be {status}")
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

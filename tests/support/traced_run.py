@@ -31,6 +31,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rq import Queue, SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
+from harness.processes import free_port
+from harness.wait import wait_until
+from harness.ws import Watch
 from services.api import create_app
 from services.api.gateway import GatewayWebSocketProtocol
 from services.relay.bootstrap import bootstrap
@@ -42,9 +45,6 @@ from shared.config.settings import Settings
 from shared.domain.content import load_generator
 from shared.service.auth import issue_token
 from tests.support import tasks
-from tests.support.processes import free_port
-from tests.support.wait import wait_until
-from tests.support.ws import Watch
 
 OWNER = "traced-run"
 

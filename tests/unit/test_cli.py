@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.resources import SECRET
 from tests.support.cli import InProcess, Ran
-from tests.support.resources import SECRET
 
 CLOSED = "127.0.0.1:1"
 """No dependency is reachable from a unit test: a command that reached for one would say so

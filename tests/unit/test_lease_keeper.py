@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
+from harness.wait import wait_until_sync
 from shared.domain.records import Lease
 from shared.service import NewTask, create_task
 from shared.service.lease_keeper import Heartbeat, LeaseKeeper, OwnUnitsOfWork
-from tests.support.wait import wait_until_sync
 from tests.unit.fakes import FakeDatabase
 
 HOLDER = "job-1"

@@ -15,7 +15,7 @@ class Timeout(AssertionError):
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     within: float = 10.0,
     interval: float = 0.05,
@@ -34,7 +34,7 @@ async def wait_until(
 
 
 def wait_until_sync(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     within: float = 10.0,
     interval: float = 0.05,

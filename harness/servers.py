@@ -20,9 +20,9 @@ from typing import Self
 
 import redis
 
-from tests.support import resources as res
-from tests.support.processes import free_port
-from tests.support.wait import wait_until_sync
+from harness import resources as res
+from harness.processes import free_port
+from harness.wait import wait_until_sync
 
 # PostgreSQL refuses to run as root: as root, its tools run as the `postgres` user.
 PG_USER = "postgres"

@@ -1,6 +1,6 @@
 """Content generators for worker tests, importable by a worker subprocess by name.
 
-`TASKRELAY_CONTENT_GENERATOR=tests.support.generators:counting` (subprocesses run with the
+`TASKRELAY_CONTENT_GENERATOR=harness.generators:counting` (subprocesses run with the
 repository root as their working directory). `counting` records every call in the run's Redis
 database (REDIS_URL, or TASKRELAY_TEST_COUNTS_URL when the worker's Redis is one the test
 restarts empty), so a test can count how many times each item was generated and when each
@@ -90,20 +90,20 @@ async def enormous_error(request: ContentRequest) -> str:
 
 def calls(redis_url: str, task_id: object) -> dict[str, int]:
     """How many times each item of the task was generated: {"concept/type": count}."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         raw = client.hgetall(f"{CALLS_PREFIX}{task_id}")
     finally:
         client.close()
-    return {k.decode(): int(v) for k, v in raw.items()}
+    return {str(k): int(v) for k, v in raw.items()}
 
 
 def starts(redis_url: str, task_id: object) -> list[tuple[float, str]]:
     """When each generator call started (epoch seconds), in order."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         raw = client.lrange(f"{STARTS_PREFIX}{task_id}", 0, -1)
     finally:
         client.close()
-    entries = [entry.decode().split(" ", 1) for entry in raw]
+    entries = [str(entry).split(" ", 1) for entry in raw]
     return [(float(at), field) for at, field in entries]

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.wait import wait_until_sync
+from harness.wait import wait_until_sync
 
 TASKRELAY = [sys.executable, "-m", "services.cli"]
 LOG_DIR = Path(tempfile.gettempdir()) / "taskrelay-test-logs"

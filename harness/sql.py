@@ -1,4 +1,5 @@
-"""Ad-hoc SQL in tests, on a connection of the unit of work factory's own asyncpg pool.
+"""Ad-hoc SQL in tests and benchmarks, on a connection of the unit of work factory's own
+asyncpg pool.
 
 Tests read what the product wrote (rows no repository returns as such: a task's whole row, its
 outbox payloads) and set up what is hard to provoke on cue (a lease that lapsed long ago, an

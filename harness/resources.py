@@ -21,7 +21,7 @@ import asyncpg
 import redis
 
 if TYPE_CHECKING:
-    from tests.support.servers import PrivatePostgres, PrivateRedis
+    from harness.servers import PrivatePostgres, PrivateRedis
 
 PG_ADMIN = os.environ.get("TASKRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("TASKRELAY_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")

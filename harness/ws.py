@@ -16,7 +16,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.wait import wait_until
+from harness.wait import wait_until
 
 
 class Watch:

@@ -2,7 +2,7 @@
 them: for the e2e test (`tests/e2e/test_fairness.py`) and the benchmark (`bench/fairness.py`).
 
 Every task is made through the API by a user of its own token, with the `paced` generator
-(`tests.support.generators`): each item waits as long as the task's roadmap id says, using no
+(`harness.generators`): each item waits as long as the task's roadmap id says, using no
 CPU, like a call to a remote model.
 """
 
@@ -15,13 +15,13 @@ from uuid import UUID
 
 import httpx
 
+from harness import generators
+from harness.client import create_through_api
+from harness.resources import SECRET
+from harness.wait import wait_until
+from harness.ws import Watch
 from shared.domain import FINAL
 from shared.service.auth import issue_token
-from tests.support import generators
-from tests.support.resources import SECRET
-from tests.support.tasks import create_through_api
-from tests.support.wait import wait_until
-from tests.support.ws import Watch
 
 ITEM_STEPS = ("content_item_completed", "content_item_failed")
 

@@ -1,7 +1,7 @@
 """Many items generated at once by one process through the `openai` generator, for the tests
 and the benchmark that check the deployment-wide in-flight cap from several processes.
 
-`python -m tests.support.model_load N` reads the settings from the environment (as a worker
+`python -m harness.model_load N` reads the settings from the environment (as a worker
 does), generates N items concurrently, and prints one JSON line: how many succeeded and failed.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from shared.adapters.openai import select_generator
 from shared.config.settings import Settings
@@ -22,7 +24,9 @@ async def generate_many(count: int, prefix: str) -> dict[str, int]:
         ContentRequest("task", "load", f"{prefix}{i}", f"Load {prefix}{i}", "quiz", 1)
         for i in range(count)
     ]
-    results = await asyncio.gather(*(generator(r) for r in requests), return_exceptions=True)
+    # The `openai` generator this is run with is a coroutine function.
+    calls = [cast("Awaitable[Any]", generator(r)) for r in requests]
+    results = await asyncio.gather(*calls, return_exceptions=True)
     failed = sum(1 for r in results if isinstance(r, BaseException))
     return {"ok": len(results) - failed, "failed": failed}
 

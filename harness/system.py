@@ -14,16 +14,16 @@ from uuid import UUID
 
 import httpx
 
+from harness.client import create_through_api
+from harness.processes import Process, start_api
+from harness.relay import start_relay
+from harness.resources import SECRET, Resources
+from harness.wait import wait_until
+from harness.worker import start_worker, task_row
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import DatabaseSettings
 from shared.domain import FINAL
 from shared.service.auth import issue_token
-from tests.support.processes import Process, start_api
-from tests.support.relay import start_relay
-from tests.support.resources import SECRET, Resources
-from tests.support.tasks import create_through_api
-from tests.support.wait import wait_until
-from tests.support.worker import start_worker, task_row
 
 OWNER = "nothing-stuck"
 TOKEN = issue_token(SECRET, OWNER, 3600)
@@ -36,7 +36,7 @@ def fault_env(resources: Resources, defaults: bool = False, **extra: str) -> dic
     `defaults`: the worker's own defaults instead (lease 30 s, stale after 30 s, every 5 s).
     """
     settings = {
-        "TASKRELAY_CONTENT_GENERATOR": "tests.support.generators:counting",
+        "TASKRELAY_CONTENT_GENERATOR": "harness.generators:counting",
         "TASKRELAY_TEST_GENERATOR_DELAY": "0.1",
         "TASKRELAY_WORKER_LEASE_SECONDS": "6",
         "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "1",
