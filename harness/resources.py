@@ -1,16 +1,22 @@
 """Isolated resources on the shared servers: one database, vhost and Redis db per test run.
 
 Parallel or repeated runs never see each other's data, and everything is removed at the end.
+Making them is on every test run's path, so it is kept short: inside `templated()` (the test
+session), a migrated database is a copy of one migrated once by `taskrelay migrate`
+(`CREATE DATABASE ... TEMPLATE`, milliseconds instead of a migration), the vhost is made while
+the database is, and a vhost is deleted in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -61,11 +67,13 @@ class Resources:
         return env
 
 
-async def create_database(name: str, admin: str = PG_ADMIN) -> str:
-    """CREATE DATABASE through the `admin` URL's server; the new database's URL."""
+async def create_database(name: str, admin: str = PG_ADMIN, template: str | None = None) -> str:
+    """CREATE DATABASE through the `admin` URL's server (a copy of `template` if given); the
+    new database's URL."""
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
     return admin.rsplit("/", 1)[0] + f"/{name}"
@@ -89,21 +97,47 @@ def create_vhost(name: str) -> str:
     return f"{AMQP_BASE}/{quote(name, safe='')}"
 
 
+_deleting: list[subprocess.Popen[bytes]] = []
+"""vhost deletions still running; the process waits for them when it exits."""
+
+
 def delete_vhost(name: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True)
+    """Delete it in the background: nothing waits for a vhost to be gone but the exit."""
+    command = ["rabbitmqctl", "-q", "delete_vhost", name]
+    _deleting.append(
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
 
 
-def claim_redis_db(owner: str) -> int:
-    """A Redis database no other test run holds (1-15), claimed in db 0 with an expiry."""
+def _delete_when_made(making: concurrent.futures.Future[str], name: str) -> None:
+    making.exception()  # waits for add_vhost to end, whether or not it worked
+    delete_vhost(name)
+
+
+@atexit.register
+def _finish_deletions() -> None:
+    for deletion in _deleting:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            deletion.wait(60)
+
+
+def claim_redis_db(owner: str, within: float = 600.0) -> int:
+    """A Redis database no other test run holds (1-15), claimed in db 0 with an expiry. Runs in
+    parallel (pytest-xdist's workers, other checkouts) can hold all 15 at once: then it waits
+    for one to be released."""
     client = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    deadline = time.monotonic() + within
     try:
-        for db in range(1, 16):
-            if client.set(f"taskrelay-test:db:{db}", owner, nx=True, ex=3 * 3600):
-                redis.Redis.from_url(f"{REDIS_BASE}/{db}").flushdb()
-                return db
+        while True:
+            for db in range(1, 16):
+                if client.set(f"taskrelay-test:db:{db}", owner, nx=True, ex=3 * 3600):
+                    redis.Redis.from_url(f"{REDIS_BASE}/{db}").flushdb()
+                    return db
+            if time.monotonic() > deadline:
+                raise RuntimeError("every Redis test database (1-15) is claimed by another run")
+            time.sleep(0.5)
     finally:
         client.close()
-    raise RuntimeError("every Redis test database (1-15) is claimed by another run")
 
 
 def release_redis_db(db: int, owner: str) -> None:
@@ -130,14 +164,50 @@ def migrate(env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def database(prefix: str) -> Iterator[str]:
-    """An empty database of its own (its URL), dropped on exit. Safe inside a running loop."""
+def database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """An empty database of its own (its URL), or a copy of `template`; dropped on exit. Safe
+    inside a running loop."""
     name = f"{prefix}_{run_id()}"
-    url = run_blocking(lambda: create_database(name))
+    url = run_blocking(lambda: create_database(name, template=template))
     try:
         yield url
     finally:
         run_blocking(lambda: drop_database(name))
+
+
+_template: dict[str, str | None] = {}
+"""Inside `templated()`: "prefix", and "name" of the migrated template once one was made."""
+
+
+@contextlib.contextmanager
+def templated(prefix: str) -> Iterator[None]:
+    """While open, `migrated_database` copies one database migrated (on first use) by
+    `taskrelay migrate`, instead of migrating each one; the template is dropped on exit."""
+    _template.update(prefix=prefix, name=None)
+    try:
+        yield
+    finally:
+        name = _template.get("name")
+        _template.clear()
+        if name is not None:
+            run_blocking(lambda: drop_database(name))
+
+
+@contextlib.contextmanager
+def migrated_database(prefix: str) -> Iterator[str]:
+    """A database migrated to head, of its own (its URL), dropped on exit."""
+    if "prefix" not in _template:
+        with database(prefix) as url:
+            migrate({**os.environ, "DATABASE_URL": url})
+            yield url
+        return
+    if _template["name"] is None:
+        name = f"{_template['prefix']}_template_{run_id()}"
+        url = run_blocking(lambda: create_database(name))
+        _template["name"] = name
+        migrate({**os.environ, "DATABASE_URL": url})
+    with database(prefix, template=_template["name"]) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -159,20 +229,22 @@ def isolated_on(
     run = run_id()
     vhost = f"{prefix.replace('_', '-')}-{run}"
     with contextlib.ExitStack() as cleanup:
+        pool = cleanup.enter_context(concurrent.futures.ThreadPoolExecutor(1))
+        making_vhost = pool.submit(create_vhost, vhost)  # rabbitmqctl takes a second or two
+        cleanup.callback(_delete_when_made, making_vhost, vhost)
         if postgres is None:
-            database_url = cleanup.enter_context(database(prefix))
+            database_url = cleanup.enter_context(migrated_database(prefix))
         else:
             database_url = postgres.create_database(f"{prefix}_{run}")
-        amqp_url = create_vhost(vhost)
-        cleanup.callback(delete_vhost, vhost)
         if redis is None:
             redis_db = claim_redis_db(run)
             cleanup.callback(release_redis_db, redis_db, run)
             redis_url = f"{REDIS_BASE}/{redis_db}"
         else:
             redis_db, redis_url = 0, redis.url(0)
-        resources = Resources(database_url, amqp_url, redis_url, vhost, redis_db)
-        migrate(resources.env())
+        resources = Resources(database_url, making_vhost.result(), redis_url, vhost, redis_db)
+        if postgres is not None:
+            migrate(resources.env())
         yield resources
 
 

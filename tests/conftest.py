@@ -1,8 +1,9 @@
 """Session fixtures: this run's own database, RabbitMQ vhost and Redis db, migrated once.
 
-Every name carries a run id, so parallel or repeated runs on the same servers never meet;
-all of it is removed when the run ends. A fault test that stops a server gets one of its own
-(`private_postgres`, `private_redis`): the shared servers are never stopped.
+Every name carries a run id, so parallel or repeated runs on the same servers never meet (each
+pytest-xdist worker is a run of its own); all of it is removed when the run ends. A fault test
+that stops a server gets one of its own (`private_postgres`, `private_redis`): the shared
+servers are never stopped.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 
 
+@pytest.fixture(name="template", scope="session", autouse=True)
+def template_fixture() -> Iterator[None]:
+    """Migrated databases of this session are copies of one template, migrated (on first use)
+    by `taskrelay migrate`: a copy takes milliseconds, a migration seconds."""
+    with res.templated("taskrelay_test"):
+        yield
+
+
 @pytest.fixture(name="resources", scope="session")
-def resources_fixture() -> Iterator[res.Resources]:
+def resources_fixture(template: None) -> Iterator[res.Resources]:
     with res.isolated("taskrelay_test") as resources:
         yield resources
 

@@ -178,6 +178,10 @@ class Writer:
 @contextlib.asynccontextmanager
 async def isolated_database(resources: Resources) -> AsyncIterator[str]:
     """A migrated database of its own, for tests that must see no other test's outbox rows."""
-    with res.database("taskrelay_test_relay") as url:
-        await asyncio.to_thread(res.migrate, resources.env(DATABASE_URL=url))
+    # A copy of the session's migrated template (harness.resources.templated), made off the loop.
+    making = res.migrated_database("taskrelay_test_relay")
+    url = await asyncio.to_thread(making.__enter__)
+    try:
         yield url
+    finally:
+        await asyncio.to_thread(making.__exit__, None, None, None)
