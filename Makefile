@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
+# pytest-xdist workers: most of the suite waits on processes, servers and timers, not the CPU,
+# so more workers than the 2 cores of the reference machine pay; each module stays on one worker.
+WORKERS ?= 3
+PYTEST_PARALLEL := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+
 .PHONY: install run test test-fast lint typecheck clean browser compose-check
 
 $(STAMP): pyproject.toml requirements.lock
@@ -22,13 +27,13 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/ruff check shared services harness tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The fast lane a developer runs on every change: unit and integration tests (no processes, no
 # browser, no faults); about 65 s here. `make test` is the whole suite, before a push.
 test-fast: $(STAMP)
 	$(BIN)/ruff check shared services harness tests bench
-	$(BIN)/pytest tests/unit tests/integration -q
+	$(BIN)/pytest $(PYTEST_PARALLEL) -q tests/unit tests/integration
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used);
 # a CJK font lets it draw the Chinese task page (and its screenshots) with real glyphs.

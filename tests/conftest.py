@@ -20,6 +20,23 @@ from harness.servers import PrivatePostgres, PrivateRedis
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 
+LANES = {"e2e": 0, "integration": 1, "unit": 2}
+"""The order pytest-xdist hands modules out in: the slow lanes first, so the quick tests fill the
+end of the run instead of one slow module started last."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: `--dist loadgroup`), each module is one group, run by
+    one worker, so the processes its module fixtures start are started once; a module marked
+    `spread` lets its tests go to any worker."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker: nothing to distribute
+        return
+    items.sort(key=lambda item: LANES.get(item.path.parent.name, len(LANES)))
+    for item in items:
+        if not item.get_closest_marker("xdist_group") and not item.get_closest_marker("spread"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
 
 @pytest.fixture(name="template", scope="session", autouse=True)
 def template_fixture() -> Iterator[None]:

@@ -68,14 +68,14 @@ def stub_fixture() -> Iterator[ModelStub]:
 
 
 def model_env(resources: Resources, stub: ModelStub, **extra: str) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="openai",
-        TASKRELAY_MODEL="stub-model",
-        OPENAI_BASE_URL=stub.url,
-        OPENAI_API_KEY=KEY,
-        TASKRELAY_MODEL_TIMEOUT_SECONDS="1",
-        **extra,
-    )
+    settings = {
+        "TASKRELAY_CONTENT_GENERATOR": "openai",
+        "TASKRELAY_MODEL": "stub-model",
+        "OPENAI_BASE_URL": stub.url,
+        "OPENAI_API_KEY": KEY,
+        "TASKRELAY_MODEL_TIMEOUT_SECONDS": "1",
+    }
+    return resources.env(**{**settings, **extra})
 
 
 async def generate(resources: Resources, stub: ModelStub, title: str) -> Generated:
@@ -149,7 +149,14 @@ async def test_the_cap_holds_across_processes(resources: Resources) -> None:
     with ModelStub(delay=0.3) as stub:
         env = {
             **os.environ,
-            **model_env(resources, stub, TASKRELAY_MODEL_MAX_IN_FLIGHT="4"),
+            # A timeout far over the stub's 0.3 s: a loaded machine must not turn a slow
+            # answer into a retry, which would add requests to the 24 counted.
+            **model_env(
+                resources,
+                stub,
+                TASKRELAY_MODEL_MAX_IN_FLIGHT="4",
+                TASKRELAY_MODEL_TIMEOUT_SECONDS="20",
+            ),
             "PYTHONPATH": str(ROOT),
         }
         loads = [
