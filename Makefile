@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
 # pytest-xdist workers: most of the suite waits on processes, servers and timers, not the CPU,
-# so more workers than the 2 cores of the reference machine pay; each module stays on one worker.
+# so more workers than the 2 cores of the reference machine pay. A module's tests stay on one
+# worker, and the e2e modules are handed out first (tests/conftest.py).
 WORKERS ?= 3
-PYTEST_PARALLEL := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_PARALLEL := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: install run test test-fast lint typecheck clean browser compose-check
 

@@ -30,20 +30,26 @@ TOKEN = issue_token(SECRET, OWNER, 3600)
 TYPES = ["tutorial", "quiz"]
 
 
+SHORT_RECOVERY = {
+    "TASKRELAY_WORKER_LEASE_SECONDS": "4",
+    "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "0.5",
+    "TASKRELAY_WORKER_STALE_AFTER_SECONDS": "3",
+}
+"""The worker's recovery timers in tests: a lost job is recovered in seconds, not a minute. The
+lease is still renewed every third of it (1.3 s), so a loaded machine does not lapse it."""
+
+
 def fault_env(resources: Resources, defaults: bool = False, **extra: str) -> dict[str, str]:
-    """Short lease and staleness, so a recovery takes seconds; the rules are the defaults'.
+    """The counting generator (0.1 s an item) and short recovery timers (`SHORT_RECOVERY`);
+    the rules are the defaults'.
 
     `defaults`: the worker's own defaults instead (lease 30 s, stale after 30 s, every 5 s).
     """
     settings = {
         "TASKRELAY_CONTENT_GENERATOR": "harness.generators:counting",
         "TASKRELAY_TEST_GENERATOR_DELAY": "0.1",
-        "TASKRELAY_WORKER_LEASE_SECONDS": "6",
-        "TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS": "1",
-        "TASKRELAY_WORKER_STALE_AFTER_SECONDS": "5",
+        **({} if defaults else SHORT_RECOVERY),
     }
-    if defaults:
-        settings = {k: v for k, v in settings.items() if not k.startswith("TASKRELAY_WORKER_")}
     return resources.env(**{**settings, **extra})
 
 

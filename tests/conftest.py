@@ -12,6 +12,7 @@ import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,18 +25,30 @@ LANES = {"e2e": 0, "integration": 1, "unit": 2}
 """The order pytest-xdist hands modules out in: the slow lanes first, so the quick tests fill the
 end of the run instead of one slow module started last."""
 
+SPREAD = {"tests/e2e/test_nothing_stuck.py"}
+"""Modules whose tests share no module fixture and are slow each: under pytest-xdist they may run
+on different workers. Every other module's tests run on one worker, so the processes its module
+fixtures start are started once."""
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`: `--dist loadgroup`), each module is one group, run by
-    one worker, so the processes its module fixtures start are started once; a module marked
-    `spread` lets its tests go to any worker."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker: nothing to distribute
-        return
-    items.sort(key=lambda item: LANES.get(item.path.parent.name, len(LANES)))
-    for item in items:
-        if not item.get_closest_marker("xdist_group") and not item.get_closest_marker("spread"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the order handed out
+        items.sort(key=lambda item: LANES.get(item.path.parent.name, len(LANES)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` (`make test`): a module is one unit of work, but for `SPREAD`'s."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in SPREAD else module
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(name="template", scope="session", autouse=True)

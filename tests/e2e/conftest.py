@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the real `taskrelay api` process of this run, and an HTTP client."""
+"""End-to-end fixtures: the real `taskrelay api` process of this run, an HTTP client, Chromium."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from harness.processes import Process, start_api
 from harness.resources import SECRET, Resources
 from shared.service.auth import issue_token
-from tests.support.browser import chromium
+from tests.support.browser import Tabs, chromium
 
 
-@pytest.fixture(name="api", scope="session")
-def api_fixture(resources: Resources) -> Iterator[Process]:
+@pytest.fixture(name="session_api", scope="session")
+def session_api_fixture(resources: Resources) -> Iterator[Process]:
+    """The API every module shares unless it needs settings of its own."""
     proc = start_api(resources.env(), name="api-e2e")
     try:
         yield proc
@@ -23,9 +24,15 @@ def api_fixture(resources: Resources) -> Iterator[Process]:
         proc.stop()
 
 
+@pytest.fixture(name="api", scope="session")
+def api_fixture(session_api: Process) -> Process:
+    return session_api
+
+
 @pytest.fixture(name="base_url", scope="session")
-def base_url_fixture(api: Process) -> str:
-    return f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+def base_url_fixture(session_api: Process) -> str:
+    """The shared API's URL (a module's own `api` fixture does not change it)."""
+    return f"http://127.0.0.1:{session_api.port}"  # type: ignore[attr-defined]
 
 
 @pytest.fixture(name="client", scope="session")
@@ -35,11 +42,22 @@ async def client_fixture(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(name="browser")
-async def browser_fixture() -> AsyncIterator[Any]:
-    """A headless Chromium for a browser test (its module imports Playwright or is skipped)."""
+@pytest.fixture(name="chromium", scope="session")
+async def chromium_fixture() -> AsyncIterator[Any]:
+    """One headless Chromium for the session's browser tests (their modules import Playwright
+    or are skipped): a launch costs a second of CPU."""
     async with chromium() as browser:
         yield browser
+
+
+@pytest.fixture(name="browser")
+async def browser_fixture(chromium: Any) -> AsyncIterator[Tabs]:
+    """The session's Chromium, as this test sees it: what it opens is closed after it."""
+    tabs = Tabs(chromium)
+    try:
+        yield tabs
+    finally:
+        await tabs.close()
 
 
 def auth(user: str, ttl: int = 3600, secret: str = SECRET) -> dict[str, str]:

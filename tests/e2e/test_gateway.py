@@ -49,12 +49,9 @@ def relay_fixture(resources: Resources) -> Iterator[Process]:
 
 
 @pytest.fixture(name="api", scope="module")
-def api_fixture(resources: Resources, relay: Process) -> Iterator[str]:
-    proc = start_api(resources.env(), name="api-gateway")
-    try:
-        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
-    finally:
-        proc.stop()
+def api_fixture(base_url: str, relay: Process) -> str:
+    """The session's API (tests/e2e/conftest.py), once this module's relay runs."""
+    return base_url
 
 
 async def test_close_codes(api: str, uow_factory: UnitOfWorkFactory) -> None:

@@ -5,14 +5,12 @@ The page's live behaviour is `test_browser.py`'s; this checks the server side of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import uuid4
 
 import httpx
 import pytest
 
-from harness.processes import start_api
-from harness.resources import SECRET, Resources
+from harness.resources import SECRET
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.service.auth import issue_token
 from tests.support import tasks
@@ -21,12 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(name="api", scope="module")
-def api_fixture(resources: Resources) -> Iterator[str]:
-    proc = start_api(resources.env(), name="api-page")
-    try:
-        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
-    finally:
-        proc.stop()
+def api_fixture(base_url: str) -> str:
+    """The session's API (tests/e2e/conftest.py)."""
+    return base_url
 
 
 async def test_task_page_access_headers_and_escaping(

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from harness.processes import Process, start_api, stop_all
+from harness.processes import Process, stop_all
 from harness.relay import health, start_relay
 from harness.resources import SECRET, Resources
 from harness.wait import wait_until_sync
@@ -37,12 +37,9 @@ def relays_fixture(resources: Resources) -> Iterator[list[Process]]:
 
 
 @pytest.fixture(name="api", scope="module")
-def api_fixture(resources: Resources, relays: list[Process]) -> Iterator[str]:
-    proc = start_api(resources.env(), name="api-relay-crash")
-    try:
-        yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
-    finally:
-        proc.stop()
+def api_fixture(base_url: str, relays: list[Process]) -> str:
+    """The session's API (tests/e2e/conftest.py), once this module's relays run."""
+    return base_url
 
 
 def _active(relays: list[Process]) -> Process:

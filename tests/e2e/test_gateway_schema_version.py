@@ -5,12 +5,11 @@ process; the real notification is published by the relay's own publisher."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import aio_pika
 import pytest
 
-from harness.processes import Process, start_api
+from harness.processes import Process
 from harness.resources import SECRET, Resources
 from harness.wait import wait_until
 from harness.ws import Watch
@@ -22,16 +21,9 @@ from tests.support.republish import notification_rows, publish
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(name="api")
-def api_fixture(resources: Resources) -> Iterator[Process]:
-    with start_api(resources.env(), name="api-schema-version") as proc:
-        yield proc
-
-
 async def test_an_unknown_version_is_skipped_and_the_next_one_delivered(
-    api: Process, resources: Resources, uow_factory: UnitOfWorkFactory
+    session_api: Process, base_url: str, resources: Resources, uow_factory: UnitOfWorkFactory
 ) -> None:
-    base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
     task_id = await tasks.new_task(uow_factory, "schema")
     watch = await Watch.open(base_url, task_id, issue_token(SECRET, "schema", 600))
     await watch.wait_frames(1)  # the snapshot: the task's routing key is bound
@@ -50,7 +42,7 @@ async def test_an_unknown_version_is_skipped_and_the_next_one_delivered(
     finally:
         await connection.close()
     await wait_until(
-        lambda: _logged(api, "gateway_unknown_schema"), within=10, what="the skip logged"
+        lambda: _logged(session_api, "gateway_unknown_schema"), within=10, what="the skip logged"
     )
 
     seq = await tasks.start(uow_factory, task_id)
@@ -58,7 +50,7 @@ async def test_an_unknown_version_is_skipped_and_the_next_one_delivered(
     await watch.wait_seq(seq)
     assert watch.progress_seqs == [seq] == [1]
     assert watch.frames[1]["step"] != "v2"
-    assert api.alive()
+    assert session_api.alive()
     await watch.close()
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import httpx
 
+from harness.client import create_through_api
 from harness.resources import SECRET
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.domain import Status
@@ -29,7 +30,7 @@ def user() -> str:
 async def _create(client: httpx.AsyncClient, owner: str, n_concepts: int) -> str:
     concepts = [{"concept_id": f"c{i:04d}", "title": f"概念 {i}"} for i in range(n_concepts)]
     token = issue_token(SECRET, owner, 3600)
-    return await tasks.create_through_api(str(client.base_url), token, concepts)
+    return await create_through_api(str(client.base_url), token, concepts)
 
 
 async def _walk(

@@ -10,11 +10,10 @@ end to the last task done, items generated twice) are printed for docs/worker.md
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -101,9 +100,11 @@ async def test_postgresql_stopped_twice_while_tasks_generate(
             watchers = await watch_all(system, ids)
             for outage in (1, 2):
                 await progress(system, ids, at_least=20 * outage)
+                noticed = _logged_again(system.worker, "reconciler_paused")
                 private_postgres.stop("fast" if outage == 1 else "immediate")
                 await answers_503_while_down(system, ids[0])
-                await asyncio.sleep(2)  # the outage itself
+                # The outage lasts until the worker has met it (its reconciler pauses).
+                await wait_until(noticed, within=30, what="the worker to notice the outage")
                 private_postgres.start()
             fault_ended = time.monotonic()
             rows = await system.all_final(ids, within=120)
@@ -240,3 +241,17 @@ async def test_a_job_whose_failure_callback_cannot_reach_the_database_still_ends
 
 async def _logged(proc: Process, event: str) -> bool:
     return any(line.get("event") == event for line in log_lines(proc))
+
+
+def _logged_again(proc: Process, event: str) -> Callable[[], Awaitable[bool]]:
+    """A check that passes once `event` is logged more often than now."""
+
+    def count() -> int:
+        return sum(line.get("event") == event for line in log_lines(proc))
+
+    before = count()
+
+    async def check() -> bool:
+        return count() > before
+
+    return check

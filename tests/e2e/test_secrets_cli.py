@@ -65,6 +65,7 @@ def test_no_database_password_is_printed(resources: Resources, command: str, for
         ("worker", "REDIS_URL", f"redis://:Pw7-redis@127.0.0.1:{CLOSED}/0"),
         ("worker", "REDIS_URL", f"redis://127.0.0.1:{CLOSED}/0?password=Pw8-redis-query"),
     ],
+    ids=["amqp-userinfo", "redis-userinfo", "redis-query"],  # the same on every xdist worker
 )
 def test_no_broker_or_redis_password_is_printed(
     resources: Resources, command: str, variable: str, url: str
@@ -81,6 +82,7 @@ def test_no_broker_or_redis_password_is_printed(
         f"http://demo:Pw10%40encoded@127.0.0.1:{CLOSED}/",
         f"http://127.0.0.1:{CLOSED}/?password=Pw11-query",
     ],
+    ids=["userinfo", "percent-encoded", "query"],  # the same on every xdist worker
 )
 def test_no_api_password_is_printed_by_demo(resources: Resources, url: str) -> None:
     """`taskrelay demo --url` with a password, the API down: one line, the password masked."""

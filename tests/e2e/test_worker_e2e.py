@@ -2,7 +2,8 @@
 
 Tasks are created, cancelled and retried through the service functions the API calls (which
 write the outbox); the relay publishes; the worker consumes, enqueues and generates with
-`harness.generators:counting`, which counts every generation in Redis.
+`harness.generators:counting` (or `paced`, for the tests that share one worker), which counts
+every generation in Redis.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness import generators
 from harness.processes import TASKRELAY, Process, free_port
 from harness.relay import start_relay
 from harness.resources import Resources
+from harness.system import fault_env
 from harness.wait import wait_until, wait_until_sync
 from harness.worker import log_lines, process_alive, start_worker, task_row
 from shared.adapters.postgres import UnitOfWorkFactory
@@ -44,17 +46,22 @@ def relay_fixture(resources: Resources) -> Iterator[Process]:
 
 
 def worker_env(resources: Resources, delay: float = 0.0) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
-        TASKRELAY_TEST_GENERATOR_DELAY=str(delay),
-        TASKRELAY_WORKER_LEASE_SECONDS="6",
-        TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS="1",
-        TASKRELAY_WORKER_STALE_AFTER_SECONDS="5",
+    return fault_env(resources, TASKRELAY_TEST_GENERATOR_DELAY=str(delay))
+
+
+@pytest.fixture(name="worker", scope="class")
+def worker_fixture(resources: Resources, relay: Process) -> Iterator[Process]:
+    env = fault_env(resources, TASKRELAY_CONTENT_GENERATOR="harness.generators:paced")
+    with start_worker(env, name="worker-shared") as worker:
+        yield worker
+
+
+async def create(uow_factory: UnitOfWorkFactory, concepts: list[str], pace: float = 0) -> UUID:
+    """A task of `concepts` in one content type, each item taking `pace` seconds (under
+    `harness.generators:paced`; `counting` takes TASKRELAY_TEST_GENERATOR_DELAY instead)."""
+    return await tasks.new_task(
+        uow_factory, OWNER, concepts, types=("quiz",), roadmap_id=f"paced-{pace:g}"
     )
-
-
-async def create(uow_factory: UnitOfWorkFactory, concepts: list[str]) -> UUID:
-    return await tasks.new_task(uow_factory, OWNER, concepts, types=("quiz",))
 
 
 async def retry(uow_factory: UnitOfWorkFactory, task_id: UUID) -> None:
@@ -70,11 +77,25 @@ async def completed_at_least(uow_factory: UnitOfWorkFactory, task_id: UUID, n: i
     await wait_until(enough, within=60, interval=0.1, what=f"{n} items completed")
 
 
-async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
-    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
-) -> None:
-    concepts = [f"c{i:02d}-fail" if i % 2 else f"c{i:02d}" for i in range(21)]
-    with start_worker(worker_env(resources), name="worker-seed") as worker:
+UNHANDLEABLE = {
+    "an unknown task": (
+        json.dumps({"task_id": str(uuid4()), "job": "generate_content", "items": []}).encode(),
+        "does not exist",
+    ),
+    # json.loads raised RecursionError: the message stayed unacked, never dead-lettered.
+    "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+}
+
+
+class TestOneWorker:
+    """Tests that share one worker (`worker`, for this class only): each item waits as long as
+    its task's roadmap id says (`harness.generators:paced`), so they need no worker of their
+    own; the other tests of the module start, kill and stop theirs, with no other worker."""
+
+    async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
+        self, resources: Resources, uow_factory: UnitOfWorkFactory, worker: Process
+    ) -> None:
+        concepts = [f"c{i:02d}-fail" if i % 2 else f"c{i:02d}" for i in range(21)]
         task_id = await create(uow_factory, concepts)
         row = await wait_for_status(uow_factory, task_id)
         assert row.status == "partial_failure"
@@ -121,20 +142,21 @@ async def test_the_seed_partial_failure_retry_and_a_duplicate_message(
         )
         assert "taskrelay-content" in info.stdout, info.stdout + info.stderr
 
-
-async def test_a_cancel_mid_run_stops_generation_and_a_retry_does_the_rest(
-    resources: Resources, uow_factory: UnitOfWorkFactory, relay: Process
-) -> None:
-    concepts = [f"k{i:02d}" for i in range(15)]
-    with start_worker(worker_env(resources, delay=0.3), name="worker-cancel") as worker:
-        task_id = await create(uow_factory, concepts)
+    async def test_a_cancel_mid_run_stops_generation_and_a_retry_does_the_rest(
+        self, resources: Resources, uow_factory: UnitOfWorkFactory, worker: Process
+    ) -> None:
+        concepts = [f"k{i:02d}" for i in range(15)]
+        task_id = await create(uow_factory, concepts, pace=0.3)
         await completed_at_least(uow_factory, task_id, 3)
         async with uow_factory() as uow:
             await cancel_task(uow, OWNER, task_id)
             await uow.commit()
         cancelled_at = time.time()
         wait_until_sync(
-            lambda: any(line.get("stop") == "cancelled" for line in log_lines(worker)),
+            lambda: any(
+                line.get("stop") == "cancelled" and line.get("task_id") == str(task_id)
+                for line in log_lines(worker)
+            ),
             within=30,
             what="the job to stop on the cancel",
         )
@@ -150,6 +172,35 @@ async def test_a_cancel_mid_run_stops_generation_and_a_retry_does_the_rest(
         row = await wait_for_status(uow_factory, task_id)
         assert row.status == "completed"
         assert set(generators.calls(resources.redis_url, task_id).values()) == {1}
+
+    @pytest.mark.parametrize("case", sorted(UNHANDLEABLE))
+    async def test_a_message_that_cannot_be_handled_is_dead_lettered(
+        self, resources: Resources, worker: Process, case: str
+    ) -> None:
+        body, reason = UNHANDLEABLE[case]
+        message_id = str(uuid4())
+        connection = await aio_pika.connect(resources.amqp_url)
+        try:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("taskrelay")
+            await exchange.publish(
+                aio_pika.Message(body, message_id=message_id),
+                routing_key="job.generate_content",
+            )
+            dead = await channel.get_queue(DEAD_JOB_QUEUE)
+
+            async def dead_lettered() -> bool:
+                while (message := await dead.get(no_ack=True, fail=False)) is not None:
+                    if message.message_id == message_id:
+                        return True
+                return False
+
+            await wait_until(dead_lettered, within=30, interval=0.2, what="the dead letter")
+        finally:
+            await connection.close()
+        errors = [line for line in log_lines(worker) if line.get("message_id") == message_id]
+        assert any(line.get("event") == "job_message_dead_lettered" for line in errors)
+        assert reason in str(errors[-1].get("error"))
 
 
 async def test_a_worker_killed_mid_job_is_replaced_and_the_task_finishes(
@@ -214,47 +265,6 @@ async def test_a_job_that_raises_fails_its_task_through_the_failure_callback(
     assert row.error_message.startswith("Content generation failed: ")
     assert "timeout" in row.error_message
     assert (await item_counts(uow_factory, task_id))["pending"] > 0
-
-
-UNHANDLEABLE = {
-    "an unknown task": (
-        json.dumps({"task_id": str(uuid4()), "job": "generate_content", "items": []}).encode(),
-        "does not exist",
-    ),
-    # json.loads raised RecursionError: the message stayed unacked, never dead-lettered.
-    "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(UNHANDLEABLE))
-async def test_a_message_that_cannot_be_handled_is_dead_lettered(
-    resources: Resources, relay: Process, case: str
-) -> None:
-    body, reason = UNHANDLEABLE[case]
-    message_id = str(uuid4())
-    with start_worker(worker_env(resources), name="worker-dead-letter") as worker:
-        connection = await aio_pika.connect(resources.amqp_url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.get_exchange("taskrelay")
-            await exchange.publish(
-                aio_pika.Message(body, message_id=message_id),
-                routing_key="job.generate_content",
-            )
-            dead = await channel.get_queue(DEAD_JOB_QUEUE)
-
-            async def dead_lettered() -> bool:
-                while (message := await dead.get(no_ack=True, fail=False)) is not None:
-                    if message.message_id == message_id:
-                        return True
-                return False
-
-            await wait_until(dead_lettered, within=30, interval=0.2, what="the dead letter")
-        finally:
-            await connection.close()
-        errors = [line for line in log_lines(worker) if line.get("message_id") == message_id]
-    assert any(line.get("event") == "job_message_dead_lettered" for line in errors)
-    assert reason in str(errors[-1].get("error"))
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from harness import resources as res
 from harness.processes import TASKRELAY, Process
 from harness.relay import start_relay
 from harness.resources import Resources
+from harness.system import fault_env
 from harness.wait import wait_until, wait_until_sync
 from harness.worker import log_lines, process_alive, start_worker
 from shared.adapters.postgres import UnitOfWorkFactory
@@ -51,13 +52,7 @@ def through(url: str, proxy: TcpProxy) -> str:
 
 
 def env_for(resources: Resources, **extra: str) -> dict[str, str]:
-    return resources.env(
-        TASKRELAY_CONTENT_GENERATOR="harness.generators:counting",
-        TASKRELAY_WORKER_LEASE_SECONDS="6",
-        TASKRELAY_WORKER_RECONCILE_INTERVAL_SECONDS="1",
-        TASKRELAY_WORKER_STALE_AFTER_SECONDS="5",
-        **extra,
-    )
+    return fault_env(resources, **{"TASKRELAY_TEST_GENERATOR_DELAY": "0", **extra})
 
 
 async def test_the_database_lost_mid_job_then_back_the_task_still_completes(

@@ -1,8 +1,9 @@
 """What the browser tests share: Debian's Chromium, and a whole system for it to load pages from.
 
-Playwright drives `/usr/bin/chromium` (Playwright's own browser download is not used); a
-module's tests get real relay, worker and API processes started once, in that order, with the
-generator the module asks for.
+Playwright drives `/usr/bin/chromium` (Playwright's own browser download is not used), started
+once per session; each test's pages and contexts are closed after it (`Tabs`). A module's tests
+get real relay, worker and API processes started once, in that order, with the generator the
+module asks for.
 """
 
 from __future__ import annotations
@@ -42,6 +43,31 @@ async def chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+class Tabs:
+    """What one test opens in the session's Chromium: its pages and contexts (each page of
+    `new_page` has a context of its own), all closed when the test ends, so no page of an
+    earlier test keeps a socket open or runs its script meanwhile."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+        self._contexts: list[Any] = []
+
+    async def new_page(self, **options: Any) -> Any:
+        page = await self._browser.new_page(**options)
+        self._contexts.append(page.context)
+        return page
+
+    async def new_context(self, **options: Any) -> Any:
+        context = await self._browser.new_context(**options)
+        self._contexts.append(context)
+        return context
+
+    async def close(self) -> None:
+        for context in self._contexts:
+            with contextlib.suppress(Exception):  # closed by the test already
+                await context.close()
 
 
 def system_env(resources: Resources, item_seconds: float) -> dict[str, str]:
