@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from harness.processes import Process, start_api
-from harness.resources import SECRET, Resources
+from harness.resources import SECRET, Resources, isolated
+from shared.adapters.postgres import UnitOfWorkFactory
+from shared.config.settings import Settings
 from shared.service.auth import issue_token
 from tests.support.browser import Tabs, chromium
 
@@ -40,6 +42,25 @@ async def client_fixture(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         yield client
+
+
+@pytest.fixture(name="own", scope="module")
+def own_fixture(request: pytest.FixtureRequest) -> Iterator[Resources]:
+    """A database, vhost and Redis db of this module's own, for a module whose system runs a
+    worker: the session's hold the job messages every other module's tasks left, which a worker
+    there would generate first (seconds to minutes, and CPU the other tests need)."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with isolated(f"taskrelay_{module}") as resources:
+        yield resources
+
+
+@pytest.fixture(name="own_uow_factory", scope="module")
+async def own_uow_factory_fixture(own: Resources) -> AsyncIterator[UnitOfWorkFactory]:
+    uow_factory = UnitOfWorkFactory(Settings.from_env(own.env()).database, pool_size=10)
+    try:
+        yield uow_factory
+    finally:
+        await uow_factory.close()
 
 
 @pytest.fixture(name="chromium", scope="session")

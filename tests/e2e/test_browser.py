@@ -39,8 +39,8 @@ RECORD_BAR = """() => {
 
 
 @pytest.fixture(name="env", scope="module")
-def env_fixture(resources: Resources) -> dict[str, str]:
-    return system_env(resources, item_seconds=0.25)
+def env_fixture(own: Resources) -> dict[str, str]:
+    return system_env(own, item_seconds=0.25)
 
 
 @pytest.fixture(name="system", scope="module")

@@ -18,19 +18,13 @@ import pytest
 from harness import fairness, generators
 from harness.processes import Process, free_port, start_api
 from harness.relay import start_relay
-from harness.resources import Resources, isolated
+from harness.resources import Resources
 from harness.wait import wait_until
 from harness.worker import start_worker
 
 pytestmark = pytest.mark.slow
 ITEM_CONCURRENCY = 8
 """The worker's default (TASKRELAY_WORKER_ITEM_CONCURRENCY)."""
-
-
-@pytest.fixture(name="own", scope="module")
-def own_fixture() -> Iterator[Resources]:
-    with isolated("taskrelay_fair") as resources:
-        yield resources
 
 
 @pytest.fixture(name="system", scope="module")

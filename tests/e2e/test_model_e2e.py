@@ -65,9 +65,9 @@ class System:
 
 
 @pytest.fixture(name="system", scope="module")
-async def system_fixture(resources: Resources) -> AsyncIterator[System]:
+async def system_fixture(own: Resources) -> AsyncIterator[System]:
     with ModelStub(delay=0.5, script=script) as stub:
-        env = resources.env(
+        env = own.env(
             TASKRELAY_CONTENT_GENERATOR="openai",
             TASKRELAY_MODEL="stub-model",
             OPENAI_BASE_URL=stub.url,

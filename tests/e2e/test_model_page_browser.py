@@ -26,9 +26,9 @@ HOSTILE = '<img src=x onerror="window.pwned = 1"><b>Loops</b>'
 
 
 @pytest.fixture(name="system", scope="module")
-def system_fixture(resources: Resources) -> Iterator[str]:
+def system_fixture(own: Resources) -> Iterator[str]:
     with ModelStub(delay=0.05) as stub:
-        env = resources.env(
+        env = own.env(
             TASKRELAY_CONTENT_GENERATOR="openai",
             TASKRELAY_MODEL="stub-model",
             OPENAI_BASE_URL=stub.url,

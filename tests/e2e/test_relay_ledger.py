@@ -22,6 +22,18 @@ from tests.support.relay import Ledger, Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
+
+@pytest.fixture(name="resources", scope="module")
+def resources_fixture(own: Resources) -> Resources:
+    """This module's own (tests/e2e/conftest.py): its relays publish no other module's rows."""
+    return own
+
+
+@pytest.fixture(name="uow_factory", scope="module")
+def uow_factory_fixture(own_uow_factory: UnitOfWorkFactory) -> UnitOfWorkFactory:
+    return own_uow_factory
+
+
 ROWS = 5000
 KILLS = 3
 

@@ -25,6 +25,18 @@ from tests.support.relay import Ledger, Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
+
+@pytest.fixture(name="resources", scope="module")
+def resources_fixture(own: Resources) -> Resources:
+    """This module's own (tests/e2e/conftest.py): its relays publish no other module's rows."""
+    return own
+
+
+@pytest.fixture(name="uow_factory", scope="module")
+def uow_factory_fixture(own_uow_factory: UnitOfWorkFactory) -> UnitOfWorkFactory:
+    return own_uow_factory
+
+
 CUT_SECONDS = 3.0
 """The shortest cut: the relay's reconnects fail and back off to their cap (0.2 s doubling to
 2 s, `shared/adapters/backoff.py`) as in a long outage; a longer cut checks nothing more."""

@@ -74,8 +74,8 @@ TIMING = """(() => {
 
 
 @pytest.fixture(name="env", scope="module")
-def env_fixture(resources: Resources) -> dict[str, str]:
-    return system_env(resources, item_seconds=0.05)
+def env_fixture(own: Resources) -> dict[str, str]:
+    return system_env(own, item_seconds=0.05)
 
 
 @pytest.fixture(name="system", scope="module")

@@ -25,8 +25,8 @@ pytestmark = MARKS
 
 
 @pytest.fixture(name="system", scope="module")
-def system_fixture(resources: Resources) -> Iterator[str]:
-    env = resources.env(
+def system_fixture(own: Resources) -> Iterator[str]:
+    env = own.env(
         TASKRELAY_CONTENT_GENERATOR="harness.generators:paced",
         TASKRELAY_WORKER_SLICE_SECONDS="6",
         TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
