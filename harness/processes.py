@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.wait import wait_until_sync
@@ -110,6 +111,20 @@ def start_api(env: dict[str, str], port: int | None = None, name: str = "api") -
         proc.stop()
         raise RuntimeError(f"the API exited at start-up:\n{proc.output()}")
     return proc
+
+
+def start_together(*starts: Callable[[], Process]) -> list[Process]:
+    """Run the `start_*` calls side by side (each waits until its process is ready, and most of
+    that is waiting on imports and connections); their processes, in the order given. If one
+    fails, the others are stopped and its error raised."""
+    with concurrent.futures.ThreadPoolExecutor(len(starts)) as pool:
+        futures = [pool.submit(start) for start in starts]
+        concurrent.futures.wait(futures)
+    errors = [error for f in futures if (error := f.exception()) is not None]
+    if errors:
+        stop_all([f.result() for f in futures if f.exception() is None])
+        raise errors[0]
+    return [f.result() for f in futures]
 
 
 def stop_all(processes: Sequence[Process]) -> None:

@@ -15,7 +15,7 @@ from uuid import UUID
 import httpx
 
 from harness.client import create_through_api
-from harness.processes import Process, start_api
+from harness.processes import Process, start_api, start_together
 from harness.relay import start_relay
 from harness.resources import SECRET, Resources
 from harness.wait import wait_until
@@ -92,9 +92,13 @@ class System:
 async def running(env: dict[str, str], processes: int = 2) -> AsyncIterator[System]:
     uow_factory = UnitOfWorkFactory(DatabaseSettings(url=env["DATABASE_URL"]), pool_size=2)
     with contextlib.ExitStack() as stack:
-        api = stack.enter_context(start_api(env, name="api-stuck"))
-        relay = stack.enter_context(start_relay(env, name="relay-stuck"))
-        worker = stack.enter_context(start_worker(env, processes, name="worker-stuck"))
+        api, relay, worker = start_together(
+            lambda: start_api(env, name="api-stuck"),
+            lambda: start_relay(env, name="relay-stuck"),
+            lambda: start_worker(env, processes, name="worker-stuck"),
+        )
+        for proc in (api, relay, worker):  # stopped the other way round
+            stack.callback(proc.stop)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
         async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:

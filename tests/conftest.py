@@ -36,9 +36,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: LANES.get(item.path.parent.name, len(LANES)))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadscope` (`make test`): a module is one unit of work, but for `SPREAD`'s."""
+    """`--dist loadscope` (`make test`): a module is one unit of work, but for `SPREAD`'s.
+
+    (Not `xdist_group` marks with `--dist loadgroup`: pytest-xdist groups them by renaming
+    `item._nodeid`, which pytest 9.2's `nodeid` no longer reads, so they group nothing.)"""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling

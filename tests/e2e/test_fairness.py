@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from harness import fairness, generators
-from harness.processes import Process, free_port, start_api
+from harness.processes import free_port, start_api, start_together, stop_all
 from harness.relay import start_relay
 from harness.resources import Resources
 from harness.wait import wait_until
@@ -34,11 +34,15 @@ def system_fixture(own: Resources) -> Iterator[tuple[str, int, Resources]]:
         TASKRELAY_API_RATE_LIMIT_PER_SECOND="0",
     )
     metrics_port = free_port()
-    with contextlib.ExitStack() as stack:
-        api: Process = stack.enter_context(start_api(env, name="api-fair"))
-        stack.enter_context(start_relay(env, name="relay-fair"))
-        stack.enter_context(start_worker(env, 2, name="worker-fair", metrics_port=metrics_port))
-        yield f"http://127.0.0.1:{api.port}", metrics_port, own  # type: ignore[attr-defined]
+    processes = start_together(
+        lambda: start_api(env, name="api-fair"),
+        lambda: start_relay(env, name="relay-fair"),
+        lambda: start_worker(env, 2, name="worker-fair", metrics_port=metrics_port),
+    )
+    try:
+        yield f"http://127.0.0.1:{processes[0].port}", metrics_port, own  # type: ignore[attr-defined]
+    finally:
+        stop_all(processes[::-1])
 
 
 @contextlib.asynccontextmanager

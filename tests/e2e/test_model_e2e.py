@@ -25,7 +25,14 @@ import pytest
 
 from harness.client import create_through_api
 from harness.model_stub import ModelStub, Reply
-from harness.processes import Process, free_port, refused_in_one_line, start_api
+from harness.processes import (
+    Process,
+    free_port,
+    refused_in_one_line,
+    start_api,
+    start_together,
+    stop_all,
+)
 from harness.relay import start_relay
 from harness.resources import SECRET, Resources
 from harness.wait import wait_until
@@ -76,15 +83,18 @@ async def system_fixture(own: Resources) -> AsyncIterator[System]:
             TASKRELAY_WORKER_ITEM_CONCURRENCY="8",  # more than the cap: the cap must hold them
         )
         worker_port = free_port()
-        with (
-            start_api(env, name="api-model") as api,
-            start_relay(env, name="relay-model") as relay,
-            start_worker(env, 2, name="worker-model", metrics_port=worker_port) as worker,
-        ):
+        api, relay, worker = start_together(
+            lambda: start_api(env, name="api-model"),
+            lambda: start_relay(env, name="relay-model"),
+            lambda: start_worker(env, 2, name="worker-model", metrics_port=worker_port),
+        )
+        try:
             base_url = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
             headers = {"Authorization": f"Bearer {TOKEN}"}
             async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
                 yield System(stub, api, relay, worker, worker_port, client)
+        finally:
+            stop_all([worker, relay, api])
 
 
 async def finished(system: System, concepts: list[str], types: list[str]) -> dict[str, Any]:

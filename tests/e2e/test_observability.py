@@ -26,7 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.processes import Process, free_port
+from harness.processes import Process, free_port, start_together
 from harness.relay import start_relay
 from harness.resources import SECRET, Resources
 from harness.wait import wait_until
@@ -68,8 +68,10 @@ class Demo:
 def system_fixture(resources: Resources, api: Process) -> Iterator[System]:
     env = resources.env(TASKRELAY_CONTENT_GENERATOR="harness.generators:counting")
     relay_port, worker_port = free_port(), free_port()
-    relay = start_relay(env, name="relay-observed", port=relay_port)
-    worker = start_worker(env, processes=2, name="worker-observed", metrics_port=worker_port)
+    relay, worker = start_together(
+        lambda: start_relay(env, name="relay-observed", port=relay_port),
+        lambda: start_worker(env, processes=2, name="worker-observed", metrics_port=worker_port),
+    )
     try:
         yield System(api, api.port, relay, relay_port, worker, worker_port)  # type: ignore[attr-defined]
     finally:

@@ -2,7 +2,7 @@
 
 Playwright drives `/usr/bin/chromium` (Playwright's own browser download is not used), started
 once per session; each test's pages and contexts are closed after it (`Tabs`). A module's tests
-get real relay, worker and API processes started once, in that order, with the generator the
+get real relay, worker and API processes, started once and side by side, with the generator the
 module asks for.
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from harness.processes import Process, start_api, stop_all
+from harness.processes import start_api, start_together, stop_all
 from harness.relay import start_relay
 from harness.resources import Resources
+from harness.worker import start_worker
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -82,12 +83,12 @@ def system_env(resources: Resources, item_seconds: float) -> dict[str, str]:
 @contextlib.contextmanager
 def running_system(env: dict[str, str], label: str) -> Iterator[str]:
     """Relay, one worker and the API on `env`; the API's base URL."""
-    processes: list[Process] = []
+    processes = start_together(
+        lambda: start_relay(env, name=f"relay-{label}"),
+        lambda: start_worker(env, name=f"worker-{label}"),
+        lambda: start_api(env, name=f"api-{label}"),
+    )
     try:
-        processes.append(start_relay(env, name=f"relay-{label}"))
-        processes.append(Process(["worker", "--processes", "1"], env, f"worker-{label}"))
-        api = start_api(env, name=f"api-{label}")
-        processes.append(api)
-        yield f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{processes[2].port}"  # type: ignore[attr-defined]
     finally:
         stop_all(processes)
