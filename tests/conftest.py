@@ -21,9 +21,11 @@ from harness.servers import PrivatePostgres, PrivateRedis
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 
-LANES = {"e2e": 0, "integration": 1, "unit": 2}
-"""The order pytest-xdist hands modules out in: the slow lanes first, so the quick tests fill the
-end of the run instead of one slow module started last."""
+LANES = {"integration": 0, "e2e": 1, "unit": 2}
+"""The order pytest-xdist hands modules out in. The pure unit tests last, so they fill the end of
+the run instead of one slow module started last; the integration tests before the e2e ones, as
+in a serial run's order, because an e2e module's relay publishes the session's outbox rows and
+leaves job messages in its vhost that an in-process consumer test would take as its own."""
 
 SPREAD = {"tests/e2e/test_nothing_stuck.py"}
 """Modules whose tests share no module fixture and are slow each: under pytest-xdist they may run
