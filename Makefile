@@ -31,7 +31,7 @@ test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The fast lane a developer runs on every change: unit and integration tests (no processes, no
-# browser, no faults); about 50 s here. `make test` is the whole suite, before a push.
+# browser, no faults); about 40 s here. `make test` is the whole suite, before a push.
 test-fast: $(STAMP)
 	$(BIN)/ruff check shared services harness tests bench
 	$(BIN)/pytest $(PYTEST_PARALLEL) -q tests/unit tests/integration

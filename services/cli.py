@@ -80,7 +80,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from services.worker import run_worker
+    from services.worker.main import run_worker
 
     configure_logging("worker", settings.logging)
     configure_tracing("worker")

@@ -21,21 +21,51 @@ from harness.servers import PrivatePostgres, PrivateRedis
 from shared.adapters.postgres import UnitOfWorkFactory
 from shared.config.settings import Settings
 
-LANES = {"integration": 0, "e2e": 1, "unit": 2}
-"""The order pytest-xdist hands modules out in. The pure unit tests last, so they fill the end of
-the run instead of one slow module started last; the integration tests before the e2e ones, as
-in a serial run's order, because an e2e module's relay publishes the session's outbox rows and
-leaves job messages in its vhost that an in-process consumer test would take as its own."""
+LANES = {"e2e": 0, "integration": 1, "unit": 2}
+"""The order pytest-xdist hands modules out in: the slow lanes first, the pure unit tests last,
+so the run ends on short units of work instead of waiting for one slow module started late."""
 
-SPREAD = {"tests/e2e/test_nothing_stuck.py"}
-"""Modules whose tests share no module fixture and are slow each: under pytest-xdist they may run
-on different workers. Every other module's tests run on one worker, so the processes its module
-fixtures start are started once."""
+SLOWEST_FIRST = (
+    "tests/e2e/test_worker_faults.py",
+    "tests/e2e/test_run.py",
+    "tests/e2e/test_trace_export.py",
+    "tests/e2e/test_model_e2e.py",
+    "tests/integration/test_model_generator.py",
+    "tests/e2e/test_relay_ledger.py",
+    "tests/e2e/test_task_page_waiting.py",
+    "tests/e2e/test_worker_e2e.py",
+    "tests/e2e/test_admin.py",
+    "tests/e2e/test_schema.py",
+    "tests/e2e/test_nothing_stuck.py",
+    "tests/e2e/test_fairness.py",
+)
+"""The modules that took longest (measured 2026-12-05), handed out before the rest of their
+lane, slowest first. A stale entry only changes the order."""
+
+SPREAD = {
+    "tests/e2e/test_nothing_stuck.py",
+    "tests/e2e/test_run_endings.py",
+    "tests/e2e/test_secrets_cli.py",
+    "tests/e2e/test_admin.py",
+    "tests/e2e/test_run.py",
+    "tests/e2e/test_api_outage.py",
+    "tests/e2e/test_trace_export.py",
+    "tests/e2e/test_schema.py",
+}
+"""Modules whose tests share no module fixture and are slow together: under pytest-xdist they may
+run on different workers. Every other module's tests run on one worker, so the processes its
+module fixtures start are started once."""
+
+
+def _handed_out(item: pytest.Item) -> tuple[int, int]:
+    module = item.nodeid.split("::", 1)[0]
+    slow = SLOWEST_FIRST.index(module) if module in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    return slow, LANES.get(item.path.parent.name, len(LANES))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: its order is the order handed out
-        items.sort(key=lambda item: LANES.get(item.path.parent.name, len(LANES)))
+        items.sort(key=_handed_out)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
