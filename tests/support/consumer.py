@@ -50,8 +50,8 @@ async def own_consumer(
     )
     vhost = f"taskrelay-consumer-{run_id()}"
     async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.callback(delete_vhost, vhost)  # also after a half-made one
         amqp_url = await asyncio.to_thread(create_vhost, vhost)
-        cleanup.callback(delete_vhost, vhost)
         client = redis.Redis.from_url(resources.redis_url)
         cleanup.callback(client.close)
         cleanup.callback(Queue(queue_name, connection=client).delete, delete_jobs=True)
